@@ -15,8 +15,8 @@ from .decoder import LightDecoder, fuse_blocks
 from .masking import random_token_mask
 
 # %% auto #0
-__all__ = ['encoder_geometry', 'GMMLModel', 'MAEModel', 'create_gmml_model', 'create_mae_model', 'encoder_state_dict',
-           'encoder_extras', 'export_encoder', 'load_encoder']
+__all__ = ['encoder_geometry', 'default_blocks', 'GMMLModel', 'MAEModel', 'create_gmml_model', 'create_mae_model',
+           'encoder_state_dict', 'encoder_extras', 'export_encoder', 'load_encoder']
 
 # %% ../nbs/60_models.ipynb #baa81fa4
 def _check_encoder(encoder) -> VisionTransformer:
@@ -34,14 +34,20 @@ def _channel_norm(norm: nn.Module, grid: torch.Tensor) -> torch.Tensor:
     "Apply a token-wise norm (over the last axis of B×N×D) to a B×D×rows×cols grid."
     return norm(grid.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
-# %% ../nbs/60_models.ipynb #288943b1
+# %% ../nbs/60_models.ipynb #a37cf3bf
+def default_blocks(depth: int) -> tuple[int, ...]:
+    "GMML's fused blocks {6, 8, 10, 12} of a 12-block ViT, rescaled to `depth` blocks (1-based): half, 2/3, 5/6 and all of the depth."
+    if depth < 1: raise ValueError(f"depth must be >= 1, got {depth}")
+    return tuple(sorted({max(1, round(depth*f)) for f in (6/12, 8/12, 10/12, 1.0)}))
+
+# %% ../nbs/60_models.ipynb #02cb65af
 class GMMLModel(nn.Module):
     "GMML pretraining model: a timm ViT encoder on the full (corrupted) image; the final norm of its fused `blocks` is decoded back to pixels."
-    def __init__(self, encoder: VisionTransformer, blocks=(6, 8, 10, 12), fusion: str = 'sum', decoder=None,
+    def __init__(self, encoder: VisionTransformer, blocks=None, fusion: str = 'sum', decoder=None,
                  out_chans: int | None = None):
         super().__init__()
         self.encoder = _check_encoder(encoder)
-        self.blocks = check_blocks(encoder, blocks)
+        self.blocks = check_blocks(encoder, default_blocks(len(encoder.blocks)) if blocks is None else blocks)
         if fusion not in ('sum', 'mean'): raise ValueError(f"fusion must be 'sum' or 'mean', got {fusion!r}")
         self.fusion = fusion
         g = encoder_geometry(encoder)
@@ -67,7 +73,7 @@ class GMMLModel(nn.Module):
         recs = self.decoder(torch.cat(outs)).split(x.shape[0])     # one decoder call for all blocks
         return dict(zip(blocks, recs))
 
-# %% ../nbs/60_models.ipynb #1d9f0a37
+# %% ../nbs/60_models.ipynb #ec5a6f5f
 class MAEModel(nn.Module):
     "Lightweight MAE: a timm ViT encoder on the visible tokens only, and a small transformer decoder (mask token, own positional embeddings) predicting the pixels of every patch."
     def __init__(self, encoder: VisionTransformer, decoder_dim: int = 192, decoder_depth: int = 4, decoder_heads: int = 3,
@@ -165,8 +171,8 @@ class MAEModel(nn.Module):
         "Per-patch predictions B×N×(ph·pw·C) laid out as images B×C×H×W."
         return unpatchify(pred, self.patch_size, self.img_size)
 
-# %% ../nbs/60_models.ipynb #d5792992
-def create_gmml_model(arch: str = 'tiny_32', in_chans: int = 3, blocks=(6, 8, 10, 12), fusion: str = 'sum', decoder=None,
+# %% ../nbs/60_models.ipynb #e3b4bd70
+def create_gmml_model(arch: str = 'tiny_32', in_chans: int = 3, blocks=None, fusion: str = 'sum', decoder=None,
                       out_chans: int | None = None, **encoder_kwargs) -> GMMLModel:
     "A `GMMLModel` on a fresh `create_encoder(arch, in_chans=in_chans, **encoder_kwargs)`."
     return GMMLModel(create_encoder(arch, in_chans=in_chans, **encoder_kwargs), blocks=blocks, fusion=fusion,
@@ -180,7 +186,7 @@ def create_mae_model(arch: str = 'tiny_32', in_chans: int = 3, decoder_dim: int 
                     decoder_depth=decoder_depth, decoder_heads=decoder_heads, decoder_mlp_ratio=decoder_mlp_ratio,
                     mask_ratio=mask_ratio, dummy_token=dummy_token, out_chans=out_chans)
 
-# %% ../nbs/60_models.ipynb #06313565
+# %% ../nbs/60_models.ipynb #3260626c
 def _encoder_of(model) -> VisionTransformer:
     if isinstance(model, VisionTransformer): return model
     enc = getattr(model, 'encoder', None)

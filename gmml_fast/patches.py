@@ -11,9 +11,9 @@ from timm.models import register_model
 from timm.models.vision_transformer import VisionTransformer, _create_vision_transformer
 
 # %% auto #0
-__all__ = ['ARCH_ALIASES', 'ENCODER_PRESETS', 'grid_size', 'num_tokens', 'patchify', 'unpatchify', 'show_img', 'show_patch_grid',
-           'show_tokens', 'token_to_pixel_mask', 'pixel_to_token_mask', 'show_mask', 'vit_nano_patch16_224',
-           'create_encoder', 'check_blocks', 'block_outputs']
+__all__ = ['default_cfgs', 'ARCH_ALIASES', 'ENCODER_PRESETS', 'grid_size', 'num_tokens', 'patchify', 'unpatchify', 'show_img',
+           'show_patch_grid', 'show_tokens', 'token_to_pixel_mask', 'pixel_to_token_mask', 'show_mask',
+           'vit_nano_patch16_224', 'create_encoder', 'check_blocks', 'block_outputs']
 
 # %% ../nbs/10_patches.ipynb #78268f3c
 def _pair(p, name='patch_size'):
@@ -130,7 +130,11 @@ def show_mask(img: torch.Tensor, mask: torch.Tensor, ax=None, color=(1., .2, .2)
     ax.imshow(rgba.numpy())
     return ax
 
-# %% ../nbs/10_patches.ipynb #ae4f8925
+# %% ../nbs/10_patches.ipynb #6d563933
+# timm looks up a registered model's default config in its module's `default_cfgs`; ViT-Nano has no weights anywhere
+default_cfgs = {'vit_nano_patch16_224': dict(url='', num_classes=1000, input_size=(3, 224, 224), mean=(0.485, 0.456, 0.406),
+                                             std=(0.229, 0.224, 0.225), first_conv='patch_embed.proj', classifier='head')}
+
 @register_model
 def vit_nano_patch16_224(pretrained: bool = False, **kwargs) -> VisionTransformer:
     "ViT-Nano: 96-d, 12 blocks, 3 heads — a CPU-sized ViT for small images (no pretrained weights exist)."
