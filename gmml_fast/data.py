@@ -145,7 +145,7 @@ class ClassNames(DisplayedTransform):
         self.c = len(self.vocab)
     def decodes(self, o: TensorCategory): return Category(self.vocab[int(o)])
 
-# %% ../nbs/00_data.ipynb #02cfdfcc
+# %% ../nbs/00_data.ipynb #054c471d
 class TensorDL(TfmdDL):
     "A fastai `TfmdDL` whose batches are indexed in one call out of in-memory tensors (images, and optionally labels)."
     def __init__(self, images, labels=None, vocab=None, **kwargs):
@@ -154,6 +154,8 @@ class TensorDL(TfmdDL):
         if self.labels is not None and len(self.labels) != len(self.images):
             raise ValueError(f"labels has {len(self.labels)} entries for {len(self.images)} images")
         if vocab is not None and 'after_item' not in kwargs: kwargs['after_item'] = ClassNames(vocab)
+        # a batch is one indexing operation: worker processes would only add inter-process copies and compete for cores
+        kwargs.setdefault('num_workers', 0)
         super().__init__(dataset=range(len(self.images)), **kwargs)
 
     def _index_batch(self, idxs):
@@ -178,8 +180,9 @@ class TensorDL(TfmdDL):
         "Copy of this loader (same tensors) with new settings, as fastai does for e.g. `dls.test_dl`."
         kwargs.setdefault('images', self.images); kwargs.setdefault('labels', self.labels)
         kwargs.setdefault('after_item', self.after_item)
-        for k in ('bs', 'shuffle', 'drop_last', 'device', 'after_batch', 'before_batch', 'num_workers'):
+        for k in ('bs', 'shuffle', 'drop_last', 'device', 'after_batch', 'before_batch'):
             if k not in kwargs: kwargs[k] = getattr(self, k)
+        kwargs.setdefault('num_workers', self.fake_l.num_workers)   # `self.num_workers` is fastai's shard count, not this
         return (cls or type(self))(**kwargs)
 
     def show_batch(self, b=None, max_n: int = 9, ctxs=None, show: bool = True, unique: bool = False, **kwargs):
@@ -223,7 +226,7 @@ def tensor_dls(train_x, valid_x, train_y=None, valid_y=None, vocab=None, bs: int
     val = TensorDL(valid_x, valid_y, bs=val_bs or 2*bs, shuffle=False, drop_last=False, **kw)
     return DataLoaders(trn, val, device=device)
 
-# %% ../nbs/00_data.ipynb #cc4e262c
+# %% ../nbs/00_data.ipynb #5fa0483b
 def _fmnist_split(valid, seed, path, download):
     x, y = load_fashion_mnist('train', path, download)
     if valid == 'test':
@@ -235,6 +238,12 @@ def _fmnist_split(valid, seed, path, download):
     keep = torch.ones(len(y), dtype=torch.bool); keep[vidx] = False
     return x[keep], y[keep], x[vidx], y[vidx]
 
+def _valid_subset(yv, n_valid, seed):
+    if not 1 <= n_valid <= len(yv): raise ValueError(f"n_valid must be between 1 and {len(yv)}, got {n_valid}")
+    return stratified_subset(yv, n_valid/len(yv), seed + 7) if n_valid < len(yv) else torch.arange(len(yv))
+
+def _limit_valid(xv, yv, n_valid, seed): return xv if n_valid is None else xv[_valid_subset(yv, n_valid, seed)]
+
 def _fmnist_tfms(size, mode, channels, normalize):
     if channels not in (1, 3): raise ValueError(f"channels must be 1 or 3, got {channels}")
     if mode == 'pad' and size is not None and min(_pair(size)) < 28:
@@ -243,17 +252,19 @@ def _fmnist_tfms(size, mode, channels, normalize):
 
 def fmnist_pretrain_dls(bs: int = 256, size=32, channels: int = 1, fraction: float = 1.0, valid='test', seed: int = 0,
                         mode: str = 'pad', normalize: bool = True, path=None, download: bool = False, device=None,
-                        **kwargs) -> DataLoaders:
+                        n_valid: int | None = None, **kwargs) -> DataLoaders:
     "Unlabeled Fashion-MNIST `DataLoaders` for self-supervised pretraining: batches are `(images,)`, no labels."
-    x, y, xv, _ = _fmnist_split(valid, seed, path, download)
+    x, y, xv, yv = _fmnist_split(valid, seed, path, download)
     if fraction != 1: x = x[stratified_subset(y, fraction, seed)]
+    xv = _limit_valid(xv, yv, n_valid, seed)
     return tensor_dls(x, xv, bs=bs, after_batch=_fmnist_tfms(size, mode, channels, normalize), device=device, **kwargs)
 
 def fmnist_finetune_dls(bs: int = 256, label_fraction: float = 1.0, size=32, channels: int = 1, valid='test', seed: int = 0,
                         mode: str = 'pad', normalize: bool = True, path=None, download: bool = False, device=None,
-                        **kwargs) -> DataLoaders:
+                        n_valid: int | None = None, **kwargs) -> DataLoaders:
     "Labeled Fashion-MNIST `DataLoaders` for finetuning on a stratified, seeded `label_fraction` of the training labels."
     x, y, xv, yv = _fmnist_split(valid, seed, path, download)
+    if n_valid is not None: keep = _valid_subset(yv, n_valid, seed); xv, yv = xv[keep], yv[keep]
     if label_fraction != 1:
         idx = stratified_subset(y, label_fraction, seed)
         x, y = x[idx], y[idx]
