@@ -112,7 +112,7 @@ class BatchAugment(Callback):
         img = torch.cat([self.op(c) for c in img.split(self.chunk)])
         self.learn.xb = (type(x)((img - m)/s),) + tuple(self.xb[1:])
 
-# %% ../nbs/90_learner.ipynb #614d2d3c
+# %% ../nbs/90_learner.ipynb #60c2f866
 def _finetune_encoder(dls, encoder, pretrained, arch, img_size, patch_size, encoder_kwargs):
     "The encoder to finetune and, for an MAE learner with a dummy token, its dummy positional embedding."
     if encoder is not None and pretrained is not None: raise ValueError("pass encoder= or pretrained=, not both")
@@ -128,7 +128,7 @@ def _finetune_encoder(dls, encoder, pretrained, arch, img_size, patch_size, enco
     return enc, None, bs
 
 def finetune_learner(dls, encoder=None, pretrained=None, arch: str = 'tiny_32', img_size=None, patch_size=None,
-                     pool: str = 'cls', num_classes: int | None = None, layer_decay: float = 0.75,
+                     pool: str = 'cls', num_classes: int | None = None, layer_decay: float | None = None,
                      lr: float | None = None, base_lr: float = 1e-3, wd: float = 0.05, label_smoothing: float = 0.1,
                      mixup: float = 0.0, cutmix: float = 0.0, augment: str | None = None, drloc: float | None = None,
                      me: float | None = None, drloc_kwargs: dict | None = None, me_kwargs: dict | None = None,
@@ -137,6 +137,7 @@ def finetune_learner(dls, encoder=None, pretrained=None, arch: str = 'tiny_32', 
     "A classification `Learner`: a (pretrained or random) ViT encoder + linear head, layer-wise lr decay, optional DRLoc/ME auxiliary losses."
     n_cls = num_classes or getattr(dls, 'c', None)
     if not n_cls: raise ValueError("num_classes is needed: dls has no vocabulary (pass labeled DataLoaders or num_classes=)")
+    if layer_decay is None: layer_decay = 1.0 if encoder is None and pretrained is None else 0.75
     if not 0 < layer_decay <= 1: raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
     if not 0 <= label_smoothing < 1: raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
     if mixup and cutmix: raise ValueError("use mixup or cutmix, not both")
