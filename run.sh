@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # gmml_fast quick start for a fresh Debian/Ubuntu machine (Python >= 3.10).
 #
-#   bash run.sh main [options]   install what is needed, then run the main job on Fashion-MNIST
-#                                (options go to `python -m gmml_fast.train`, see --help)
+#   bash run.sh main [options]   install what is needed, then pretrain a ViT with GMML on Fashion-MNIST
+#                                (options go to `python -m gmml_fast.train pretrain`, see --help)
 #   bash run.sh test             install what is needed (with the dev tools), then run the whole
 #                                test suite: nbdev_test (every notebook) and pytest (tests/)
 #
@@ -78,13 +78,14 @@ cmd=${1:-}
 case "$cmd" in
   main)
     ensure_python; ensure_venv; ensure_package ""; ensure_data
-    exec "$VENV/bin/python" -m gmml_fast.train "$@"
+    exec "$VENV/bin/python" -m gmml_fast.train pretrain "$@"
     ;;
   test)
     ensure_python; ensure_venv; ensure_package dev; ensure_data
     export MPLBACKEND=Agg PATH="$VENV/bin:$PATH"
     say "nbdev_test: running every notebook in nbs/"
-    nbdev_test --n_workers "${GMML_FAST_NB_WORKERS:-2}" "$@"
+    # one torch thread per notebook process: two processes with two threads each on two cores oversubscribe badly
+    OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} nbdev_test --n_workers "${GMML_FAST_NB_WORKERS:-2}" "$@"
     say "pytest tests/"
     exec python -m pytest tests -q -p no:cacheprovider
     ;;

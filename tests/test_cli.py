@@ -1,22 +1,38 @@
-"The main job's command line."
-import subprocess, sys
+"The command line: `python -m gmml_fast.train pretrain` end to end, help texts, clear errors."
+import json, subprocess, sys
 from pathlib import Path
 
-def run(*args):
-    return subprocess.run([sys.executable, '-m', 'gmml_fast.train', *args], capture_output=True, text=True, timeout=300)
+def run(*args, timeout=900):
+    return subprocess.run([sys.executable, '-m', 'gmml_fast.train', *args], capture_output=True, text=True, timeout=timeout)
 
-def test_main_job_writes_figure(tmp_path):
-    r = run('--out', str(tmp_path), '--n', '2')
-    assert r.returncode == 0, r.stderr
-    assert (tmp_path/'patches.png').stat().st_size > 1000
-    assert 'train_images: 60000' in r.stdout and 'grid: (8, 8)' in r.stdout
+def test_pretrain_writes_a_run_folder(tmp_path):
+    r = run('pretrain', '--out', str(tmp_path), '--depth', '2', '--epochs', '1', '--fraction', '0.01', '--n_valid', '200', '--bs', '64')
+    assert r.returncode == 0, r.stderr[-2000:]
+    (run_dir,) = list(tmp_path.iterdir())
+    for f in ('encoder.safetensors', 'models/checkpoint.pth', 'history.csv', 'reconstruction.png', 'config.json'):
+        assert (run_dir/f).exists(), f
+    res = json.loads((run_dir/'result.json').read_text())
+    assert res['valid_loss_after'] < res['valid_loss_before']
+    # a second run never touches the first one
+    r2 = run('pretrain', '--method', 'mae', '--out', str(tmp_path), '--depth', '2', '--epochs', '1', '--fraction', '0.01',
+             '--n_valid', '200', '--bs', '64', '--show', 'False')
+    assert r2.returncode == 0, r2.stderr[-2000:]
+    assert len(list(tmp_path.iterdir())) == 2 and (run_dir/'encoder.safetensors').exists()
 
-def test_help_documents_options():
-    r = run('--help')
+def test_help_documents_every_option():
+    r = run('pretrain', '--help')
     assert r.returncode == 0
-    for opt in ('--out', '--arch', '--n', '--bs', '--download', '--seed'): assert opt in r.stdout
+    for opt in ('--method', '--data', '--arch', '--size', '--patch_size', '--depth', '--epochs', '--bs', '--lr', '--fraction',
+                '--n_valid', '--corruption', '--align', '--ratio', '--mask_ratio', '--out', '--seed', '--download', '--show'):
+        assert opt in r.stdout, opt
+    top = run('--help')
+    assert top.returncode == 0 and 'pretrain' in top.stdout
 
 def test_bad_option_is_one_clear_line(tmp_path):
-    r = run('--out', str(tmp_path), '--arch', 'huge_999')
-    assert r.returncode != 0
-    assert 'arch must be one of' in r.stderr and 'Traceback' not in r.stderr
+    r = run('pretrain', '--out', str(tmp_path), '--method', 'simclr')
+    assert r.returncode == 2
+    assert "method must be 'gmml' or 'mae'" in r.stderr and 'Traceback' not in r.stderr
+    r = run('pretrain', '--out', str(tmp_path), '--corruption', 'fog')
+    assert r.returncode == 2 and 'corruption must be one of' in r.stderr
+    assert not any(tmp_path.iterdir())                      # nothing written for a rejected command
+    assert run('explode').returncode == 2
