@@ -145,7 +145,7 @@ class ClassNames(DisplayedTransform):
         self.c = len(self.vocab)
     def decodes(self, o: TensorCategory): return Category(self.vocab[int(o)])
 
-# %% ../nbs/00_data.ipynb #054c471d
+# %% ../nbs/00_data.ipynb #58ac602b
 class TensorDL(TfmdDL):
     "A fastai `TfmdDL` whose batches are indexed in one call out of in-memory tensors (images, and optionally labels)."
     def __init__(self, images, labels=None, vocab=None, **kwargs):
@@ -179,8 +179,10 @@ class TensorDL(TfmdDL):
     def new(self, dataset=None, cls=None, **kwargs):
         "Copy of this loader (same tensors) with new settings, as fastai does for e.g. `dls.test_dl`."
         kwargs.setdefault('images', self.images); kwargs.setdefault('labels', self.labels)
-        kwargs.setdefault('after_item', self.after_item)
-        for k in ('bs', 'shuffle', 'drop_last', 'device', 'after_batch', 'before_batch'):
+        if 'after_item' not in kwargs: kwargs.setdefault('vocab', self.vocab)
+        for k in ('after_batch', 'before_batch'):               # the transforms, not their Pipeline (it would nest)
+            if k not in kwargs: kwargs[k] = list(getattr(self, k).fs)
+        for k in ('bs', 'shuffle', 'drop_last', 'device'):
             if k not in kwargs: kwargs[k] = getattr(self, k)
         kwargs.setdefault('num_workers', self.fake_l.num_workers)   # `self.num_workers` is fastai's shard count, not this
         return (cls or type(self))(**kwargs)
