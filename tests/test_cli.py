@@ -18,6 +18,14 @@ def test_pretrain_writes_a_run_folder(tmp_path):
              '--n_valid', '200', '--bs', '64', '--show', 'False')
     assert r2.returncode == 0, r2.stderr[-2000:]
     assert len(list(tmp_path.iterdir())) == 2 and (run_dir/'encoder.safetensors').exists()
+    # finetune from the first run's folder: the architecture comes from its config
+    ft_out = tmp_path/'ft'
+    r3 = run('finetune', '--pretrained', str(run_dir), '--epochs', '1', '--n_valid', '200', '--out', str(ft_out), '--me', '0.1')
+    assert r3.returncode == 0, r3.stderr[-2000:]
+    (ft_dir,) = list(ft_out.iterdir())
+    res = json.loads((ft_dir/'result.json').read_text())
+    assert 0 <= res['fgsm_accuracy_1_255'] <= 1 and res['accuracy'] > 0.1     # above chance after one epoch on 600 labels
+    assert (ft_dir/'classifier.safetensors').exists()
 
 def test_help_documents_every_option():
     r = run('pretrain', '--help')
@@ -25,8 +33,13 @@ def test_help_documents_every_option():
     for opt in ('--method', '--data', '--arch', '--size', '--patch_size', '--depth', '--epochs', '--bs', '--lr', '--fraction',
                 '--n_valid', '--corruption', '--align', '--ratio', '--mask_ratio', '--out', '--seed', '--download', '--show'):
         assert opt in r.stdout, opt
+    r = run('finetune', '--help')
+    assert r.returncode == 0
+    for opt in ('--data', '--label_fraction', '--pretrained', '--arch', '--pool', '--epochs', '--lr', '--layer_decay',
+                '--label_smoothing', '--mixup', '--cutmix', '--augment', '--drloc', '--me', '--out', '--seed'):
+        assert opt in r.stdout, opt
     top = run('--help')
-    assert top.returncode == 0 and 'pretrain' in top.stdout
+    assert top.returncode == 0 and 'pretrain' in top.stdout and 'finetune' in top.stdout
 
 def test_bad_option_is_one_clear_line(tmp_path):
     r = run('pretrain', '--out', str(tmp_path), '--method', 'simclr')
@@ -36,3 +49,5 @@ def test_bad_option_is_one_clear_line(tmp_path):
     assert r.returncode == 2 and 'corruption must be one of' in r.stderr
     assert not any(tmp_path.iterdir())                      # nothing written for a rejected command
     assert run('explode').returncode == 2
+    r = run('finetune', '--pretrained', str(tmp_path/'missing'))
+    assert r.returncode == 2 and 'neither a run folder nor a weights file' in r.stderr
