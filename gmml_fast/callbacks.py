@@ -22,7 +22,7 @@ from .models import GMMLModel, MAEModel
 __all__ = ['unwrap_model', 'dls_stats', 'GMML', 'MAE', 'no_decay_params', 'NoDecayCallback', 'ReconstructionFigures',
            'show_block_reconstructions']
 
-# %% ../nbs/70_callbacks.ipynb #97d65808
+# %% ../nbs/70_callbacks.ipynb #7a18fd22
 def unwrap_model(model: nn.Module) -> nn.Module:
     "The model inside a DistributedDataParallel/DataParallel wrapper (or the model itself)."
     return getattr(model, 'module', model)
@@ -35,11 +35,12 @@ def dls_stats(dls):
     return None
 
 class _PretrainCallback(Callback):
-    "Shared anatomy of the GMML and MAE callbacks: a seeded training stream, fixed-seed validation, `show()`."
+    "Shared anatomy of the GMML and MAE callbacks: a seeded training stream (seed + rank), fixed-seed validation, `show()`."
     def __init__(self, seed: int | None = None, valid_seed: int = 0):
         self.seed, self.valid_seed = seed, valid_seed
         self.generator = torch.Generator()
-        if seed is not None: self.generator.manual_seed(seed)
+        # in distributed training every process draws its own corruption: the stream is seeded with seed + rank
+        if seed is not None: self.generator.manual_seed(seed + rank_distrib())
         else: self.generator.seed()
 
     def _key(self, device):

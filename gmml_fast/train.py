@@ -31,7 +31,7 @@ def new_run_dir(out, name: str) -> Path:
     path.mkdir(parents=True)
     return path
 
-# %% ../nbs/98_train.ipynb #17d088c0
+# %% ../nbs/98_train.ipynb #80db5f44
 def pretrain(method: str = 'gmml',          # Pretraining method: gmml or mae
              data: str = 'fmnist',          # 'fmnist' (embedded Fashion-MNIST) or the path of an ImageFolder-style directory
              arch: str = 'nano_32',         # Encoder preset (see gmml_fast.patches.ENCODER_PRESETS) or timm ViT name
@@ -41,7 +41,7 @@ def pretrain(method: str = 'gmml',          # Pretraining method: gmml or mae
              epochs: int = 2,               # Number of epochs (one cycle)
              bs: int = 128,                 # Batch size
              lr: float = 1e-3,              # Peak learning rate of the one-cycle schedule
-             fraction: float = 0.2,         # Fraction of the Fashion-MNIST training images to use (0-1]
+             fraction: float = 0.1,         # Fraction of the Fashion-MNIST training images to use (0-1]
              n_valid: int = 2000,           # Number of Fashion-MNIST test images used for validation (1-10000)
              corruption: str = 'gmml',      # GMML recipe: gmml, zeros, noise, replace, comb1, comb2
              align: int = 1,                # GMML block alignment in pixels (1: pixel-level; the patch size: aligned to tokens)
