@@ -1,0 +1,76 @@
+"Distributed training on CPU (2 gloo processes through `python -m gmml_fast.launch`) and kill-and-resume checkpoints."
+import os, random, subprocess, sys
+from pathlib import Path
+import numpy as np
+import pytest
+import torch
+
+SCRIPT = Path(__file__).parent/'dist_scripts'/'tiny_ddp.py'
+
+def launch(mode, out, nproc=2, timeout=240):
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MPLBACKEND': 'Agg'}
+    return subprocess.run([sys.executable, '-m', 'gmml_fast.launch', '--nproc', str(nproc), str(SCRIPT), mode, str(out)],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+@pytest.mark.parametrize('mode', ['pretrain', 'finetune'])
+def test_two_cpu_processes_train_one_model(tmp_path, mode):
+    r = launch(mode, tmp_path)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    fin = [torch.load(tmp_path/f'final{k}.pt', weights_only=False) for k in (0, 1)]
+    init = torch.load(tmp_path/'init0.pt')
+    assert fin[0]['world'] == fin[1]['world'] == 2
+    # DDP: identical parameters on both ranks, and they moved away from the (rank 0) initial weights
+    for k, v in fin[0]['model'].items(): assert torch.equal(v, fin[1]['model'][k]), k
+    assert any(not torch.equal(init[k], fin[0]['model'][k]) for k in init)
+    # each rank trained on its own half of the epoch (DistributedDL with the gloo-safe broadcast)
+    assert 0 < fin[0]['n_batches'] == fin[1]['n_batches'] <= 8
+    if mode == 'pretrain': assert fin[0]['stream'] != fin[1]['stream']        # rank_seed: one corruption stream per rank
+    # only rank 0 wrote the checkpoint, atomically (no temporary file left), and it holds the trained weights
+    assert len(fin[0]['saved']) == 1 and fin[1]['saved'] == []
+    assert sorted(p.name for p in tmp_path.iterdir() if 'ckpt' in p.name) == ['ckpt.pth']
+    ck = torch.load(tmp_path/'ckpt.pth', weights_only=False)
+    assert ck['epoch'] == 0 and ck['n_epoch'] == 1 and ck['world_size'] == 2 and len(ck['rng']) == 2
+    for k, v in ck['model'].items(): assert torch.equal(v, fin[0]['model'][k]), k
+
+def test_launch_help_and_errors():
+    r = subprocess.run([sys.executable, '-m', 'gmml_fast.launch', '--help'], capture_output=True, text=True)
+    assert r.returncode == 0
+    for opt in ('--gpus', '--nproc', '--nnodes', '--node_rank', '--master_addr', '--master_port', 'script'): assert opt in r.stdout, opt
+    r = subprocess.run([sys.executable, '-m', 'gmml_fast.launch', '--nproc', '0', 'x.py'], capture_output=True, text=True)
+    assert r.returncode == 2 and '--nproc must be >= 1' in r.stderr
+
+def _tiny(path, method='gmml'):
+    from fastai.callback.progress import ProgressCallback
+    from gmml_fast.data import fmnist_pretrain_dls
+    from gmml_fast.learner import gmml_learner, mae_learner
+    torch.manual_seed(0); random.seed(0); np.random.seed(0)
+    dls = fmnist_pretrain_dls(bs=32, fraction=256/60000, valid=0.01, n_valid=64)
+    mk = gmml_learner if method == 'gmml' else mae_learner
+    learn = mk(dls, 'nano_32', encoder_kwargs=dict(depth=2), seed=0, path=path)
+    learn.remove_cb(ProgressCallback)
+    return learn
+
+@pytest.mark.parametrize('method', ['gmml', 'mae'])
+def test_kill_and_resume_is_exact(tmp_path, method):
+    from fastai.callback.core import Callback, CancelFitException
+    from gmml_fast.distributed import CheckpointEveryEpoch, resume_fit_one_cycle, load_checkpoint
+    N, k, lr = 2, 0, 2e-3
+    ref = _tiny(tmp_path, method); ref.fit_one_cycle(N, lr)
+
+    class Crash(Callback):
+        "Stops the fit after epoch k, like a killed job (the checkpoint of epoch k is already on disk)."
+        order = 99
+        def after_epoch(self):
+            if self.epoch == k: raise CancelFitException
+    a = _tiny(tmp_path, method)
+    a.fit_one_cycle(N, lr, cbs=[CheckpointEveryEpoch('ck.pth', fit_kwargs=dict(lr_max=lr)), Crash()])
+    assert torch.load(tmp_path/'ck.pth', weights_only=False)['epoch'] == k
+    b = _tiny(tmp_path, method)     # a fresh process would build the learner the same way
+    resume_fit_one_cycle(b, 'ck.pth', cbs=CheckpointEveryEpoch('ck.pth'))
+    # CPU, one process: every input of the remaining epochs is restored, so the weights are bit-identical (tolerance 0)
+    for (n, p), q in zip(ref.model.state_dict().items(), b.model.state_dict().values()):
+        torch.testing.assert_close(q, p, rtol=0, atol=0, msg=n)
+    assert torch.load(tmp_path/'ck.pth', weights_only=False)['epoch'] == N - 1
+    # and the schedule really restarted at epoch k+1: the recorder saw only the remaining epochs' training batches
+    assert len(b.recorder.losses) == (N - k - 1)*len(b.dls.train)
+    with pytest.raises(FileNotFoundError): load_checkpoint(b, 'nope.pth')
