@@ -6,8 +6,9 @@
 #   bash run.sh test             install what is needed (with the dev tools), then run the whole
 #                                test suite: nbdev_test (every notebook) and pytest (tests/)
 #
-# Both are idempotent: the virtual environment (.venv, or $GMML_FAST_VENV) is created once, the
-# package is (re)installed only when settings.ini or setup.py changed, and the Debian package
+# Both are idempotent and set up the same environment: the virtual environment (.venv, or
+# $GMML_FAST_VENV) with the package and its development tools (nbdev_export, nbdev_test, pytest) is
+# created once and reinstalled only when settings.ini or setup.py changed, and the Debian package
 # dataset-fashion-mnist is installed only when missing and root or passwordless sudo is available.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -55,15 +56,13 @@ ensure_venv() {
   fi
 }
 
-ensure_package() {  # $1: "" for the package, "dev" for the package with its dev tools
+ensure_package() {  # the package with its dev tools, reinstalled only when the packaging files changed
   local want stamp="$VENV/.install-stamp"
-  want="$1 $(cat settings.ini setup.py | sha256sum | cut -c1-16)"
-  if [ -f "$stamp" ] && { [ "$(cat "$stamp")" = "$want" ] || { [ -z "$1" ] && [ "$(cat "$stamp")" = "dev ${want#* }" ]; }; }; then
-    return 0
-  fi
-  say "installing gmml_fast${1:+ with [$1] extras} into $VENV (first time: several minutes)"
+  want="dev $(cat settings.ini setup.py | sha256sum | cut -c1-16)"
+  [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
+  say "installing gmml_fast with its dev tools into $VENV (first time: several minutes)"
   "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-  "$VENV/bin/python" -m pip install -q -e ".${1:+[$1]}"
+  "$VENV/bin/python" -m pip install -q -e ".[dev]"
   echo "$want" > "$stamp"
 }
 
@@ -77,11 +76,11 @@ cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
   main)
-    ensure_python; ensure_venv; ensure_package ""; ensure_data
+    ensure_python; ensure_venv; ensure_package; ensure_data
     exec "$VENV/bin/python" -m gmml_fast.train pretrain "$@"
     ;;
   test)
-    ensure_python; ensure_venv; ensure_package dev; ensure_data
+    ensure_python; ensure_venv; ensure_package; ensure_data
     export MPLBACKEND=Agg PATH="$VENV/bin:$PATH"
     say "nbdev_test: running every notebook in nbs/"
     # one torch thread per notebook process: two processes with two threads each on two cores oversubscribe badly

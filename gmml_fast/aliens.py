@@ -4,7 +4,6 @@
 
 # %% ../nbs/30_aliens.ipynb #b7279ae8
 from __future__ import annotations
-import math
 from dataclasses import dataclass, replace as dc_replace
 
 import torch
@@ -12,8 +11,8 @@ import torch.nn.functional as F
 import matplotlib.pyplot as plt
 
 from .masking import (resolve_key, split_key, hash_uniform, hash_normal, block_mask, gmml_block_mask,
-                               mask_coverage, _frac_pair, _per_image_budget, rng_key)
-from .patches import _pair, show_img, show_mask
+                               mask_coverage, _frac_pair, rng_key)
+from .patches import show_img, show_mask
 
 # %% auto #0
 __all__ = ['ALIEN_KINDS', 'RECIPES', 'Alien', 'get_recipe', 'batch_derangement', 'to_grayscale', 'gaussian_blur_batch',

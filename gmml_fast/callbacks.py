@@ -17,7 +17,7 @@ from fastai.torch_core import rank_distrib
 from .aliens import GMMLCorruption, show_corruption, _denorm
 from .masking import random_token_mask, rng_key
 from .patches import token_to_pixel_mask, show_img
-from .models import GMMLModel, MAEModel
+from .models import GMMLModel
 
 # %% auto #0
 __all__ = ['unwrap_model', 'eval_mode', 'dls_stats', 'GMML', 'MAE', 'no_decay_params', 'NoDecayCallback', 'ReconstructionFigures',
@@ -39,8 +39,9 @@ def eval_mode(model: nn.Module):
     finally: model.train(was_training)
 
 def dls_stats(dls):
-    "The (mean, std) lists of the `Normalize` batch transform of `dls` (None when it does not normalise)."
-    for t in getattr(dls.train if hasattr(dls, 'train') else dls, 'after_batch', None).fs:
+    "The (mean, std) lists of the `Normalize` batch transform of `DataLoaders` (their training loader) or of one `DataLoader`; None when it does not normalise."
+    dl = dls.train if hasattr(dls, 'train') else dls
+    for t in getattr(getattr(dl, 'after_batch', None), 'fs', []):
         if isinstance(t, Normalize) and t.mean is not None:
             return t.mean.flatten().tolist(), t.std.flatten().tolist()
     return None

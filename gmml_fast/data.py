@@ -16,7 +16,7 @@ from fastai.data.transforms import Category, CategoryMap
 from fastai.vision.core import TensorImage, TensorCategory
 from fastai.torch_core import to_device
 from fasttransform import explode_types
-from fasttransform import Transform, DisplayedTransform
+from fasttransform import DisplayedTransform
 
 # %% auto #0
 __all__ = ['FMNIST_ENV', 'FMNIST_DEBIAN_DIR', 'FMNIST_CACHE_DIR', 'FMNIST_CLASSES', 'FMNIST_STATS', 'read_idx',

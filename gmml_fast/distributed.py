@@ -14,7 +14,6 @@ import torch.distributed as dist
 from fastai.callback.core import Callback
 from fastai.learner import Learner, SkipToEpoch
 from fastai.torch_core import rank_distrib, num_distrib
-import fastai.distributed as fdist
 from fastai.distributed import DistributedDL
 
 from .callbacks import unwrap_model

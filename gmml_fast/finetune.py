@@ -17,13 +17,13 @@ from timm.models import checkpoint_seq
 from timm.models.vision_transformer import VisionTransformer, Block
 from fastai.callback.core import Callback
 from fastai.learner import Metric
-from fastai.data.transforms import Normalize
 from fastai.torch_core import find_bs
 
 from .patches import create_encoder, grid_size, _pair
 from .masking import resolve_key, hash_uniform, random_token_mask, rng_key
-from .models import encoder_geometry, load_encoder, _check_encoder, _read_state_dict
-from .callbacks import unwrap_model
+from .models import encoder_geometry, load_encoder, _check_encoder, _read_state_dict, write_state_dict
+from .losses import masked_mean
+from .callbacks import unwrap_model, dls_stats
 
 # %% auto #0
 __all__ = ['ViTClassifier', 'layer_groups', 'layer_decay_splitter', 'layer_decay_lrs', 'sample_drloc_pairs', 'drloc_targets',
@@ -39,15 +39,6 @@ def _init_linear(m: nn.Module):
         if isinstance(mod, nn.Linear):
             trunc_normal_(mod.weight, std=.02)
             if mod.bias is not None: nn.init.zeros_(mod.bias)
-
-def _save_state_dict(sd: dict, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == '.safetensors':
-        from safetensors.torch import save_file
-        save_file(sd, str(path))
-    else: torch.save(sd, path)
-    return path
 
 class ViTClassifier(nn.Module):
     "A timm ViT `encoder` with a linear head over the `pool`ed tokens ('cls', 'avg' or 'dummy'); keeps the last token grid in `last_tokens` and auxiliary heads in `aux`."
@@ -124,7 +115,7 @@ class ViTClassifier(nn.Module):
 
     def export_classifier(self, path) -> Path:
         "Save `classifier_state_dict()` to `path` (safetensors for `.safetensors`, else `torch.save`)."
-        return _save_state_dict(self.classifier_state_dict(), path)
+        return write_state_dict(self.classifier_state_dict(), path)
 
     def to_timm(self) -> VisionTransformer:
         "A fresh timm model (`timm.create_model(**timm_kwargs())`) holding this classifier's weights, loaded strictly (pool 'cls' or 'avg')."
@@ -368,8 +359,9 @@ def me_loss(E: torch.Tensor, E_hat: torch.Tensor, mask: torch.Tensor, ratio: flo
     if ratio is not None and not 0 < ratio <= 1: raise ValueError(f"ratio must be in (0, 1], got {ratio}")
     M = mask.reshape(B, 1, rows, cols).to(E_hat.dtype)
     target = E.detach() if detach_target else E
-    r = M.mean() if ratio is None else ratio
-    return ((target - E_hat)**2*M).mean()/r
+    err = (target - E_hat)**2
+    # mean(err ⊙ M)/(k/N) is the mean over the k masked entries: the same masked mean as the pretraining losses
+    return masked_mean(err, M) if ratio is None else (err*M).mean()/ratio
 
 def add_me_head(model: nn.Module, depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0) -> MEDecoder:
     "Register an `MEDecoder` for the encoder's token grid as `model.aux['me']` (on the model's device) — before the optimizer is created — and return it."
@@ -398,16 +390,11 @@ class ME(AuxTaskCallback):
         return me_loss(tokens, model.aux['me'](tokens, mask), mask, detach_target=self.detach_target)
 
 # %% ../nbs/80_finetune.ipynb #a84318ef
-def _dl_stats(dl):
-    for t in getattr(getattr(dl, 'after_batch', None), 'fs', []):
-        if isinstance(t, Normalize) and t.mean is not None: return t.mean.flatten().tolist(), t.std.flatten().tolist()
-    return None
-
 def fgsm_accuracy(learn, eps: float = 1/255, dl=None, stats=None) -> float:
     "Accuracy of `learn.model` on FGSM examples X + eps·sign(∇_X CE), eps in pixel units ([0,1]), clipped to valid pixels; `dl` defaults to the validation set, `stats` to its `Normalize` (none: images in [0,1])."
     if not eps >= 0: raise ValueError(f"eps must be >= 0 (in pixel units of [0, 1], e.g. 1/255), got {eps}")
     dl = learn.dls.valid if dl is None else dl
-    stats = _dl_stats(dl) if stats is None else stats
+    stats = dls_stats(dl) if stats is None else stats
     model = learn.model
     dev = next(model.parameters()).device
     if stats is None: mean, std = torch.zeros((), device=dev), torch.ones((), device=dev)

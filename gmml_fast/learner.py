@@ -4,7 +4,6 @@
 
 # %% ../nbs/90_learner.ipynb #1c50ae3b
 from __future__ import annotations
-import math
 from functools import partial
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from .aliens import GMMLCorruption
 from .callbacks import GMML, MAE, NoDecayCallback, ReconstructionFigures, unwrap_model, dls_stats
 from .models import load_encoder, encoder_extras
 from .finetune import (ViTClassifier, layer_decay_splitter, layer_decay_lrs, layer_groups, add_drloc_head,
-                                add_me_head, DRLoc, ME, fgsm_accuracy)
+                                add_me_head, DRLoc, ME)
 from fastai.callback.core import Callback
 from fastai.callback.mixup import MixUp, CutMix
 from fastai.losses import CrossEntropyLossFlat

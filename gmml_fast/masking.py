@@ -6,8 +6,7 @@
 from __future__ import annotations
 import math
 import torch
-import torch.nn.functional as F
-from .patches import grid_size, token_to_pixel_mask, pixel_to_token_mask, _pair
+from .patches import _pair
 
 # %% auto #0
 __all__ = ['rng_key', 'resolve_key', 'hash_bits', 'split_key', 'hash_uniform', 'hash_normal', 'random_token_mask', 'block_mask',
@@ -102,7 +101,7 @@ def block_mask(key: torch.Tensor, budget: torch.Tensor, grid, n_blocks: int, sid
     Shapes come from `sides=(hmin, hmax, wmin, wmax)` (units, drawn independently) or from `area=(amin, amax)`
     with log-uniform `aspect=(lo, hi)` (BEiT)."""
     gh, gw = grid
-    B, R, n = budget.shape[0], n_blocks, gh*gw
+    B, R = budget.shape[0], n_blocks
     dev = key.device
     if (sides is None) == (area is None): raise ValueError("block_mask needs exactly one of sides= or area=")
     budget = budget.to(device=dev, dtype=torch.int64)
@@ -189,7 +188,8 @@ def _frac_pair(v, name, lo=0.0, hi=1.0, lo_open=False):
 
 def _per_image_budget(key, B, units, ratio, rounding, stream):
     lo, hi = ratio
-    r = lo + (hi - lo)*hash_uniform(key, (B,), stream + 104729)
+    # float64: a float32 ratio can round r·units up past an integer and overshoot the budget by one unit
+    r = lo + (hi - lo)*hash_uniform(key, (B,), stream + 104729).double()
     b = torch.floor(r*units) if rounding == 'floor' else torch.ceil(r*units - 1e-6)
     return b.long().clamp(0, units)
 

@@ -16,7 +16,7 @@ from .masking import random_token_mask
 
 # %% auto #0
 __all__ = ['encoder_geometry', 'default_blocks', 'GMMLModel', 'MAEModel', 'create_gmml_model', 'create_mae_model',
-           'encoder_state_dict', 'encoder_extras', 'export_encoder', 'load_encoder']
+           'encoder_state_dict', 'encoder_extras', 'write_state_dict', 'export_encoder', 'load_encoder']
 
 # %% ../nbs/60_models.ipynb #baa81fa4
 def _check_encoder(encoder) -> VisionTransformer:
@@ -203,15 +203,19 @@ def encoder_extras(model) -> dict[str, torch.Tensor]:
     p = getattr(model, 'dummy_pos_embed', None)
     return {} if p is None else {'dummy_pos_embed': p.detach().cpu().clone()}
 
-def export_encoder(model, path) -> Path:
-    "Save the encoder's timm state dict to `path`: safetensors for `.safetensors`, else `torch.save` of a plain dict."
-    path, sd = Path(path), encoder_state_dict(model)
+def write_state_dict(sd: dict, path) -> Path:
+    "Save a state dict to `path`: safetensors for `.safetensors`, else `torch.save` of a plain dict (readable with `weights_only=True`)."
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == '.safetensors':
         from safetensors.torch import save_file
         save_file(sd, str(path))
     else: torch.save(sd, path)
     return path
+
+def export_encoder(model, path) -> Path:
+    "Save the encoder's timm state dict to `path`: safetensors for `.safetensors`, else `torch.save` of a plain dict."
+    return write_state_dict(encoder_state_dict(model), path)
 
 def _read_state_dict(src) -> dict[str, torch.Tensor]:
     if isinstance(src, dict): return src

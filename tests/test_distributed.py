@@ -24,7 +24,7 @@ def test_two_cpu_processes_train_one_model(tmp_path, mode):
     assert any(not torch.equal(init[k], fin[0]['model'][k]) for k in init)
     # each rank trained on its own half of the epoch (DistributedDL with the gloo-safe broadcast)
     assert 0 < fin[0]['n_batches'] == fin[1]['n_batches'] <= 8
-    if mode == 'pretrain': assert fin[0]['stream'] != fin[1]['stream']        # rank_seed: one corruption stream per rank
+    if mode == 'pretrain': assert fin[0]['stream'] != fin[1]['stream']        # seed + rank: one corruption stream per rank
     # only rank 0 wrote the checkpoint, atomically (no temporary file left), and it holds the trained weights
     assert len(fin[0]['saved']) == 1 and fin[1]['saved'] == []
     assert sorted(p.name for p in tmp_path.iterdir() if 'ckpt' in p.name) == ['ckpt.pth']

@@ -6,16 +6,16 @@ import torch
 from fastai.callback.progress import ProgressCallback
 from gmml_fast.data import fmnist_pretrain_dls, fmnist_finetune_dls
 from gmml_fast.learner import gmml_learner, finetune_learner
-from gmml_fast.distributed import distrib_ctx, rank_seed, is_rank0, CheckpointEveryEpoch
+from gmml_fast.distributed import distrib_ctx, is_rank0, CheckpointEveryEpoch
 from fastai.torch_core import rank_distrib
 from fastai.callback.core import Callback
 
 mode, out = sys.argv[1], Path(sys.argv[2])
-torch.manual_seed(0)                 # DDP broadcasts rank 0's weights anyway; the corruption streams differ via rank_seed
+torch.manual_seed(0)                 # DDP broadcasts rank 0's weights anyway; the corruption streams differ by rank
 tiny = dict(arch='nano_32', encoder_kwargs=dict(depth=2))
 if mode == 'pretrain':
     dls = fmnist_pretrain_dls(bs=32, fraction=512/60000, valid=0.01, n_valid=64)
-    learn = gmml_learner(dls, seed=rank_seed(0), path=out, **tiny)
+    learn = gmml_learner(dls, seed=0, path=out, **tiny)      # the GMML callback adds the rank: one stream per rank
 elif mode == 'finetune':
     dls = fmnist_finetune_dls(bs=32, label_fraction=512/60000, valid=0.01, n_valid=64)
     learn = finetune_learner(dls, path=out, **tiny)
