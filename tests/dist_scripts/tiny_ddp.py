@@ -31,7 +31,7 @@ count, ckpt = CountBatches(), CheckpointEveryEpoch(out/'ckpt.pth', fit_kwargs=di
 with distrib_ctx(learn):
     learn.fit_one_cycle(1, 1e-3, cbs=[count, ckpt])
     n_batches = count.n
-    stream = learn.gmml.seed if mode == 'pretrain' else None
+    stream = learn.gmml.generator.initial_seed() if mode == 'pretrain' else None   # the stream this rank actually drew from
 torch.save(dict(model=learn.model.state_dict(), world=torch.distributed.get_world_size(), n_batches=n_batches, stream=stream,
             saved=[str(p) for p in ckpt.saved]),
            out/f'final{rank}.pt')
