@@ -9,7 +9,7 @@ import argparse, os, sys
 # %% auto #0
 __all__ = ['torchrun_args', 'main']
 
-# %% ../nbs/96_launch.ipynb #f0483fcd
+# %% ../nbs/96_launch.ipynb #c3f39a3d
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='python -m gmml_fast.launch',
         description="Run `script.py args...` in several processes (one per GPU, or N CPU processes with gloo) through torch.distributed.run.")
@@ -19,7 +19,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--node_rank', type=int, default=0, help="Rank of this machine, 0..nnodes-1 (default 0)")
     p.add_argument('--master_addr', default=None, help="Address of machine 0 (needed when nnodes > 1)")
     p.add_argument('--master_port', type=int, default=None, help="Free TCP port on machine 0 (default: 29500 for several machines, any free port on one)")
-    p.add_argument('script', help="The training script to run")
+    p.add_argument('-m', '--module', action='store_true', help="Run `script` as a module, like `python -m` (e.g. -m gmml_fast.train pretrain ...)")
+    p.add_argument('script', help="The training script to run (a module name with -m)")
     p.add_argument('args', nargs=argparse.REMAINDER, help="Arguments passed on to the script")
     return p
 
@@ -54,7 +55,7 @@ def torchrun_args(argv=None) -> tuple[list[str], dict]:
         if a.nnodes > 1 and a.master_addr is None: raise ValueError("--master_addr (the address of machine 0) is needed with --nnodes > 1")
         args += [f'--nnodes={a.nnodes}', f'--node_rank={a.node_rank}', f'--master_addr={a.master_addr or "127.0.0.1"}',
                  f'--master_port={a.master_port or 29500}']
-    return args + [a.script] + list(a.args), env
+    return args + (['--module'] if a.module else []) + [a.script] + list(a.args), env
 
 def main(argv=None):
     "Entry point of `python -m gmml_fast.launch`: translate the options and hand over to `torch.distributed.run`."

@@ -31,12 +31,13 @@ def test_help_documents_every_option():
     r = run('pretrain', '--help')
     assert r.returncode == 0
     for opt in ('--method', '--data', '--arch', '--size', '--patch_size', '--depth', '--epochs', '--bs', '--lr', '--fraction',
-                '--n_valid', '--corruption', '--align', '--ratio', '--mask_ratio', '--out', '--seed', '--download', '--show'):
+                '--n_valid', '--corruption', '--align', '--ratio', '--mask_ratio', '--out', '--seed', '--download', '--show',
+                '--resume', '--stop_after'):
         assert opt in r.stdout, opt
     r = run('finetune', '--help')
     assert r.returncode == 0
     for opt in ('--data', '--label_fraction', '--pretrained', '--arch', '--pool', '--epochs', '--lr', '--layer_decay',
-                '--label_smoothing', '--mixup', '--cutmix', '--augment', '--drloc', '--me', '--out', '--seed'):
+                '--label_smoothing', '--mixup', '--cutmix', '--augment', '--drloc', '--me', '--out', '--seed', '--resume', '--stop_after'):
         assert opt in r.stdout, opt
     top = run('--help')
     assert top.returncode == 0 and 'pretrain' in top.stdout and 'finetune' in top.stdout

@@ -18,7 +18,7 @@ if mode == 'pretrain':
     learn = gmml_learner(dls, seed=0, path=out, **tiny)      # the GMML callback adds the rank: one stream per rank
 elif mode == 'finetune':
     dls = fmnist_finetune_dls(bs=32, label_fraction=512/60000, valid=0.01, n_valid=64)
-    learn = finetune_learner(dls, path=out, **tiny)
+    learn = finetune_learner(dls, path=out, me=0.1, **tiny)   # with an auxiliary term: its column must be reduced too
 else: raise ValueError(f"mode must be pretrain or finetune, got {mode!r}")
 learn.remove_cb(ProgressCallback)
 rank = rank_distrib()
@@ -32,6 +32,7 @@ with distrib_ctx(learn):
     learn.fit_one_cycle(1, 1e-3, cbs=[count, ckpt])
     n_batches = count.n
     stream = learn.gmml.generator.initial_seed() if mode == 'pretrain' else None   # the stream this rank actually drew from
-torch.save(dict(model=learn.model.state_dict(), world=torch.distributed.get_world_size(), n_batches=n_batches, stream=stream,
+    values = [[float(v) for v in row] for row in learn.recorder.values]           # validation loss/metrics as logged on this rank
+torch.save(dict(model=learn.model.state_dict(), world=torch.distributed.get_world_size(), n_batches=n_batches, stream=stream, values=values,
             saved=[str(p) for p in ckpt.saved]),
            out/f'final{rank}.pt')
