@@ -1,0 +1,100 @@
+"""Every throughput comparison of the project in one run and one table: batched corruption vs a per-image loop,
+GMML / MAE / finetuning steps, and fastai vs a raw PyTorch loop. Each ratio divides two numbers measured in this
+same run (same process, same machine state), so it is meaningful even where absolute timings drift between runs.
+
+    python benchmarks/bench_throughput.py             # ~6 minutes on 2 CPU cores
+    python benchmarks/bench_throughput.py --quick     # fewer steps (~2 minutes), written to throughput_quick.*
+
+Writes benchmarks/results/throughput.json and throughput.md (refuses to overwrite them without --overwrite).
+The detailed per-issue benchmarks are bench_corruption.py and bench_pretrain.py.
+"""
+import argparse, json, platform, sys, time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_corruption import timeit, loop_gmml_corrupt          # the per-image reference loop and the timer
+from bench_pretrain import fastai_rate, raw_gmml_rate          # fastai vs raw-loop step rates
+
+from gmml_fast.aliens import gmml_corrupt, GMMLCorruption
+from gmml_fast.data import fmnist_pretrain_dls, fmnist_finetune_dls
+from gmml_fast.learner import gmml_learner, mae_learner, finetune_learner
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'): return line.split(':', 1)[1].strip()
+    except OSError: pass
+    return platform.processor() or platform.machine()
+
+
+def main(quick=False, overwrite=False, threads=None):
+    if threads: torch.set_num_threads(threads)
+    out = Path(__file__).parent/'results'; out.mkdir(exist_ok=True)
+    stem = 'throughput_quick' if quick else 'throughput'
+    if not overwrite and (out/f'{stem}.json').exists():
+        sys.exit(f"error: {out/stem}.json exists; pass --overwrite to replace it")
+    torch.manual_seed(0)
+    t_start = time.perf_counter()
+    n_batches, bs, epochs = (4, 128, 2) if quick else (8, 128, 3)
+    rows = {}
+
+    # 1. corruption: the batched implementation vs a per-image Python loop running the same algorithm
+    x = torch.randn(256, 3, 32, 32)
+    t_batch = timeit(lambda: gmml_corrupt(x, 'gmml', seed=0), 2 if quick else 5)
+    t_loop = timeit(lambda: loop_gmml_corrupt(x, 'gmml', seed=0), 1 if quick else 3, warmup=0)
+    rows['gmml_corrupt, batched (256×3×32×32)'] = 256/t_batch
+    rows['gmml_corrupt, per-image loop (256×3×32×32)'] = 256/t_loop
+    print('corruption done', flush=True)
+
+    # 2. training steps on real Fashion-MNIST batches (3×32×32), ViT-Tiny, median epoch after a warm-up epoch
+    dls = fmnist_pretrain_dls(bs=bs, size=32, channels=3, fraction=n_batches*bs/60000 + 1e-6, n_valid=128, seed=0)
+    nb = len(dls.train)
+    def rate(learn):
+        learn.remove_cb(learn.progress)
+        return fastai_rate(learn, nb, epochs)
+    rows['GMML step (fastai)'] = rate(gmml_learner(dls, 'tiny_32', lr=1e-4, seed=0))
+    rows['MAE step, decoder 192-d × 4 (fastai)'] = rate(mae_learner(dls, 'tiny_32', lr=1e-4, seed=0))
+    rows['MAE step, decoder 128-d × 1 (fastai)'] = rate(mae_learner(dls, 'tiny_32', decoder_dim=128, decoder_depth=1,
+                                                                    decoder_heads=4, lr=1e-4, seed=0))
+    fdls = fmnist_finetune_dls(bs=bs, label_fraction=n_batches*bs/60000 + 1e-6, size=32, channels=3, n_valid=128, seed=0)
+    rows['finetune step, CE (fastai)'] = rate(finetune_learner(fdls, arch='tiny_32', lr=1e-4))
+    rows['finetune step, CE + DRLoc + ME (fastai)'] = rate(finetune_learner(fdls, arch='tiny_32', lr=1e-4, drloc=0.1, me=0.2))
+    print('fastai steps done', flush=True)
+    raw_model = gmml_learner(dls, 'tiny_32', lr=1e-4, seed=0).model
+    rows['GMML step (raw PyTorch loop)'] = raw_gmml_rate(dls, raw_model, GMMLCorruption('gmml'), 1e-4, 0.05, epochs)
+
+    g = rows['GMML step (fastai)']
+    ratios = {
+        'corruption: batched / per-image loop': rows['gmml_corrupt, batched (256×3×32×32)']/rows['gmml_corrupt, per-image loop (256×3×32×32)'],
+        'MAE (192×4) step / GMML step': rows['MAE step, decoder 192-d × 4 (fastai)']/g,
+        'MAE (128×1) step / GMML step': rows['MAE step, decoder 128-d × 1 (fastai)']/g,
+        'finetune CE step / GMML step': rows['finetune step, CE (fastai)']/g,
+        'finetune CE+DRLoc+ME step / CE step': rows['finetune step, CE + DRLoc + ME (fastai)']/rows['finetune step, CE (fastai)'],
+        'fastai / raw loop (GMML step)': g/rows['GMML step (raw PyTorch loop)'],
+    }
+    wall = time.perf_counter() - t_start
+    res = dict(machine=f'{cpu_name()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, '
+                       + (torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'),
+               command='python benchmarks/bench_throughput.py' + (' --quick' if quick else ''),
+               setup=f'ViT-Tiny (192-d, 12 blocks, patch 4) on 3×32×32 Fashion-MNIST batches of {bs}; {nb} batches per epoch, '
+                     f'median of {epochs - 1} epoch(s) after one warm-up epoch; corruption on random 256×3×32×32 batches',
+               images_per_s=rows, ratios=ratios, wall_s=round(wall, 1))
+    (out/f'{stem}.json').write_text(json.dumps(res, indent=1))
+    md = ['# Throughput, collected', '', f"Machine: {res['machine']}.  ", f"Command: `{res['command']}` (wall time {wall/60:.1f} min).  ",
+          f"Setup: {res['setup']}.", '', '| what | images/s |', '|---|---|'] + [f'| {k} | {v:.1f} |' for k, v in rows.items()]
+    md += ['', 'Ratios, each of two numbers measured in this run:', '', '| ratio | value |', '|---|---|']
+    md += [f'| {k} | {v:.2f}× |' for k, v in ratios.items()]
+    (out/f'{stem}.md').write_text('\n'.join(md) + '\n')
+    print('\n'.join(md))
+
+
+if __name__ == '__main__':
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--quick', action='store_true', help='fewer steps; writes throughput_quick.*')
+    ap.add_argument('--overwrite', action='store_true', help='replace existing results')
+    ap.add_argument('--threads', type=int, default=None, help='torch threads (default: torch\'s choice)')
+    a = ap.parse_args()
+    main(a.quick, a.overwrite, a.threads)
