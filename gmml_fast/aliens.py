@@ -152,10 +152,10 @@ def _denorm(x, stats):
     return (x*s + m).clamp(0, 1)
 
 def show_corruption(x: torch.Tensor, corrupted: torch.Tensor, mask: torch.Tensor, recon: torch.Tensor | None = None,
-                    n: int = 4, stats=None, figsize=None, title=None):
+                    n: int = 4, stats=None, figsize=None, title=None, corrupted_title: str = 'corrupted'):
     "Rows of clean | corrupted | mask (| reconstruction) for the first `n` images; `stats=(mean, std)` de-normalises for display."
     n = min(n, len(x))
-    cols = [('clean', _denorm(x, stats)), ('corrupted', _denorm(corrupted, stats)), ('mask', None)]
+    cols = [('clean', _denorm(x, stats)), (corrupted_title, _denorm(corrupted, stats)), ('mask', None)]
     if recon is not None: cols.append(('reconstruction', _denorm(recon, stats)))
     fig, axs = plt.subplots(n, len(cols), figsize=figsize or (2.2*len(cols), 2.2*n), squeeze=False)
     for i in range(n):

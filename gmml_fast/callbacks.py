@@ -115,6 +115,7 @@ class MAE(_PretrainCallback):
         "Draw clean | masked | mask | reconstruction (visible patches pasted back) for `n` validation images (or for `x`)."
         x = self._batch(n) if x is None else x[:n]
         xm, mask, rec = self.reconstruct(x, seed)
+        kwargs.setdefault('corrupted_title', 'masked')
         return show_corruption(x, xm, mask, rec, n=n, stats=dls_stats(self.learn.dls), **kwargs)
 
 # %% ../nbs/70_callbacks.ipynb #a420f310

@@ -255,7 +255,7 @@ def _fmnist_tfms(size, mode, channels, normalize):
 def fmnist_pretrain_dls(bs: int = 256, size=32, channels: int = 1, fraction: float = 1.0, valid='test', seed: int = 0,
                         mode: str = 'pad', normalize: bool = True, path=None, download: bool = False, device=None,
                         n_valid: int | None = None, **kwargs) -> DataLoaders:
-    "Unlabeled Fashion-MNIST `DataLoaders` for self-supervised pretraining: batches are `(images,)`, no labels."
+    "Unlabeled Fashion-MNIST `DataLoaders` for self-supervised pretraining: batches are `(images,)`, no labels. `n_valid`: a stratified validation subset (rounded per class, so 256 gives 260)."
     x, y, xv, yv = _fmnist_split(valid, seed, path, download)
     if fraction != 1: x = x[stratified_subset(y, fraction, seed)]
     xv = _limit_valid(xv, yv, n_valid, seed)
@@ -264,7 +264,7 @@ def fmnist_pretrain_dls(bs: int = 256, size=32, channels: int = 1, fraction: flo
 def fmnist_finetune_dls(bs: int = 256, label_fraction: float = 1.0, size=32, channels: int = 1, valid='test', seed: int = 0,
                         mode: str = 'pad', normalize: bool = True, path=None, download: bool = False, device=None,
                         n_valid: int | None = None, **kwargs) -> DataLoaders:
-    "Labeled Fashion-MNIST `DataLoaders` for finetuning on a stratified, seeded `label_fraction` of the training labels."
+    "Labeled Fashion-MNIST `DataLoaders` for finetuning on a stratified, seeded `label_fraction` of the training labels; `n_valid` as in `fmnist_pretrain_dls`."
     x, y, xv, yv = _fmnist_split(valid, seed, path, download)
     if n_valid is not None: keep = _valid_subset(yv, n_valid, seed); xv, yv = xv[keep], yv[keep]
     if label_fraction != 1:

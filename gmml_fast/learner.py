@@ -56,7 +56,7 @@ def gmml_learner(dls, arch: str = 'tiny_32', img_size=None, patch_size=None, cor
                  encoder_kwargs: dict | None = None, cbs=None, **learner_kwargs) -> Learner:
     "A fastai `Learner` that pretrains a ViT with GMML on (unlabeled) `dls`: corruption on device, fused-block light decoder, masked L1."
     enc, bs = _build_encoder(dls, arch, img_size, patch_size, encoder_kwargs)
-    model = GMMLModel(enc, blocks=blocks or default_blocks(len(enc.blocks)), fusion=fusion, decoder=decoder)
+    model = GMMLModel(enc, blocks=blocks, fusion=fusion, decoder=decoder)
     corr = corruption if isinstance(corruption, GMMLCorruption) else GMMLCorruption(corruption, align, ratio)
     cbs = [GMML(corr, seed=seed, valid_seed=valid_seed), NoDecayCallback()] + list(cbs or [])
     if figures_every: cbs.append(ReconstructionFigures(every=figures_every))
