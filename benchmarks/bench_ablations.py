@@ -16,12 +16,11 @@ also shows the seed-to-seed noise of both measures.
 The tutorial nbs/tutorial_ablations.ipynb imports this file and calls the same functions with the QUICK settings.
 """
 from __future__ import annotations
-import argparse, json, os, platform, sys, time
+import argparse, json, os, sys, time
 from pathlib import Path
 
 import numpy as np
 import torch
-from fastai.callback.core import Callback, CancelValidException
 from fastai.torch_core import set_seed
 
 from gmml_fast.aliens import gmml_corrupt
@@ -29,6 +28,7 @@ from gmml_fast.data import fmnist_pretrain_dls, fmnist_finetune_dls
 from gmml_fast.learner import gmml_learner, finetune_learner
 from gmml_fast.masking import mask_coverage
 from gmml_fast.models import default_blocks
+from bench_common import cpu_name, SkipValidation
 
 RESULTS = Path(__file__).resolve().parent/'results'
 STEM = 'ablations'
@@ -57,12 +57,8 @@ def fused_block_settings(depth: int) -> dict[str, tuple[int, ...]]:
         else: out[prev + '/' + k] = out.pop(prev)
     return out
 
-class _NoValidation(Callback):
-    "Skip fastai's per-epoch validation (we measure once, at the end)."
-    def before_validate(self): raise CancelValidException()
-
 def _fit(learn, epochs: int):
-    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, cbs=[_NoValidation()])
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, cbs=[SkipValidation()])
 
 def _validate(learn):
     with learn.no_bar(), learn.no_logging(): return learn.validate()
@@ -229,9 +225,7 @@ def plot(res: dict, title: str | None = None):
 
 # ---------------------------------------------------------------- the committed results
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try: cpu = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
-    except (OSError, StopIteration): pass
+    cpu = cpu_name()
     dev = torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'
     return f'{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}, {dev}'
 

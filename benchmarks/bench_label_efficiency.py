@@ -15,12 +15,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from fastai.callback.core import Callback, CancelValidException
+from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
 from fastai.torch_core import set_seed
 
 from gmml_fast.data import fmnist_pretrain_dls, fmnist_finetune_dls, load_fashion_mnist, stratified_subset
 from gmml_fast.learner import gmml_learner, mae_learner, finetune_learner
+from bench_common import cpu_name, SkipValidation
 
 ARCH, DEPTH = 'nano_32', 6          # ViT-Nano (96-d, 3 heads), 32 px (28 px zero-padded), 4 px patches: 8×8 tokens; 6 blocks
 METHODS = ('random', 'gmml', 'mae')
@@ -46,16 +47,11 @@ MODES = {
 }
 STEM = {'full': 'label_efficiency', 'quick': 'label_efficiency_quick', 'calibrate': 'label_efficiency_calibration'}
 
-class SkipValidation(Callback):
-    "Skip fastai's per-epoch validation (the evaluation is done once, after training)."
-    def before_validate(self): raise CancelValidException()
-
 T0 = time.perf_counter()
 def log(msg): print(f"[{(time.perf_counter() - T0)/60:6.2f} min] {msg}", flush=True)
 
 def machine(threads):
-    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), platform.processor())
-    return dict(cpu=cpu, logical_cpus=os.cpu_count(), torch_threads=threads, torch=torch.__version__,
+    return dict(cpu=cpu_name(), logical_cpus=os.cpu_count(), torch_threads=threads, torch=torch.__version__,
                 gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else 'none (CPU only)',
                 python=platform.python_version())
 

@@ -8,7 +8,7 @@ same run (same process, same machine state), so it is meaningful even where abso
 Writes benchmarks/results/throughput.json and throughput.md (refuses to overwrite them without --overwrite).
 The detailed per-issue benchmarks are bench_corruption.py and bench_pretrain.py.
 """
-import argparse, json, platform, sys, time
+import argparse, json, sys, time
 from pathlib import Path
 
 import torch
@@ -16,18 +16,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_corruption import timeit, loop_gmml_corrupt          # the per-image reference loop and the timer
 from bench_pretrain import fastai_rate, raw_gmml_rate          # fastai vs raw-loop step rates
+from bench_common import cpu_name
 
 from gmml_fast.aliens import gmml_corrupt, GMMLCorruption
 from gmml_fast.data import fmnist_pretrain_dls, fmnist_finetune_dls
 from gmml_fast.learner import gmml_learner, mae_learner, finetune_learner
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or platform.machine()
 
 
 def main(quick=False, overwrite=False, threads=None):

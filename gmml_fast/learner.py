@@ -14,7 +14,7 @@ from fastai.optimizer import Adam
 from fastcore.basics import patch
 
 from .patches import create_encoder, ENCODER_PRESETS
-from .models import GMMLModel, MAEModel, default_blocks, export_encoder as _export_encoder
+from .models import GMMLModel, MAEModel, export_encoder as _export_encoder
 from .losses import MaskedL1Loss, MAELoss
 from .aliens import GMMLCorruption
 from .callbacks import GMML, MAE, NoDecayCallback, ReconstructionFigures, unwrap_model, dls_stats

@@ -1,0 +1,19 @@
+"""Small helpers shared by the benchmark scripts (not part of the library)."""
+import platform
+from pathlib import Path
+
+from fastai.callback.core import Callback, CancelValidException
+
+
+def cpu_name() -> str:
+    "The CPU's model name from /proc/cpuinfo, else what `platform` knows."
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'): return line.split(':', 1)[1].strip()
+    except OSError: pass
+    return platform.processor() or platform.machine()
+
+
+class SkipValidation(Callback):
+    "Skip fastai's per-epoch validation: the benchmarks evaluate once, after training."
+    def before_validate(self): raise CancelValidException()
