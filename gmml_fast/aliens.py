@@ -13,10 +13,11 @@ import matplotlib.pyplot as plt
 from .masking import (resolve_key, split_key, hash_uniform, hash_normal, block_mask, gmml_block_mask,
                                mask_coverage, _frac_pair, rng_key)
 from .patches import show_img, show_mask
+from .augment import to_grayscale      # the luminance shared with the pretraining colour jitter
 
 # %% auto #0
-__all__ = ['ALIEN_KINDS', 'RECIPES', 'Alien', 'get_recipe', 'batch_derangement', 'to_grayscale', 'gaussian_blur_batch',
-           'gmml_corrupt', 'show_corruption', 'GMMLCorruption', 'corruption_explorer']
+__all__ = ['ALIEN_KINDS', 'RECIPES', 'Alien', 'get_recipe', 'batch_derangement', 'gaussian_blur_batch', 'gmml_corrupt',
+           'show_corruption', 'GMMLCorruption', 'corruption_explorer']
 
 # %% ../nbs/30_aliens.ipynb #76462ee2
 ALIEN_KINDS = ('zeros', 'noise', 'noise_or_zeros', 'replace', 'grayscale', 'blur')
@@ -48,6 +49,9 @@ class Alien:
 _GMML_BLOCK = dict(size=(0.05, 1.0), n_blocks=1)
 RECIPES = {
     'gmml':    (Alien('noise_or_zeros', 0.35), Alien('replace', 0.35), Alien('grayscale', **_GMML_BLOCK), Alien('blur', **_GMML_BLOCK)),
+    # GMML §3 as written: noise/zeros and replace each take "up to" 35 %, drawn per image
+    'gmml_paper': (Alien('noise_or_zeros', (0.0, 0.35)), Alien('replace', (0.0, 0.35)), Alien('grayscale', **_GMML_BLOCK),
+                   Alien('blur', **_GMML_BLOCK)),
     'zeros':   (Alien('zeros', 0.7),),
     'noise':   (Alien('noise', 0.7),),
     'replace': (Alien('replace', 0.7),),
@@ -82,12 +86,6 @@ def batch_derangement(batch_size: int, key: torch.Tensor, stream: int = 0) -> to
     return torch.empty_like(p).scatter_(0, p, p.roll(-1))
 
 # %% ../nbs/30_aliens.ipynb #9e92cf67
-def to_grayscale(x: torch.Tensor) -> torch.Tensor:
-    "Luminance of a B×C×H×W batch, repeated over its C channels (ITU-R 601 weights for C=3, channel mean otherwise)."
-    if x.shape[1] == 3: w = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    else: w = torch.full((1, x.shape[1], 1, 1), 1/x.shape[1], device=x.device, dtype=x.dtype)
-    return (x*w).sum(1, keepdim=True).expand_as(x)
-
 def gaussian_blur_batch(x: torch.Tensor, sigma: torch.Tensor, ksize: torch.Tensor, max_ksize: int = 15) -> torch.Tensor:
     "Blur each image `b` of a B×C×H×W batch with its own Gaussian `sigma[b]` and odd kernel size `ksize[b]` (<= `max_ksize`)."
     B, C, H, W = x.shape

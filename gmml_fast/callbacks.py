@@ -15,14 +15,15 @@ from fastai.data.transforms import Normalize
 from fastai.distributed import DistributedDL
 from fastai.torch_core import rank_distrib
 
+from .augment import PretrainAugment
 from .aliens import GMMLCorruption, show_corruption, _denorm
-from .masking import random_token_mask, rng_key
+from .masking import random_token_mask, rng_key, split_key
 from .patches import token_to_pixel_mask, show_img
 from .models import GMMLModel
 
 # %% auto #0
-__all__ = ['unwrap_model', 'eval_mode', 'local_dl', 'dls_stats', 'GMML', 'MAE', 'no_decay_params', 'NoDecayCallback',
-           'TrainedEpochCallback', 'ReconstructionFigures', 'show_block_reconstructions']
+__all__ = ['AUGMENT_STREAM', 'unwrap_model', 'eval_mode', 'local_dl', 'dls_stats', 'GMML', 'MAE', 'no_decay_params',
+           'NoDecayCallback', 'TrainedEpochCallback', 'ReconstructionFigures', 'show_block_reconstructions']
 
 # %% ../nbs/70_callbacks.ipynb #062a87a9
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -51,10 +52,16 @@ def dls_stats(dls):
             return t.mean.flatten().tolist(), t.std.flatten().tolist()
     return None
 
+# the augmentation's key is split off the batch key on its own stream, apart from the corruption's steps (1000 + i)
+AUGMENT_STREAM = 2000
+
 class _PretrainCallback(Callback):
-    "Shared anatomy of the GMML and MAE callbacks: a seeded training stream (seed + rank), fixed-seed validation, `show()`."
-    def __init__(self, seed: int | None = None, valid_seed: int = 0):
+    "Shared anatomy of the GMML and MAE callbacks: a seeded training stream (seed + rank), augmented training views, fixed-seed validation, `show()`."
+    def __init__(self, seed: int | None = None, valid_seed: int = 0, augment: PretrainAugment | bool | None = None):
         self.seed, self.valid_seed = seed, valid_seed
+        self.augment = PretrainAugment() if augment is True else (augment or None)
+        if self.augment is not None and not isinstance(self.augment, PretrainAugment):
+            raise ValueError(f"augment must be a PretrainAugment, True or False/None, got {augment!r}")
         self.generator = torch.Generator()
         # in distributed training every process draws its own corruption: the stream is seeded with seed + rank
         if seed is not None: self.generator.manual_seed(seed + rank_distrib())
@@ -65,21 +72,40 @@ class _PretrainCallback(Callback):
         if self.training: return rng_key(generator=self.generator).to(device)
         return rng_key(self.valid_seed*1_000_003 + self.learn.iter, device=device)
 
+    def _views(self, x, key):
+        "The batch the pretext task sees: augmented views while training (if `augment`), the clean batch otherwise."
+        if not (self.training and self.augment): return x
+        return self.augment(x, key=split_key(key, AUGMENT_STREAM), stats=dls_stats(self.learn.dls))
+
     def _batch(self, n, dl=None):
         dl = local_dl(dl or self.learn.dls.valid)       # rank 0 draws figures alone: no collective
         x = dl.one_batch()[0]
         return x[:n]
 
+    def show_batch(self, n: int = 8, seed: int = 0, **kwargs):
+        "Draw `n` training images as they are, and as the pretext task sees them after the augmentation (drawn with `seed`)."
+        x = self._batch(n, self.learn.dls.train)
+        v = x if self.augment is None else self.augment(x, seed=seed, stats=dls_stats(self.learn.dls))
+        stats = dls_stats(self.learn.dls)
+        fig, axs = plt.subplots(2, len(x), figsize=(1.3*len(x), 2.9), squeeze=False)
+        for j in range(len(x)):
+            show_img(_denorm(x[j:j+1], stats)[0], axs[0, j]); show_img(_denorm(v[j:j+1], stats)[0], axs[1, j])
+        axs[0, 0].set_ylabel('image'); axs[1, 0].set_ylabel('augmented' if self.augment else 'no augmentation')
+        fig.tight_layout()
+        return fig
+
 # %% ../nbs/70_callbacks.ipynb #50bc48f6
 class GMML(_PretrainCallback):
     "GMML pretraining: corrupt each clean batch with alien concepts on its device; the model reconstructs; the loss sees `(clean, mask)`."
-    def __init__(self, corruption='gmml', align: int = 1, ratio=None, seed: int | None = None, valid_seed: int = 0):
-        super().__init__(seed, valid_seed)
+    def __init__(self, corruption='gmml', align: int = 1, ratio=None, seed: int | None = None, valid_seed: int = 0,
+                 augment: PretrainAugment | bool | None = None):
+        super().__init__(seed, valid_seed, augment)
         self.corruption = corruption if isinstance(corruption, GMMLCorruption) else GMMLCorruption(corruption, align, ratio)
 
     def before_batch(self):
-        x = self.xb[0]
-        xc, mask = self.corruption(x, key=self._key(x.device))
+        key = self._key(self.xb[0].device)
+        x = self._views(self.xb[0], key)
+        xc, mask = self.corruption(x, key=key)
         self.learn.xb, self.learn.yb = (xc,), (x, mask)
 
     def reconstruct(self, x: torch.Tensor, seed: int = 0):
@@ -98,9 +124,10 @@ class GMML(_PretrainCallback):
 class MAE(_PretrainCallback):
     "MAE pretraining: draw a random token mask per batch on its device; the model sees `(images, mask)`, the loss `(images, mask)`."
     def before_batch(self):
-        x = self.xb[0]
+        key = self._key(self.xb[0].device)
+        x = self._views(self.xb[0], key)
         model = unwrap_model(self.learn.model)
-        mask = random_token_mask(x.shape[0], model.num_patches, model.mask_ratio, key=self._key(x.device))
+        mask = random_token_mask(x.shape[0], model.num_patches, model.mask_ratio, key=key)
         self.learn.xb, self.learn.yb = (x, mask), (x, mask)
 
     def reconstruct(self, x: torch.Tensor, seed: int = 0):

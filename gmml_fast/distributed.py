@@ -20,8 +20,9 @@ from fastai.distributed import DistributedDL
 from .callbacks import unwrap_model, local_dl, TrainedEpochCallback
 
 # %% auto #0
-__all__ = ['backend_device', 'patch_distributed_dl', 'is_rank0', 'rank_seed', 'setup_distrib', 'teardown_distrib', 'distrib_ctx',
-           'save_checkpoint', 'load_checkpoint', 'CheckpointEveryEpoch', 'SkipTrainedEpochs', 'resume_fit_one_cycle']
+__all__ = ['resume_fit_one_cycle', 'backend_device', 'patch_distributed_dl', 'is_rank0', 'rank_seed', 'setup_distrib',
+           'teardown_distrib', 'distrib_ctx', 'save_checkpoint', 'load_checkpoint', 'CheckpointEveryEpoch',
+           'SkipTrainedEpochs', 'resume_fit']
 
 # %% ../nbs/95_distributed.ipynb #40bb7a3d
 def backend_device(backend: str | None = None) -> torch.device:
@@ -185,13 +186,18 @@ class SkipTrainedEpochs(Callback):
         self._unmute()
         if self.cancel in self.learn.cbs: self.learn.remove_cb(self.cancel)
 
-def resume_fit_one_cycle(learn: Learner, path, cbs=None, **fit_kwargs):
-    "Load the checkpoint at `path` and finish its `fit_one_cycle` (same `n_epoch` and schedule; `fit_kwargs` override the saved ones)."
+def resume_fit(learn: Learner, path, cbs=None, **fit_kwargs):
+    "Load the checkpoint at `path` and finish its fit: the same fit method (`fit_one_cycle` unless the checkpoint's `fit_kwargs` name another under 'fit'), `n_epoch` and schedule; `fit_kwargs` override the saved ones."
     st = load_checkpoint(learn, path)
     if st['n_epoch'] is None: raise ValueError(f"{path} does not record n_epoch; resume by hand with fit_one_cycle(start_epoch=...)")
     kw = {**st['fit_kwargs'], **fit_kwargs}
+    method = kw.pop('fit', 'fit_one_cycle')
+    if method not in ('fit_one_cycle', 'fit_warmup_cosine', 'fit_flat_cos'):
+        raise ValueError(f"{path} names an unknown fit method {method!r}")
     start = st['epoch'] + 1
     if start >= st['n_epoch']: return learn   # that fit had already finished
     cbs = [] if cbs is None else list(cbs) if isinstance(cbs, (list, tuple)) else [cbs]
-    learn.fit_one_cycle(st['n_epoch'], cbs=cbs + [SkipTrainedEpochs(start)], **kw)
+    getattr(learn, method)(st['n_epoch'], cbs=cbs + [SkipTrainedEpochs(start)], **kw)
     return learn
+
+resume_fit_one_cycle = resume_fit   # the name under which earlier versions offered it

@@ -7,9 +7,13 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch import nn
 from fastai.learner import Learner
-import fastai.callback.schedule  # noqa: F401  (adds fit_one_cycle, lr_find to Learner)
+from fastai.callback.schedule import ParamScheduler, SchedCos, SchedLin, combine_scheds  # (the import adds fit_one_cycle, lr_find)
+from fastai.callback.training import GradientClip
+from fastcore.foundation import L
 from fastai.optimizer import Adam
 from fastcore.basics import patch
 
@@ -17,6 +21,7 @@ from .patches import create_encoder, ENCODER_PRESETS
 from .models import GMMLModel, MAEModel, export_encoder as _export_encoder
 from .losses import MaskedL1Loss, MAELoss
 from .aliens import GMMLCorruption
+from .augment import PretrainAugment
 from .callbacks import GMML, MAE, NoDecayCallback, ReconstructionFigures, unwrap_model, dls_stats
 from .models import load_encoder, encoder_extras
 from .finetune import (ViTClassifier, layer_decay_splitter, layer_decay_lrs, layer_groups, add_drloc_head,
@@ -25,11 +30,12 @@ from fastai.callback.core import Callback
 from fastai.callback.mixup import MixUp, CutMix
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy
+from timm.layers import DropPath
 from timm.models.vision_transformer import VisionTransformer
 import copy
 
 # %% auto #0
-__all__ = ['gmml_learner', 'mae_learner', 'BatchAugment', 'finetune_learner']
+__all__ = ['set_drop_path', 'gmml_learner', 'mae_learner', 'BatchAugment', 'default_layer_decay', 'finetune_learner']
 
 # %% ../nbs/90_learner.ipynb #6a5ece4a
 def _data_geometry(dls):
@@ -37,45 +43,89 @@ def _data_geometry(dls):
     if x.ndim != 4: raise ValueError(f"dls must yield image batches B×C×H×W, got a batch of shape {tuple(x.shape)}")
     return x.shape[1], tuple(x.shape[-2:]), dls.train.bs
 
-def _build_encoder(dls, arch, img_size, patch_size, encoder_kwargs):
+def _build_encoder(dls, arch, img_size, patch_size, encoder_kwargs, drop_path: float = 0.0):
     chans, hw, bs = _data_geometry(dls)
     if img_size is not None and tuple(img_size if not isinstance(img_size, int) else (img_size, img_size)) != hw:
         raise ValueError(f"img_size={img_size} does not match the {hw[0]}×{hw[1]} images of dls; resize the data or drop img_size")
     if patch_size is None and arch not in ENCODER_PRESETS:
         raise ValueError(f"patch_size is needed for arch={arch!r} (presets such as 'tiny_32' carry their own)")
-    enc = create_encoder(arch, img_size=hw, patch_size=patch_size, in_chans=chans, **(encoder_kwargs or {}))
+    kw = dict(encoder_kwargs or {})
+    kw.setdefault('drop_path_rate', _check_drop_path(drop_path))
+    enc = create_encoder(arch, img_size=hw, patch_size=patch_size, in_chans=chans, **kw)
     return enc, bs
+
+def _check_drop_path(rate):
+    if not 0 <= rate < 1: raise ValueError(f"drop_path must be in [0, 1), got {rate}")
+    return rate
+
+def set_drop_path(encoder: VisionTransformer, rate: float) -> VisionTransformer:
+    "Set stochastic depth of a timm ViT in place: block i of n drops its residual branches with probability rate·i/(n-1), as timm's `drop_path_rate` does."
+    _check_drop_path(rate)
+    n = len(encoder.blocks)
+    for i, blk in enumerate(encoder.blocks):
+        r = rate*i/max(n - 1, 1)
+        for name in ('drop_path1', 'drop_path2'):
+            if hasattr(blk, name): setattr(blk, name, DropPath(r) if r > 0 else nn.Identity())
+    return encoder
 
 def _adamw(beta2: float): return partial(Adam, mom=0.9, sqr_mom=beta2, eps=1e-8)
 
 # %% ../nbs/90_learner.ipynb #185e4a8e
 def gmml_learner(dls, arch: str = 'tiny_32', img_size=None, patch_size=None, corruption='gmml', align: int = 1,
                  ratio=None, blocks=None, fusion: str = 'sum', decoder=None, whole_image: bool = False,
-                 lr: float | None = None, base_lr: float = 5e-4, wd: float = 0.05, beta2: float = 0.999,
-                 seed: int | None = None, valid_seed: int = 0, figures_every: int | None = None,
+                 augment: PretrainAugment | bool = True, lr: float | None = None, base_lr: float = 5e-4,
+                 wd: float = 0.04, wd_end: float | None = 0.4, beta2: float = 0.999, clip: float | None = 3.0,
+                 drop_path: float = 0.1, seed: int | None = None, valid_seed: int = 0, figures_every: int | None = None,
                  encoder_kwargs: dict | None = None, cbs=None, **learner_kwargs) -> Learner:
     "A fastai `Learner` that pretrains a ViT with GMML on (unlabeled) `dls`: corruption on device, fused-block light decoder, masked L1."
-    enc, bs = _build_encoder(dls, arch, img_size, patch_size, encoder_kwargs)
+    enc, bs = _build_encoder(dls, arch, img_size, patch_size, encoder_kwargs, drop_path)
     model = GMMLModel(enc, blocks=blocks, fusion=fusion, decoder=decoder)
     corr = corruption if isinstance(corruption, GMMLCorruption) else GMMLCorruption(corruption, align, ratio)
-    cbs = [GMML(corr, seed=seed, valid_seed=valid_seed), NoDecayCallback()] + list(cbs or [])
-    if figures_every: cbs.append(ReconstructionFigures(every=figures_every))
-    return Learner(dls, model, loss_func=MaskedL1Loss(whole_image), opt_func=_adamw(beta2),
-                   lr=lr or base_lr*bs/256, wd=wd, cbs=cbs, **learner_kwargs)
+    cbs = [GMML(corr, seed=seed, valid_seed=valid_seed, augment=augment)] + _optim_cbs(clip, figures_every) + list(cbs or [])
+    learn = Learner(dls, model, loss_func=MaskedL1Loss(whole_image), opt_func=_adamw(beta2),
+                    lr=lr or base_lr*bs/256, wd=wd, cbs=cbs, **learner_kwargs)
+    learn.wd_end = wd_end
+    return learn
+
+def _optim_cbs(clip, figures_every):
+    "Callbacks both pretrainers share: no decay on 1-d parameters and tokens, optional gradient clipping and figures."
+    if clip is not None and not clip > 0: raise ValueError(f"clip must be None (off) or > 0, got {clip}")
+    return ([NoDecayCallback()] + ([GradientClip(max_norm=clip)] if clip else [])
+            + ([ReconstructionFigures(every=figures_every)] if figures_every else []))
 
 def mae_learner(dls, arch: str = 'tiny_32', img_size=None, patch_size=None, mask_ratio: float = 0.75,
                 decoder_dim: int = 192, decoder_depth: int = 4, decoder_heads: int = 3, dummy_token: bool = False,
-                norm_pix: bool = False, alpha: float = 0.1, lr: float | None = None, base_lr: float = 1.5e-4,
-                wd: float = 0.05, beta2: float = 0.95, seed: int | None = None, valid_seed: int = 0,
-                figures_every: int | None = None, encoder_kwargs: dict | None = None, cbs=None, **learner_kwargs) -> Learner:
+                norm_pix: bool = False, alpha: float = 0.1, augment: PretrainAugment | bool = True,
+                lr: float | None = None, base_lr: float = 1.5e-4, wd: float = 0.05, wd_end: float | None = None,
+                beta2: float = 0.95, clip: float | None = None, drop_path: float = 0.0, seed: int | None = None,
+                valid_seed: int = 0, figures_every: int | None = None, encoder_kwargs: dict | None = None, cbs=None,
+                **learner_kwargs) -> Learner:
     "A fastai `Learner` that pretrains a ViT as a (lightweight) MAE on (unlabeled) `dls`: visible-token encoder, small decoder, MSE (+ α·visible)."
-    enc, bs = _build_encoder(dls, arch, img_size, patch_size, encoder_kwargs)
+    enc, bs = _build_encoder(dls, arch, img_size, patch_size, encoder_kwargs, drop_path)
     model = MAEModel(enc, decoder_dim=decoder_dim, decoder_depth=decoder_depth, decoder_heads=decoder_heads,
                      mask_ratio=mask_ratio, dummy_token=dummy_token)
-    cbs = [MAE(seed=seed, valid_seed=valid_seed), NoDecayCallback()] + list(cbs or [])
-    if figures_every: cbs.append(ReconstructionFigures(every=figures_every))
-    return Learner(dls, model, loss_func=MAELoss(norm_pix=norm_pix, alpha=alpha, patch_size=model.patch_size),
-                   opt_func=_adamw(beta2), lr=lr or base_lr*bs/256, wd=wd, cbs=cbs, **learner_kwargs)
+    cbs = [MAE(seed=seed, valid_seed=valid_seed, augment=augment)] + _optim_cbs(clip, figures_every) + list(cbs or [])
+    learn = Learner(dls, model, loss_func=MAELoss(norm_pix=norm_pix, alpha=alpha, patch_size=model.patch_size),
+                    opt_func=_adamw(beta2), lr=lr or base_lr*bs/256, wd=wd, cbs=cbs, **learner_kwargs)
+    learn.wd_end = wd_end
+    return learn
+
+# %% ../nbs/90_learner.ipynb #3a78d1f7
+@patch
+def fit_warmup_cosine(self: Learner, n_epoch: int, lr_max=None, warmup: float = 0.1, div_final: float = 100.,
+                      wd: float | None = None, wd_end: float | None = None, cbs=None, reset_opt: bool = False,
+                      start_epoch: int = 0):
+    "Fit `n_epoch` epochs: lr rises linearly from 0 to `lr_max` over the first `warmup` share of the steps, then follows a cosine to `lr_max/div_final`; weight decay follows a cosine from `wd` to `wd_end` (default: the learner's `wd_end`, None = constant); β₁ is not scheduled."
+    if not 0 <= warmup < 1: raise ValueError(f"warmup must be in [0, 1), got {warmup}")
+    if not div_final >= 1: raise ValueError(f"div_final must be >= 1, got {div_final}")
+    if self.opt is None: self.create_opt()
+    self.opt.set_hyper('lr', self.lr if lr_max is None else lr_max)
+    lr_max = np.array([h['lr'] for h in self.opt.hypers])      # one peak per parameter group (layer-wise decay)
+    wd = self.wd if wd is None else wd
+    wd_end = getattr(self, 'wd_end', None) if wd_end is None else wd_end
+    scheds = {'lr': combine_scheds([warmup, 1 - warmup], [SchedLin(0., lr_max), SchedCos(lr_max, lr_max/div_final)])}
+    if wd_end is not None: scheds['wd'] = SchedCos(wd, wd_end)
+    self.fit(n_epoch, cbs=ParamScheduler(scheds) + L(cbs), wd=wd, reset_opt=reset_opt, start_epoch=start_epoch)
 
 # %% ../nbs/90_learner.ipynb #1e4e90d8
 @patch
@@ -126,21 +176,26 @@ def _finetune_encoder(dls, encoder, pretrained, arch, img_size, patch_size, enco
     if pretrained is not None: load_encoder(enc, pretrained)
     return enc, None, bs
 
+def default_layer_decay(depth: int, floor: float = 0.5) -> float:
+    "Layer-wise lr decay for a pretrained encoder of `depth` blocks such that the patch embedding trains at `floor` × the head's rate."
+    return floor**(1/(depth + 1))
+
 def finetune_learner(dls, encoder=None, pretrained=None, arch: str = 'tiny_32', img_size=None, patch_size=None,
                      pool: str = 'cls', num_classes: int | None = None, layer_decay: float | None = None,
                      lr: float | None = None, base_lr: float = 1e-3, wd: float = 0.05, label_smoothing: float = 0.1,
                      mixup: float = 0.0, cutmix: float = 0.0, augment: str | None = None, drloc: float | None = None,
                      me: float | None = None, drloc_kwargs: dict | None = None, me_kwargs: dict | None = None,
-                     head_drop: float = 0.0, encoder_kwargs: dict | None = None, metrics=None, cbs=None,
+                     head_drop: float = 0.0, drop_path: float = 0.0, encoder_kwargs: dict | None = None, metrics=None, cbs=None,
                      **learner_kwargs) -> Learner:
     "A classification `Learner`: a (pretrained or random) ViT encoder + linear head, layer-wise lr decay, optional DRLoc/ME auxiliary losses."
     n_cls = num_classes or getattr(dls, 'c', None)
     if not n_cls: raise ValueError("num_classes is needed: dls has no vocabulary (pass labeled DataLoaders or num_classes=)")
-    if layer_decay is None: layer_decay = 1.0 if encoder is None and pretrained is None else 0.75
-    if not 0 < layer_decay <= 1: raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
+    if layer_decay is not None and not 0 < layer_decay <= 1: raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
     if not 0 <= label_smoothing < 1: raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
     if mixup and cutmix: raise ValueError("use mixup or cutmix, not both")
     enc, dummy, bs = _finetune_encoder(dls, encoder, pretrained, arch, img_size, patch_size, encoder_kwargs)
+    if layer_decay is None: layer_decay = 1.0 if encoder is None and pretrained is None else default_layer_decay(len(enc.blocks))
+    set_drop_path(enc, drop_path)                    # the finetune's own rate, whatever the pretraining used
     model = ViTClassifier(enc, n_cls, pool=pool, dummy_pos_embed=dummy, head_drop=head_drop)
     cbs = [NoDecayCallback()] + list(cbs or [])
     if drloc: add_drloc_head(model, **{k: v for k, v in (drloc_kwargs or {}).items() if k == 'hidden'})

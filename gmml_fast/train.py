@@ -12,7 +12,7 @@ from pathlib import Path
 import matplotlib
 import torch
 import torch.distributed as dist
-from fastcore.script import anno_parser, bool_arg
+from fastcore.script import anno_parser, bool_arg, store_true
 from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.progress import CSVLogger, ProgressCallback
 from fastai.torch_core import num_distrib, set_seed
@@ -24,10 +24,11 @@ from .callbacks import ReconstructionFigures
 from .learner import gmml_learner, mae_learner, finetune_learner
 from .finetune import fgsm_accuracy
 from .distributed import (setup_distrib, teardown_distrib, distrib_ctx, is_rank0, CheckpointEveryEpoch,
-                                   resume_fit_one_cycle)
+                                   resume_fit)
 
 # %% auto #0
-__all__ = ['RESUME_FILE', 'COMMANDS', 'new_run_dir', 'on_rank0', 'RunHistory', 'StopAfterEpochs', 'pretrain', 'finetune', 'main']
+__all__ = ['RESUME_FILE', 'COMMANDS', 'new_run_dir', 'on_rank0', 'RunHistory', 'StopAfterEpochs', 'pretrain', 'finetune',
+           'compare_initialisations', 'main']
 
 # %% ../nbs/98_train.ipynb #bb0f7730
 RESUME_FILE = 'resume.pth'
@@ -82,12 +83,14 @@ class StopAfterEpochs(Callback):
             raise CancelFitException
         self._trained = False
 
-def _load_run(resume, command: str) -> tuple[Path, dict]:
+def _load_run(resume, command: str, options=None) -> tuple[Path, dict]:
     "The run folder to resume and its saved options, after checking that it is an unfinished `command` run with a checkpoint."
     run = Path(resume)
     if not (run/'config.json').is_file(): raise FileNotFoundError(f"resume={str(run)!r} is not a run folder (no config.json)")
     cfg = json.loads((run/'config.json').read_text())
     if cfg.get('command') != command: raise ValueError(f"resume={str(run)!r} is a {cfg.get('command')!r} run, not a {command!r} run")
+    missing = sorted(set(options or ()) - set(cfg.get('args', {})))
+    if missing: raise ValueError(f"resume={str(run)!r} was started by an older gmml_fast without the options {', '.join(missing)}; finish it with that version or start a new run")
     if (run/'result.json').exists(): raise FileExistsError(f"resume={str(run)!r} has already finished (result.json exists); nothing to resume")
     if not (run/RESUME_FILE).is_file():
         raise FileNotFoundError(f"resume={str(run)!r} has no {RESUME_FILE}: it stopped before its first epoch ended; start a new run")
@@ -97,15 +100,18 @@ def _check_stop_after(stop_after, epochs):
     if stop_after is not None and not 1 <= stop_after < epochs:
         raise ValueError(f"stop_after must be in 1..epochs-1 = 1..{epochs - 1}, got {stop_after}")
 
-def _fit(learn, n_epoch: int, run: Path, resuming: bool, stop_after=None, cbs=()) -> bool:
-    "One-cycle fit (or the rest of an interrupted one), under `distrib_ctx` in a multi-process run; False if `stop_after` ended it early."
-    cbs = [CheckpointEveryEpoch(run/RESUME_FILE)] + list(cbs)
+def _fit(learn, n_epoch: int, run: Path, resuming: bool, stop_after=None, cbs=(), fit_kwargs=None) -> bool:
+    "Fit with `fit_kwargs` ('fit': the method, default one-cycle; the rest its arguments), or finish an interrupted fit, under `distrib_ctx` in a multi-process run; False if `stop_after` ended it early."
+    fit_kwargs = dict(fit_kwargs or {})
+    cbs = [CheckpointEveryEpoch(run/RESUME_FILE, fit_kwargs=fit_kwargs)] + list(cbs)
     if is_rank0(): cbs.append(RunHistory('history.csv', append=resuming))
     stop = StopAfterEpochs(stop_after) if stop_after else None
     if stop: cbs.append(stop)
     with distrib_ctx(learn) if num_distrib() > 1 else nullcontext():
-        if resuming: resume_fit_one_cycle(learn, run/RESUME_FILE, cbs=cbs)
-        else: learn.fit_one_cycle(n_epoch, cbs=cbs)
+        if resuming: resume_fit(learn, run/RESUME_FILE, cbs=cbs)
+        else:
+            method = fit_kwargs.pop('fit', 'fit_one_cycle')
+            getattr(learn, method)(n_epoch, cbs=cbs, **fit_kwargs)
     _rank0_progress(learn)
     return not (stop and stop.stopped)
 
@@ -119,19 +125,25 @@ def _stopped(command, run, stop_after):
 # %% ../nbs/98_train.ipynb #96e22157
 def pretrain(method: str = 'gmml',          # Pretraining method: gmml or mae
              data: str = 'fmnist',          # 'fmnist' (embedded Fashion-MNIST) or the path of an ImageFolder-style directory
-             arch: str = 'nano_32',         # Encoder preset (see gmml_fast.patches.ENCODER_PRESETS) or timm ViT name
+             arch: str = 'nano_28',         # Encoder preset (see gmml_fast.patches.ENCODER_PRESETS) or timm ViT name
              size: int = None,              # Image side in pixels (default: the preset's)
              patch_size: int = None,        # Patch size (default: the preset's)
-             depth: int = None,             # Number of transformer blocks (default: the preset's, 12)
-             epochs: int = 2,               # Number of epochs (one cycle)
+             depth: int = 6,                # Number of transformer blocks (0: the preset's, 12)
+             epochs: int = 2,               # Number of epochs (linear warm-up, then cosine decay)
              bs: int = 128,                 # Batch size
-             lr: float = 1e-3,              # Peak learning rate of the one-cycle schedule
-             fraction: float = 0.1,         # Fraction of the Fashion-MNIST training images to use (0-1]
-             n_valid: int = 2000,           # Number of Fashion-MNIST test images used for validation (1-10000)
+             lr: float = 1e-3,              # Peak learning rate
+             fraction: float = 0.5,         # Fraction of the Fashion-MNIST training images to use (0-1]
+             n_valid: int = 1000,           # Number of Fashion-MNIST test images used for validation (1-10000)
              corruption: str = 'gmml',      # GMML recipe: gmml, zeros, noise, replace, comb1, comb2
              align: int = 1,                # GMML block alignment in pixels (1: pixel-level; the patch size: aligned to tokens)
              ratio: float = None,           # Rescale the GMML recipe to this total corrupted share (0-1]
              mask_ratio: float = 0.75,      # MAE: share of masked tokens [0-1)
+             no_augment: store_true = False,  # Pretrain on the images as they are (default: random resized crops and flips, plus colour jitter on 3-channel data)
+             warmup: float = 0.1,           # Share of the steps that warm the learning rate up linearly before its cosine decay [0-1)
+             wd: float = None,              # Weight decay (default: gmml 0.04, rising along a cosine to --wd_end; mae 0.05)
+             wd_end: float = None,          # Final weight decay of the cosine schedule (default: gmml 0.4; mae: constant)
+             clip: float = None,            # Clip the gradient norm at this value (default: gmml 3.0, mae off; 0: off)
+             drop_path: float = None,       # Stochastic depth of the encoder [0-1) (default: gmml 0.1, mae 0)
              out: str = 'outputs/pretrain', # Parent folder of the run folder
              seed: int = 0,                 # Random seed (data subset, initialisation, corruption)
              download: bool_arg = False,    # Let torchvision download Fashion-MNIST if it is not installed
@@ -141,11 +153,11 @@ def pretrain(method: str = 'gmml',          # Pretraining method: gmml or mae
     "Pretrain a ViT encoder without labels (GMML or MAE) and save it with figures, history and checkpoints."
     args = {k: v for k, v in locals().items() if k not in ('resume', 'stop_after')}
     run = None
-    if resume is not None: run, cfg = _load_run(resume, 'pretrain'); args = cfg['args']
+    if resume is not None: run, cfg = _load_run(resume, 'pretrain', args); args = cfg['args']
     return _pretrain(run, stop_after, **args)
 
 def _pretrain(run, stop_after, method, data, arch, size, patch_size, depth, epochs, bs, lr, fraction, n_valid, corruption,
-              align, ratio, mask_ratio, out, seed, download, show):
+              align, ratio, mask_ratio, no_augment, warmup, wd, wd_end, clip, drop_path, out, seed, download, show):
     args = {k: v for k, v in locals().items() if k not in ('run', 'stop_after')}
     if method not in ('gmml', 'mae'): raise ValueError(f"method must be 'gmml' or 'mae', got {method!r}")
     if epochs < 1: raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -164,7 +176,10 @@ def _pretrain(run, stop_after, method, data, arch, size, patch_size, depth, epoc
     else: dls = folder_dls(data, size=size, labeled=False, bs=bs, seed=seed)
     resuming = run is not None
     if not resuming: run = Path(on_rank0(new_run_dir, out, method))
-    common = dict(arch=arch, patch_size=patch_size, lr=lr, seed=seed, path=run, encoder_kwargs=dict(depth=depth) if depth else None)
+    recipe = {k: v for k, v in dict(wd=wd, wd_end=wd_end, drop_path=drop_path).items() if v is not None}
+    if clip is not None: recipe['clip'] = clip or None              # 0 turns clipping off
+    common = dict(arch=arch, patch_size=patch_size, lr=lr, seed=seed, path=run, augment=not no_augment,
+                  encoder_kwargs=dict(depth=depth) if depth else None, **recipe)
     if method == 'gmml': learn = gmml_learner(dls, corruption=corruption, align=align, ratio=ratio, **common)
     else: learn = mae_learner(dls, mask_ratio=mask_ratio, **common)
     _rank0_progress(learn)
@@ -176,7 +191,8 @@ def _pretrain(run, stop_after, method, data, arch, size, patch_size, depth, epoc
         if is_rank0(): (run/'config.json').write_text(json.dumps(cfg, indent=1))
     _say(f"{method} pretraining of {arch} ({n_params/1e6:.2f} M parameters) on {cfg['train_images']} images, {epochs} epochs, "
          f"{max(num_distrib(), 1)} process(es), run folder {run}" + (" (resumed)" if resuming else ""))
-    if not _fit(learn, epochs, run, resuming, stop_after, cbs=[ReconstructionFigures()] if show else []):
+    fit_kwargs = dict(fit='fit_warmup_cosine', warmup=warmup)
+    if not _fit(learn, epochs, run, resuming, stop_after, cbs=[ReconstructionFigures()] if show else [], fit_kwargs=fit_kwargs):
         return _stopped('pretrain', run, stop_after)
     last = learn.validate()[0]                       # every rank takes part: the loss is gathered across processes
     res = dict(run=str(run), valid_loss_before=cfg['valid_loss_before'], valid_loss_after=round(last, 4))
@@ -200,22 +216,22 @@ def _pretrained_source(pretrained, arch, size, depth):
         if not (cfg_f.exists() and w.exists()):
             raise FileNotFoundError(f"pretrained={str(src)!r} is a folder but not a pretraining run (no config.json/encoder.safetensors)")
         cfg = json.loads(cfg_f.read_text())
-        return w, cfg['arch'], size or cfg['size'], depth or cfg.get('depth')
+        return w, cfg['arch'], cfg['size'], cfg.get('depth')   # the run's encoder: its shape is not an option
     if not src.is_file(): raise FileNotFoundError(f"pretrained={str(src)!r} is neither a run folder nor a weights file")
     return src, arch, size, depth
 
 def finetune(data: str = 'fmnist',          # 'fmnist' (embedded Fashion-MNIST) or the path of an ImageFolder-style directory
              label_fraction: float = 0.01,  # Fraction of the training labels to use, drawn per class (0-1]
              pretrained: str = None,        # Pretraining run folder or encoder weights file (default: random init)
-             arch: str = 'nano_32',         # Encoder preset or timm ViT name (taken from the run folder when given)
+             arch: str = 'nano_28',         # Encoder preset or timm ViT name (taken from the run folder when given)
              size: int = None,              # Image side in pixels (default: the preset's or the run's)
              patch_size: int = None,        # Patch size (default: the preset's)
-             depth: int = None,             # Number of transformer blocks (default: the preset's or the run's)
+             depth: int = 6,                # Number of transformer blocks (taken from the run folder when given; 0: the preset's)
              pool: str = 'cls',             # Classifier input: cls, avg or dummy
-             epochs: int = 10,              # Number of epochs (one cycle with warm-up)
+             epochs: int = 40,              # Number of epochs (one cycle with warm-up); 600 labels need about 40 to converge
              bs: int = 64,                  # Batch size
              lr: float = 1e-3,              # Peak learning rate of the head (lower blocks get layer-wise decayed rates)
-             layer_decay: float = None,     # Layer-wise lr decay (0-1]; default 0.75 when pretrained, 1.0 from scratch
+             layer_decay: float = None,     # Layer-wise lr decay (0-1]; default when pretrained: 0.5**(1/(depth+1)) (the patch embedding at half the head rate), 1.0 from scratch
              label_smoothing: float = 0.1,  # Label smoothing [0-1)
              mixup: float = 0.0,            # MixUp alpha (0: off)
              cutmix: float = 0.0,           # CutMix alpha (0: off)
@@ -231,7 +247,7 @@ def finetune(data: str = 'fmnist',          # 'fmnist' (embedded Fashion-MNIST) 
     "Finetune a classifier (from a pretrained encoder or from scratch) and report accuracy and FGSM accuracy."
     args = {k: v for k, v in locals().items() if k not in ('resume', 'stop_after')}
     run = None
-    if resume is not None: run, cfg = _load_run(resume, 'finetune'); args = cfg['args']
+    if resume is not None: run, cfg = _load_run(resume, 'finetune', args); args = cfg['args']
     return _finetune(run, stop_after, **args)
 
 def _finetune(run, stop_after, data, label_fraction, pretrained, arch, size, patch_size, depth, pool, epochs, bs, lr, layer_decay,
@@ -273,7 +289,33 @@ def _finetune(run, stop_after, data, label_fraction, pretrained, arch, size, pat
         res.update(fgsm_accuracy_1_255=round(fgsm_accuracy(learn, 1/255), 4), classifier=str(run/'classifier.safetensors'),
                    minutes=round((time.perf_counter() - t0)/60, 2))
         (run/'result.json').write_text(json.dumps(res, indent=1))
+        res.update(compare_initialisations(run))
     return res
+
+_SAME_RUN_EXCEPT = ('pretrained', 'out', 'arch', 'size', 'depth')   # compared as resolved (a run folder supplies them), or free to differ
+
+def _settings(cfg: dict) -> dict:
+    "What must match for two finetuning runs to be comparable: every option but the initialisation and output folder, with arch/size/depth as resolved."
+    return {**{k: v for k, v in cfg['args'].items() if k not in _SAME_RUN_EXCEPT}, **{k: cfg.get(k) for k in ('arch', 'size', 'depth')}}
+
+def compare_initialisations(run) -> dict:
+    "Compare a finished finetuning run with finished runs in the same parent folder that used the same settings but the other initialisation (pretrained vs random init)."
+    run = Path(run)
+    cfg = json.loads((run/'config.json').read_text())
+    mine, acc = cfg['pretrained'] is not None, json.loads((run/'result.json').read_text())['accuracy']
+    others = []
+    for d in sorted(run.parent.iterdir()):
+        if d == run or not ((d/'config.json').is_file() and (d/'result.json').is_file()): continue
+        try: c, r = json.loads((d/'config.json').read_text()), json.loads((d/'result.json').read_text())
+        except (ValueError, OSError): continue
+        if c.get('command') == 'finetune' and (c['pretrained'] is not None) != mine and _settings(c) == _settings(cfg):
+            others.append((d, r['accuracy']))
+    if not others: return {}
+    d, other = others[-1]                        # the latest matching run
+    pre, rnd = (acc, other) if mine else (other, acc)
+    verdict = 'ahead of' if pre > rnd else 'behind' if pre < rnd else 'level with'
+    return dict(compared_with=str(d), pretrained_vs_random_init=f"pretrained {100*pre:.1f} % vs random init {100*rnd:.1f} %: "
+                f"{100*(pre - rnd):+.1f} points, the pretrained encoder is {verdict} random initialisation")
 
 # %% ../nbs/98_train.ipynb #f0cab4c0
 COMMANDS = {'pretrain': pretrain, 'finetune': finetune}

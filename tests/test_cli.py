@@ -15,9 +15,11 @@ def test_pretrain_writes_a_run_folder(tmp_path):
     assert res['valid_loss_after'] < res['valid_loss_before']
     # a second run never touches the first one
     r2 = run('pretrain', '--method', 'mae', '--out', str(tmp_path), '--depth', '2', '--epochs', '1', '--fraction', '0.01',
-             '--n_valid', '200', '--bs', '64', '--show', 'False')
+             '--n_valid', '200', '--bs', '64', '--show', 'False', '--no_augment', '--clip', '0')
     assert r2.returncode == 0, r2.stderr[-2000:]
     assert len(list(tmp_path.iterdir())) == 2 and (run_dir/'encoder.safetensors').exists()
+    cfgs = {json.loads((d/'config.json').read_text())['method']: json.loads((d/'config.json').read_text())['args'] for d in tmp_path.iterdir()}
+    assert cfgs['gmml']['no_augment'] is False and cfgs['mae']['no_augment'] is True and cfgs['mae']['clip'] == 0
     # finetune from the first run's folder: the architecture comes from its config
     ft_out = tmp_path/'ft'
     r3 = run('finetune', '--pretrained', str(run_dir), '--epochs', '1', '--n_valid', '200', '--out', str(ft_out), '--me', '0.1')
@@ -31,8 +33,8 @@ def test_help_documents_every_option():
     r = run('pretrain', '--help')
     assert r.returncode == 0
     for opt in ('--method', '--data', '--arch', '--size', '--patch_size', '--depth', '--epochs', '--bs', '--lr', '--fraction',
-                '--n_valid', '--corruption', '--align', '--ratio', '--mask_ratio', '--out', '--seed', '--download', '--show',
-                '--resume', '--stop_after'):
+                '--n_valid', '--corruption', '--align', '--ratio', '--mask_ratio', '--no_augment', '--warmup', '--wd', '--wd_end',
+                '--clip', '--drop_path', '--out', '--seed', '--download', '--show', '--resume', '--stop_after'):
         assert opt in r.stdout, opt
     r = run('finetune', '--help')
     assert r.returncode == 0
