@@ -3,13 +3,17 @@
 #
 #   bash run.sh main [options]   install what is needed, then pretrain a ViT with GMML on Fashion-MNIST
 #                                (options go to `python -m gmml_fast.train pretrain`, see --help)
-#   bash run.sh test             install what is needed (with the dev tools), then run the whole
-#                                test suite: nbdev_test (every notebook) and pytest (tests/)
+#   bash run.sh notebooks [NB..] run the notebooks (default: all of nbs/) and store their outputs in them
+#                                (options go to tools/run_notebooks.py, e.g. --n_workers 1)
+#   bash run.sh docs             build the documentation site into _docs/ (open _docs/index.html)
+#   bash run.sh test             install what is needed (dev + docs tools, Chromium), then run the whole test
+#                                suite: nbdev_test (every notebook), the docs build, pytest (tests/)
 #
-# Both are idempotent and set up the same environment: the virtual environment (.venv, or
-# $GMML_FAST_VENV) with the package and its development tools (nbdev_export, nbdev_test, pytest) is
-# created once and reinstalled only when settings.ini or setup.py changed, and the Debian package
-# dataset-fashion-mnist is installed only when missing and root or passwordless sudo is available.
+# All are idempotent and set up the same environment: the virtual environment (.venv, or $GMML_FAST_VENV) with
+# the package and the extras a command needs (dev: nbdev, pytest; docs: Sphinx, myst-nb, Selenium) is created once
+# and reinstalled only when settings.ini or setup.py changed or an extra is missing; the Debian packages
+# dataset-fashion-mnist (and, for docs/test, chromium + chromium-driver) are installed only when missing and root
+# or passwordless sudo is available.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -56,14 +60,24 @@ ensure_venv() {
   fi
 }
 
-ensure_package() {  # the package with its dev tools, reinstalled only when the packaging files changed
-  local want stamp="$VENV/.install-stamp"
-  want="dev $(cat settings.ini setup.py | sha256sum | cut -c1-16)"
-  [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
-  say "installing gmml_fast with its dev tools into $VENV (first time: several minutes)"
+ensure_package() {  # $1: the extras to have, comma-separated (default: dev); reinstalled only when needed
+  local want=${1:-dev} stamp="$VENV/.install-stamp" hash have="" have_hash="" all e
+  hash=$(cat settings.ini setup.py | sha256sum | cut -c1-16)
+  [ -f "$stamp" ] && read -r have have_hash < "$stamp" || true     # the stamp: "<extras> <hash>", e.g. "dev,docs 0123..."
+  all=$(printf '%s\n' ${want//,/ } ${have//,/ } | sort -u | paste -sd, -)
+  if [ "$have_hash" = "$hash" ]; then
+    local missing=0
+    for e in ${want//,/ }; do case ",$have," in *",$e,"*) ;; *) missing=1 ;; esac; done
+    [ $missing = 0 ] && return 0
+  fi
+  say "installing gmml_fast with its extras [$all] into $VENV (first time: several minutes)"
   "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-  "$VENV/bin/python" -m pip install -q -e ".[dev]"
-  echo "$want" > "$stamp"
+  "$VENV/bin/python" -m pip install -q -e ".[$all]"
+  echo "$all $hash" > "$stamp"
+}
+
+ensure_browser() {  # headless Chromium and its driver, for the docs' browser test (tests/test_docs.py)
+  apt_install chromium chromium-driver || say "warning: chromium/chromium-driver are not installed; the browser test will be skipped"
 }
 
 ensure_data() {
@@ -72,22 +86,38 @@ ensure_data() {
     "dataset-fashion-mnist or set GMML_FAST_FASHION_MNIST to a folder holding its four IDX files"
 }
 
+build_docs() {  # the site from the notebooks' stored outputs (nothing is executed) into _docs/
+  say "building the documentation site into _docs/"
+  "$VENV/bin/python" docs/build.py -q
+}
+
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
   main)
-    ensure_python; ensure_venv; ensure_package; ensure_data
+    ensure_python; ensure_venv; ensure_package dev; ensure_data
     exec "$VENV/bin/python" -m gmml_fast.train pretrain "$@"
     ;;
+  notebooks)
+    ensure_python; ensure_venv; ensure_package dev; ensure_data
+    exec "$VENV/bin/python" tools/run_notebooks.py "$@"
+    ;;
+  docs)
+    ensure_python; ensure_venv; ensure_package dev,docs; ensure_browser
+    build_docs
+    say "open _docs/index.html (or: $VENV/bin/python -m http.server -d _docs)"
+    ;;
   test)
-    ensure_python; ensure_venv; ensure_package; ensure_data
+    ensure_python; ensure_venv; ensure_package dev,docs; ensure_data; ensure_browser
     export MPLBACKEND=Agg PATH="$VENV/bin:$PATH"
     say "nbdev_test: running every notebook in nbs/"
     # one torch thread per notebook process: two processes with two threads each on two cores oversubscribe badly
     OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} nbdev_test --n_workers "${GMML_FAST_NB_WORKERS:-2}" "$@"
+    build_docs
     say "pytest tests/"
-    exec python -m pytest tests -q -p no:cacheprovider
+    # the browser test (tests/test_docs.py) checks the site just built instead of building its own
+    GMML_FAST_DOCS_BUILT=1 exec python -m pytest tests -q -p no:cacheprovider --durations=15
     ;;
   *)
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 2 ;;
 esac

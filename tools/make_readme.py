@@ -1,12 +1,19 @@
 """Render nbs/index.ipynb to README.md (what `nbdev_readme` does, without needing Quarto).
 
-Markdown cells are copied; code cells not marked `#| hide` become ```python blocks followed by their text output.
+Markdown cells are copied; code cells not marked `#| hide` become ```python blocks followed by their printed output
+(stdout and the cell's value; warnings and rich displays are left out).
 Usage: python tools/make_readme.py [--check]   (--check exits 1 if README.md is out of date)
 """
 import json, re, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+def _text(o) -> str:
+    "What the README shows of a stored output: printed text (stdout) and a cell's value; not warnings (stderr) nor rich displays (HTML tables, figures)."
+    if o.get('output_type') == 'stream': return ''.join(o.get('text', '')) if o.get('name') == 'stdout' else ''
+    if o.get('output_type') == 'execute_result': return ''.join(o.get('data', {}).get('text/plain', ''))
+    return ''
 
 def render(nb_path=ROOT/'nbs'/'index.ipynb') -> str:
     nb = json.loads(Path(nb_path).read_text(encoding='utf-8'))
@@ -20,8 +27,7 @@ def render(nb_path=ROOT/'nbs'/'index.ipynb') -> str:
             if any(re.match(r'^#\|\s*(hide|include:\s*false)', l) for l in lines): continue
             code = '\n'.join(l for l in lines if not l.startswith('#|')).strip('\n')
             if code: parts.append(f'```python\n{code}\n```')
-            out = ''.join(''.join(o.get('text', '')) if o.get('output_type') == 'stream'
-                          else ''.join(o.get('data', {}).get('text/plain', '')) for o in cell.get('outputs', []))
+            out = ''.join(_text(o) for o in cell.get('outputs', []))
             if out.strip(): parts.append('    ' + out.rstrip('\n').replace('\n', '\n    '))
     body = '\n\n'.join(parts)
     return body + '\n'

@@ -1,0 +1,93 @@
+"""Sphinx configuration of the documentation site. Build it with `python docs/build.py` (or `bash run.sh docs`),
+which assembles the source folder (notebook copies and generated pages) and runs Sphinx with this file."""
+import inspect, os, re, sys, warnings
+from configparser import ConfigParser
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))                     # the API pages document this checkout's package
+os.environ.setdefault('MPLBACKEND', 'Agg')         # importing the modules must not need a display
+warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated')   # printed while importing timm
+
+_ini = ConfigParser(delimiters=['=']); _ini.read(ROOT/'settings.ini', encoding='utf-8')
+cfg = _ini['DEFAULT']
+
+project = cfg['lib_name']
+author = cfg['author']
+copyright = cfg['copyright']
+release = version = cfg['version']
+
+extensions = [
+    'myst_nb',                      # notebooks (.ipynb) and MyST markdown pages
+    'sphinx.ext.autodoc',           # API pages from the docstrings
+    'sphinx.ext.autosummary',       # the API index: one line per public name
+    'sphinx.ext.viewcode',          # [source] links to the highlighted module code
+    'sphinx.ext.mathjax',
+    'sphinx-mathjax-offline',       # MathJax served from the site itself: it works offline
+]
+exclude_patterns = ['.doctrees', '**/.ipynb_checkpoints']
+
+# notebooks: shown with their stored outputs, never executed
+nb_execution_mode = 'off'
+nb_merge_streams = True
+myst_enable_extensions = ['dollarmath', 'colon_fence']
+myst_heading_anchors = 3
+
+# API reference: docs/build.py writes one autofunction/autoclass/autodata entry per name of each module's __all__
+autodoc_member_order = 'bysource'
+autodoc_typehints = 'signature'
+autosummary_generate = False
+add_module_names = False
+
+html_theme = 'pydata_sphinx_theme'
+html_title = project
+html_favicon = 'favicon.svg'
+html_static_path = ['static']
+html_css_files = ['gmml_fast.css']
+html_copy_source = False
+html_show_sourcelink = False
+html_theme_options = {
+    'navigation_with_keys': False,
+    'show_prev_next': True,
+    'header_links_before_dropdown': 4,
+    'secondary_sidebar_items': ['page-toc'],
+    'navbar_end': ['theme-switcher', 'navbar-icon-links'],
+    'icon_links': [{'name': 'GitHub', 'url': cfg['git_url'], 'icon': 'fa-brands fa-github', 'type': 'fontawesome'}],
+}
+html_context = {'default_mode': 'auto'}             # light or dark, as the reader's system prefers
+
+
+_code_re = re.compile(r'`([^`]+)`')
+_emph_re = re.compile(r'(?<![\w*])\*(?=\w)([^*\n]*?\w)\*(?![\w*])')
+_ok_before, _ok_after = set(' \t([{<"\'-/:'), set(' \t)]}>"\'-/:.,;!?')
+
+def _md_line(line: str) -> str:
+    """One docstring line written in nbdev's Markdown style, as reStructuredText that shows the same: `code` spans
+    become literals (separated from letters such as `alpha`× by an escaped space), and |, * and trailing _ outside
+    code are escaped so that docutils does not read them as substitutions, emphasis or references."""
+    out, pos = [], 0
+    def text(t):
+        t = t.replace('\\', '\\\\').replace('|', '\\|').replace('`', '\\`')
+        keep = {m.start() for m in _emph_re.finditer(t)} | {m.end() - 1 for m in _emph_re.finditer(t)}
+        t = ''.join('\\*' if c == '*' and i not in keep else c for i, c in enumerate(t))
+        return re.sub(r'(\w)_(?=\W|$)', r'\1\\_', t)
+    for m in _code_re.finditer(line):
+        before = line[pos:m.start()]
+        out.append(text(before))
+        lit = '``' + m[1] + '``'
+        if before and before[-1] not in _ok_before: lit = '\\ ' + lit
+        nxt = line[m.end():m.end() + 1]
+        if nxt and nxt not in _ok_after: lit += '\\ '
+        out.append(lit); pos = m.end()
+    out.append(text(line[pos:]))
+    return ''.join(out)
+
+def _docstrings(app, what, name, obj, options, lines):
+    doc = getattr(type(obj), '__doc__', None)
+    if what in ('data', 'attribute') and doc and '\n'.join(lines).strip() == inspect.cleandoc(doc).strip():
+        lines.clear()          # a module constant (a str, a dict, a Path) has no docstring of its own: not its type's
+    elif name.startswith(project + '.'):
+        lines[:] = [_md_line(l) for l in lines]
+
+def setup(app):
+    app.connect('autodoc-process-docstring', _docstrings)

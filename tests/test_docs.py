@@ -1,0 +1,169 @@
+"""The documentation site, checked in a real browser (headless Chromium through Selenium).
+
+The site is built once per session into a temporary folder with `docs/build.py`, or, when GMML_FAST_DOCS_BUILT=1
+(`bash run.sh test` sets it after building), the existing _docs/ is used. It is served on 127.0.0.1 (a free port,
+stopped at the end) and every page reachable from the landing page is opened: no SEVERE console error, every image
+loaded, every same-site link pointing at an existing page (and anchor), every notebook rendered with its stored
+figures, the API index listing the main entry points. Screenshots of the landing page and of the GMML tutorial go to
+a temporary folder and, when GMML_FAST_SCREENSHOTS=DIR is set, to DIR.
+
+Skipped, with the reason, when Selenium or Chromium/chromedriver (Debian: chromium, chromium-driver) is missing,
+or when the site has to be built and the docs tools (`pip install -e .[docs]`) are missing.
+"""
+import functools, http.server, json, os, re, shutil, subprocess, sys, threading
+from collections import deque
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit, unquote
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NBS = sorted((ROOT/'nbs').glob('*.ipynb'))
+CHROMIUM = os.environ.get('GMML_FAST_CHROMIUM') or shutil.which('chromium') or '/usr/bin/chromium'
+CHROMEDRIVER = os.environ.get('GMML_FAST_CHROMEDRIVER') or shutil.which('chromedriver') or '/usr/bin/chromedriver'
+API_NAMES = ('gmml_learner', 'mae_learner', 'finetune_learner', 'gmml_corrupt')
+
+def _need_browser():
+    try: import selenium  # noqa: F401
+    except ImportError: pytest.skip('selenium is not installed (pip install -e ".[docs]")')
+    for what, p in (('chromium', CHROMIUM), ('chromedriver', CHROMEDRIVER)):
+        if not Path(p).is_file(): pytest.skip(f'{what} not found at {p} (Debian: apt-get install chromium chromium-driver)')
+
+@pytest.fixture(scope='session')
+def site(tmp_path_factory):
+    _need_browser()
+    if os.environ.get('GMML_FAST_DOCS_BUILT') == '1':
+        out = ROOT/'_docs'
+        assert (out/'index.html').is_file(), 'GMML_FAST_DOCS_BUILT=1 but _docs/index.html is missing: run `bash run.sh docs`'
+        return out
+    for mod in ('sphinx', 'myst_nb', 'pydata_sphinx_theme'):
+        try: __import__(mod)
+        except ImportError: pytest.skip(f'{mod} is not installed, cannot build the site (pip install -e ".[docs]")')
+    tmp = tmp_path_factory.mktemp('docs')
+    r = subprocess.run([sys.executable, str(ROOT/'docs'/'build.py'), '--out', str(tmp/'site'), '--work', str(tmp/'work'), '-q'],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f'docs build failed:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}'
+    return tmp/'site'
+
+@pytest.fixture(scope='session')
+def base_url(site):
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args): pass
+    srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), functools.partial(Quiet, directory=str(site)))
+    th = threading.Thread(target=srv.serve_forever, daemon=True); th.start()
+    yield f'http://127.0.0.1:{srv.server_port}/'
+    srv.shutdown(); srv.server_close(); th.join(10)
+
+@pytest.fixture(scope='session')
+def browser(tmp_path_factory):
+    _need_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ('--headless=new', '--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu', '--window-size=1280,1000',
+              f'--user-data-dir={tmp_path_factory.mktemp("chromium-profile")}'):
+        opts.add_argument(a)
+    opts.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
+    drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    drv.set_page_load_timeout(60); drv.set_script_timeout(60)
+    yield drv
+    drv.quit()
+
+_WAIT_IMAGES = """
+const done = arguments[arguments.length - 1];
+const imgs = Array.from(document.images);
+imgs.forEach(i => { i.loading = 'eager'; });
+Promise.all(imgs.map(i => i.complete ? null : new Promise(r => { i.onload = i.onerror = r; })))
+  .then(() => done(imgs.map(i => [i.currentSrc || i.src, i.naturalWidth])));
+"""
+
+def _page_key(url, base):
+    "The site-relative path of a same-site URL, or None for other sites."
+    if not url.startswith(base): return None
+    path = unquote(urlsplit(url).path)[len(urlsplit(base).path):]
+    return path if path and not path.endswith('/') else path + 'index.html'
+
+@pytest.fixture(scope='session')
+def crawl(site, base_url, browser):
+    "Every page reachable from index.html by same-site links: console errors, images, links, element ids, text."
+    pages, todo, seen = {}, deque(['index.html']), {'index.html'}
+    while todo:
+        key = todo.popleft()
+        browser.get(base_url + key)
+        imgs = browser.execute_async_script(_WAIT_IMAGES)
+        info = browser.execute_script("""return {
+            title: document.title,
+            links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
+            nav: Array.from(document.querySelectorAll('.bd-header a.nav-link, nav.bd-docs-nav a')).map(a => a.href),
+            ids: Array.from(document.querySelectorAll('[id]')).map(e => e.id).concat(
+                 Array.from(document.querySelectorAll('a[name]')).map(e => e.name)),
+            outputImgs: document.querySelectorAll('.cell_output img').length,
+            text: document.body.innerText};""")
+        info['imgs'] = imgs
+        info['severe'] = [e['message'] for e in browser.get_log('browser') if e.get('level') == 'SEVERE']
+        pages[key] = info
+        for href in info['links']:
+            k = _page_key(href.split('#')[0], base_url)
+            if k and k.endswith('.html') and k not in seen and (site/k).is_file():
+                seen.add(k); todo.append(k)
+    return pages
+
+def test_every_nav_page_loads_without_console_errors(crawl, base_url):
+    nav = {_page_key(h.split('#')[0], base_url) for p in crawl.values() for h in p['nav']} - {None}
+    assert {'library.html', 'tutorials.html', 'api/index.html'} <= nav, sorted(nav)
+    assert nav <= set(crawl), f'nav pages not reachable: {sorted(nav - set(crawl))}'
+    bad = {k: p['severe'] for k, p in crawl.items() if p['severe']}
+    assert not bad, f'SEVERE console messages: {json.dumps(bad, indent=1)[:4000]}'
+    assert all(p['title'] and 'Error response' not in p['title'] for p in crawl.values())
+
+def test_every_notebook_has_a_page_with_its_stored_figures(crawl):
+    "Each notebook is rendered, and shows as many figures as it stores outputs drawn as PNG (hidden cells aside)."
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('gmml_fast_docs_build', ROOT/'docs'/'build.py')
+    build = importlib.util.module_from_spec(spec); spec.loader.exec_module(build)
+    tags_for = build.tags_for
+    problems = []
+    for nb in NBS:
+        page = crawl.get(f'{nb.stem}.html')
+        if page is None: problems.append(f'{nb.name}: no page reachable from the landing page'); continue
+        cells = json.loads(nb.read_text(encoding='utf-8'))['cells']
+        want = sum(1 for c in cells if c['cell_type'] == 'code' and not {'remove-cell', 'remove-output'} & set(tags_for(''.join(c['source'])))
+                   for o in c.get('outputs', []) if 'image/png' in o.get('data', {}) and 'text/html' not in o.get('data', {}))
+        if page['outputImgs'] != want: problems.append(f'{nb.name}: {want} stored figures, {page["outputImgs"]} shown')
+    assert not problems, '; '.join(problems)
+
+def test_every_image_loads(crawl):
+    broken = [(k, src[:120]) for k, p in crawl.items() for src, w in p['imgs'] if not w]
+    assert not broken, f'images that did not load: {broken[:20]}'
+
+def test_internal_links_resolve(crawl, site, base_url):
+    bad = []
+    for k, p in crawl.items():
+        for href in p['links']:
+            target, _, frag = href.partition('#')
+            tk = _page_key(target, base_url)
+            if tk is None: continue                                  # another site (GitHub): not followed
+            if not (site/tk).is_file(): bad.append(f'{k} -> {tk} (no such page)'); continue
+            if frag and tk in crawl and unquote(frag) not in crawl[tk]['ids']: bad.append(f'{k} -> {tk}#{frag} (no such anchor)')
+    assert not bad, f'{len(bad)} broken internal links: {sorted(set(bad))[:30]}'
+
+def test_api_page_lists_the_main_entry_points(crawl, base_url):
+    api = crawl['api/index.html']
+    for name in API_NAMES:
+        assert re.search(rf'\b{name}\b', api['text']), f'{name} missing from the API page'
+        assert any(h.split('#', 1)[-1].endswith(f'.{name}') for h in api['links']), f'no link to the docs of {name}'
+
+def test_screenshots(site, base_url, browser, tmp_path):
+    dest = [tmp_path] + ([Path(os.environ['GMML_FAST_SCREENSHOTS'])] if os.environ.get('GMML_FAST_SCREENSHOTS') else [])
+    for d in dest: d.mkdir(parents=True, exist_ok=True)
+    for page in ('index.html', 'tutorial_gmml_fmnist.html'):
+        if not (site/page).is_file(): pytest.fail(f'{page} is missing from the site')
+        browser.get(base_url + page)
+        browser.execute_async_script(_WAIT_IMAGES)
+        height = browser.execute_script('return document.documentElement.scrollHeight')
+        browser.set_window_size(1280, min(max(height, 800), 12000))        # the whole page, up to 12,000 px
+        try:
+            for d in dest:
+                f = d/f'{Path(page).stem}.png'
+                assert browser.save_screenshot(str(f)) and f.stat().st_size > 10_000, f
+        finally: browser.set_window_size(1280, 1000)
