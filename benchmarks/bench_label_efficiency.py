@@ -21,7 +21,7 @@ from fastai.torch_core import set_seed
 
 from gmml_fast.data import fmnist_pretrain_dls, fmnist_finetune_dls, load_fashion_mnist, stratified_subset
 from gmml_fast.learner import gmml_learner, mae_learner, finetune_learner
-from bench_common import cpu_name, SkipValidation
+from bench_common import cpu_name, SkipValidation, RECIPE_BEFORE
 
 ARCH, DEPTH = 'nano_32', 6          # ViT-Nano (96-d, 3 heads), 32 px (28 px zero-padded), 4 px patches: 8×8 tokens; 6 blocks
 METHODS = ('random', 'gmml', 'mae')
@@ -66,7 +66,7 @@ def pretrain(method, cfg, work):
     t0 = time.perf_counter()
     set_seed(0)
     dls = fmnist_pretrain_dls(bs=PRETRAIN['bs'], size=32, fraction=cfg['pretrain_fraction'], n_valid=cfg['pretrain_valid'], seed=0)
-    kw = dict(arch=ARCH, seed=0, lr=PRETRAIN['lr'], wd=PRETRAIN['wd'], encoder_kwargs=dict(depth=DEPTH))
+    kw = dict(arch=ARCH, seed=0, lr=PRETRAIN['lr'], encoder_kwargs=dict(depth=DEPTH), **RECIPE_BEFORE)   # wd 0.05 = PRETRAIN['wd']
     learn = gmml_learner(dls, **kw) if method == 'gmml' else mae_learner(dls, **kw, **MAE_DECODER)
     learn.remove_cb(ProgressCallback)
     n_img, epochs = len(dls.train.images), cfg['pretrain_epochs']
@@ -144,7 +144,7 @@ def throughput(depths=(6, 12)):
     pdls = fmnist_pretrain_dls(bs=PRETRAIN['bs'], size=32, fraction=12*PRETRAIN['bs']/60000 + 1e-6, n_valid=100, seed=0)
     fdls = fmnist_finetune_dls(bs=FINETUNE['bs'], label_fraction=0.02, size=32, seed=0, valid=0.05, n_valid=2000, val_bs=500)
     for d in depths:
-        kw = dict(arch=ARCH, seed=0, lr=PRETRAIN['lr'], encoder_kwargs=dict(depth=d))
+        kw = dict(arch=ARCH, seed=0, lr=PRETRAIN['lr'], encoder_kwargs=dict(depth=d), **RECIPE_BEFORE)
         for name, learn, dl in (('gmml', gmml_learner(pdls, **kw), pdls), ('mae', mae_learner(pdls, **kw, **MAE_DECODER), pdls),
                                 ('finetune', finetune_learner(fdls, arch=ARCH, encoder_kwargs=dict(depth=d), augment=FINETUNE['augment']), fdls)):
             learn.remove_cb(ProgressCallback); learn.logger = lambda *a, **k: None

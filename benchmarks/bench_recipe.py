@@ -21,10 +21,10 @@ from fastai.torch_core import set_seed
 
 from gmml_fast.data import load_fashion_mnist, tensor_dls, image_batch_tfms, FMNIST_STATS
 from gmml_fast.learner import gmml_learner
-from bench_common import cpu_name, SkipValidation
+from bench_common import cpu_name, SkipValidation, RECIPE_BEFORE
 
 ARCH, DEPTH, BS, LR = 'nano_32', 6, 128, 1e-3
-OLD = dict(augment=False, wd=0.05, wd_end=None, clip=None, drop_path=0.0, corruption='gmml')
+OLD = dict(RECIPE_BEFORE, corruption='gmml')
 STEPS = [('before: library recipe until now', OLD, 'fit_one_cycle'),
          ('+ augmentation (crop 0.6-1, flip)', dict(OLD, augment=True), 'fit_one_cycle'),
          ('+ published optimisation', dict(OLD, augment=True, wd=0.04, wd_end=0.4, clip=3.0, drop_path=0.1), 'fit_warmup_cosine'),

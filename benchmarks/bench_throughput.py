@@ -16,7 +16,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_corruption import timeit, loop_gmml_corrupt          # the per-image reference loop and the timer
 from bench_pretrain import fastai_rate, raw_gmml_rate          # fastai vs raw-loop step rates
-from bench_common import cpu_name
+from bench_common import cpu_name, RECIPE_BEFORE
 
 from gmml_fast.aliens import gmml_corrupt, GMMLCorruption
 from gmml_fast.data import fmnist_pretrain_dls, fmnist_finetune_dls
@@ -48,15 +48,15 @@ def main(quick=False, overwrite=False, threads=None):
     def rate(learn):
         learn.remove_cb(learn.progress)
         return fastai_rate(learn, nb, epochs)
-    rows['GMML step (fastai)'] = rate(gmml_learner(dls, 'tiny_32', lr=1e-4, seed=0))
-    rows['MAE step, decoder 192-d × 4 (fastai)'] = rate(mae_learner(dls, 'tiny_32', lr=1e-4, seed=0))
+    rows['GMML step (fastai)'] = rate(gmml_learner(dls, 'tiny_32', lr=1e-4, seed=0, **RECIPE_BEFORE))
+    rows['MAE step, decoder 192-d × 4 (fastai)'] = rate(mae_learner(dls, 'tiny_32', lr=1e-4, seed=0, **RECIPE_BEFORE))
     rows['MAE step, decoder 128-d × 1 (fastai)'] = rate(mae_learner(dls, 'tiny_32', decoder_dim=128, decoder_depth=1,
-                                                                    decoder_heads=4, lr=1e-4, seed=0))
+                                                                    decoder_heads=4, lr=1e-4, seed=0, **RECIPE_BEFORE))
     fdls = fmnist_finetune_dls(bs=bs, label_fraction=n_batches*bs/60000 + 1e-6, size=32, channels=3, n_valid=128, seed=0)
     rows['finetune step, CE (fastai)'] = rate(finetune_learner(fdls, arch='tiny_32', lr=1e-4))
     rows['finetune step, CE + DRLoc + ME (fastai)'] = rate(finetune_learner(fdls, arch='tiny_32', lr=1e-4, drloc=0.1, me=0.2))
     print('fastai steps done', flush=True)
-    raw_model = gmml_learner(dls, 'tiny_32', lr=1e-4, seed=0).model
+    raw_model = gmml_learner(dls, 'tiny_32', lr=1e-4, seed=0, **RECIPE_BEFORE).model
     rows['GMML step (raw PyTorch loop)'] = raw_gmml_rate(dls, raw_model, GMMLCorruption('gmml'), 1e-4, 0.05, epochs)
 
     g = rows['GMML step (fastai)']
