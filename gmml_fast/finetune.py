@@ -17,7 +17,7 @@ from timm.models import checkpoint_seq
 from timm.models.vision_transformer import VisionTransformer, Block
 from fastai.callback.core import Callback
 from fastai.learner import Metric
-from fastai.torch_core import find_bs
+from fastai.torch_core import find_bs, rank_distrib
 
 from .patches import create_encoder, grid_size, _pair
 from .masking import resolve_key, hash_uniform, random_token_mask, rng_key
@@ -256,12 +256,19 @@ class AuxTaskCallback(Callback):
     "Base of the auxiliary-task callbacks: adds `lam·term` to the loss after `loss_func`, on training and validation batches, and logs the term."
     order = 3                  # before GradientAccumulation (6), which rescales `loss_grad`; before the Recorder (50)
     head_name, term = None, None
-    def __init__(self, lam: float, seed: int | None = None, valid_seed: int = 0):
+    def __init__(self, lam: float, seed: int | None = None, valid_seed: int = 0, head_kwargs: dict | None = None):
         if not lam >= 0: raise ValueError(f"lam must be >= 0, got {lam}")
-        self.lam, self.seed, self.valid_seed = lam, seed, valid_seed
+        self.lam, self.seed, self.valid_seed, self.head_kwargs = lam, seed, valid_seed, dict(head_kwargs or {})
         self.generator = torch.Generator()
-        if seed is not None: self.generator.manual_seed(seed)
+        # like the pretraining callbacks: each process of a distributed run draws its own pairs/masks (seed + rank)
+        if seed is not None: self.generator.manual_seed(seed + rank_distrib())
         else: self.generator.seed()
+
+    def after_create(self):
+        "When the callback is passed to `Learner(..., cbs=...)`: add its head to `model.aux` (unless there is one) before the optimizer exists."
+        model = unwrap_model(self.learn.model)
+        if isinstance(getattr(model, 'aux', None), nn.ModuleDict) and self.head_name not in model.aux and self.learn.opt is None:
+            self.add_head(model, **self.head_kwargs)
 
     def _key(self, device):
         "Training: a fresh key from this callback's generator. Validation: the same key for batch i at every epoch."
@@ -272,8 +279,8 @@ class AuxTaskCallback(Callback):
         model = unwrap_model(self.learn.model)
         aux = getattr(model, 'aux', None)
         if not isinstance(aux, nn.ModuleDict) or self.head_name not in aux:
-            raise ValueError(f"{type(self).__name__} needs model.aux[{self.head_name!r}]: call add_{self.head_name}_head(model) "
-                             f"before the Learner creates its optimizer")
+            raise ValueError(f"{type(self).__name__} needs model.aux[{self.head_name!r}]: pass the callback when creating the Learner "
+                             f"(Learner(..., cbs={type(self).__name__}())) or call add_{self.head_name}_head(model) before the optimizer is created")
         opt = self.learn.opt
         if opt is not None:
             in_opt = {id(p) for pg in opt.param_lists for p in pg}
@@ -315,8 +322,10 @@ def add_drloc_head(model: nn.Module, hidden: int = 512) -> DRLocHead:
 class DRLoc(AuxTaskCallback):
     "Add `lam`·DRLoc loss (`m` pairs per image, absolute or `signed` offsets) on the classifier's last token grid; logs 'ce' and 'drloc'."
     head_name, term = 'drloc', 'drloc'
-    def __init__(self, lam: float = 0.1, m: int = 64, signed: bool = False, seed: int | None = None, valid_seed: int = 0):
-        super().__init__(lam, seed, valid_seed)
+    add_head = staticmethod(add_drloc_head)
+    def __init__(self, lam: float = 0.1, m: int = 64, signed: bool = False, seed: int | None = None, valid_seed: int = 0,
+                 hidden: int = 512):
+        super().__init__(lam, seed, valid_seed, head_kwargs=dict(hidden=hidden))
         if m < 1: raise ValueError(f"m (pairs per image) must be >= 1, got {m}")
         self.m, self.signed = m, signed
 
@@ -376,10 +385,11 @@ def add_me_head(model: nn.Module, depth: int = 4, heads: int = 4, mlp_ratio: flo
 class ME(AuxTaskCallback):
     "Add `lam`·Masked-Embedding loss (a `ratio` of the last token grid masked, target detached unless `detach_target=False`); logs 'ce' and 'me'."
     head_name, term = 'me', 'me'
+    add_head = staticmethod(add_me_head)
     order = 4
     def __init__(self, lam: float = 0.1, ratio: float = 0.75, detach_target: bool = True, seed: int | None = None,
-                 valid_seed: int = 0):
-        super().__init__(lam, seed, valid_seed)
+                 valid_seed: int = 0, depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0):
+        super().__init__(lam, seed, valid_seed, head_kwargs=dict(depth=depth, heads=heads, mlp_ratio=mlp_ratio))
         if not 0 < ratio < 1: raise ValueError(f"ratio must be in (0, 1), got {ratio}")
         self.ratio, self.detach_target = ratio, detach_target
 

@@ -24,8 +24,7 @@ from .aliens import GMMLCorruption
 from .augment import PretrainAugment
 from .callbacks import GMML, MAE, NoDecayCallback, ReconstructionFigures, unwrap_model, dls_stats
 from .models import load_encoder, encoder_extras
-from .finetune import (ViTClassifier, layer_decay_splitter, layer_decay_lrs, layer_groups, add_drloc_head,
-                                add_me_head, DRLoc, ME)
+from .finetune import ViTClassifier, layer_decay_splitter, layer_decay_lrs, layer_groups, DRLoc, ME
 from fastai.callback.core import Callback
 from fastai.callback.mixup import MixUp, CutMix
 from fastai.losses import CrossEntropyLossFlat
@@ -198,10 +197,9 @@ def finetune_learner(dls, encoder=None, pretrained=None, arch: str = 'tiny_32', 
     set_drop_path(enc, drop_path)                    # the finetune's own rate, whatever the pretraining used
     model = ViTClassifier(enc, n_cls, pool=pool, dummy_pos_embed=dummy, head_drop=head_drop)
     cbs = [NoDecayCallback()] + list(cbs or [])
-    if drloc: add_drloc_head(model, **{k: v for k, v in (drloc_kwargs or {}).items() if k == 'hidden'})
-    if me: add_me_head(model, **{k: v for k, v in (me_kwargs or {}).items() if k in ('depth', 'heads', 'mlp_ratio')})
-    if drloc: cbs.append(DRLoc(lam=drloc, **{k: v for k, v in (drloc_kwargs or {}).items() if k != 'hidden'}))
-    if me: cbs.append(ME(lam=me, **{k: v for k, v in (me_kwargs or {}).items() if k not in ('depth', 'heads', 'mlp_ratio')}))
+    # the callbacks add their heads to model.aux when the Learner is created, before its optimizer
+    if drloc: cbs.append(DRLoc(lam=drloc, **(drloc_kwargs or {})))
+    if me: cbs.append(ME(lam=me, **(me_kwargs or {})))
     if augment: cbs.append(BatchAugment(augment))
     if mixup: cbs.append(MixUp(mixup))
     if cutmix: cbs.append(CutMix(cutmix))
