@@ -34,7 +34,8 @@ from timm.models.vision_transformer import VisionTransformer
 import copy
 
 # %% auto #0
-__all__ = ['set_drop_path', 'gmml_learner', 'mae_learner', 'BatchAugment', 'default_layer_decay', 'finetune_learner']
+__all__ = ['set_drop_path', 'gmml_learner', 'mae_decoder_for', 'mae_learner', 'BatchAugment', 'default_layer_decay',
+           'finetune_learner']
 
 # %% ../nbs/90_learner.ipynb #6a5ece4a
 def _data_geometry(dls):
@@ -92,8 +93,14 @@ def _optim_cbs(clip, figures_every):
     return ([NoDecayCallback()] + ([GradientClip(max_norm=clip)] if clip else [])
             + ([ReconstructionFigures(every=figures_every)] if figures_every else []))
 
+def mae_decoder_for(encoder: VisionTransformer) -> dict:
+    "The default MAE decoder for `encoder`: as wide as the encoder, with its number of heads, and a third of its depth (at least 1 block)."
+    return dict(decoder_dim=encoder.embed_dim, decoder_depth=max(1, len(encoder.blocks)//3),
+                decoder_heads=encoder.blocks[0].attn.num_heads)
+
 def mae_learner(dls, arch: str = 'tiny_32', img_size=None, patch_size=None, mask_ratio: float = 0.75,
-                decoder_dim: int = 192, decoder_depth: int = 4, decoder_heads: int = 3, dummy_token: bool = False,
+                decoder_dim: int | None = None, decoder_depth: int | None = None, decoder_heads: int | None = None,
+                dummy_token: bool = False,
                 norm_pix: bool = False, alpha: float = 0.1, augment: PretrainAugment | bool = True,
                 lr: float | None = None, base_lr: float = 1.5e-4, wd: float = 0.05, wd_end: float | None = None,
                 beta2: float = 0.95, clip: float | None = None, drop_path: float = 0.0, seed: int | None = None,
@@ -101,8 +108,9 @@ def mae_learner(dls, arch: str = 'tiny_32', img_size=None, patch_size=None, mask
                 **learner_kwargs) -> Learner:
     "A fastai `Learner` that pretrains a ViT as a (lightweight) MAE on (unlabeled) `dls`: visible-token encoder, small decoder, MSE (+ α·visible)."
     enc, bs = _build_encoder(dls, arch, img_size, patch_size, encoder_kwargs, drop_path)
-    model = MAEModel(enc, decoder_dim=decoder_dim, decoder_depth=decoder_depth, decoder_heads=decoder_heads,
-                     mask_ratio=mask_ratio, dummy_token=dummy_token)
+    dec = {**mae_decoder_for(enc), **{k: v for k, v in dict(decoder_dim=decoder_dim, decoder_depth=decoder_depth,
+                                                              decoder_heads=decoder_heads).items() if v is not None}}
+    model = MAEModel(enc, mask_ratio=mask_ratio, dummy_token=dummy_token, **dec)
     cbs = [MAE(seed=seed, valid_seed=valid_seed, augment=augment)] + _optim_cbs(clip, figures_every) + list(cbs or [])
     learn = Learner(dls, model, loss_func=MAELoss(norm_pix=norm_pix, alpha=alpha, patch_size=model.patch_size),
                     opt_func=_adamw(beta2), lr=lr or base_lr*bs/256, wd=wd, cbs=cbs, **learner_kwargs)
