@@ -84,9 +84,8 @@ class _PretrainCallback(Callback):
 
     def show_batch(self, n: int = 8, seed: int = 0, **kwargs):
         "Draw `n` training images as they are, and as the pretext task sees them after the augmentation (drawn with `seed`)."
-        x = self._batch(n, self.learn.dls.train)
-        v = x if self.augment is None else self.augment(x, seed=seed, stats=dls_stats(self.learn.dls))
-        stats = dls_stats(self.learn.dls)
+        x, stats = self._batch(n, self.learn.dls.train), dls_stats(self.learn.dls)
+        v = x if self.augment is None else self.augment(x, seed=seed, stats=stats)
         fig, axs = plt.subplots(2, len(x), figsize=(1.3*len(x), 2.9), squeeze=False)
         for j in range(len(x)):
             show_img(_denorm(x[j:j+1], stats)[0], axs[0, j]); show_img(_denorm(v[j:j+1], stats)[0], axs[1, j])
