@@ -1,51 +1,70 @@
 """Label efficiency, the central claim: pretrain a ViT on all 60,000 Fashion-MNIST training images without labels (GMML
-and MAE), then finetune it with 1 % and 10 % of the labels and compare with the same ViT finetuned from random init,
-under the same finetuning budget, over 3 seeds, on the 10,000 test images.
+and MAE), then use it with 1 % and 10 % of the labels, and compare with what the same labeled images give without
+pretraining — over 3 seeds, on the 10,000 test images, under three protocols:
 
-    python benchmarks/bench_label_efficiency.py              # full run: 42.5 min on 2 vCPUs (Intel Xeon), see results/
-    python benchmarks/bench_label_efficiency.py --quick      # 1-2 min: 6k pretraining images, 1 seed, 1 % labels, 2k test images
-    python benchmarks/bench_label_efficiency.py --calibrate  # how lr / layer decay / pooling were chosen (held-out TRAINING images)
+- `finetune`: the whole network is trained on the labeled images (random-init ViT, GMML, MAE, and a small ResNet
+  trained from scratch with the same augmentation and budget);
+- `linear`:   a logistic-regression probe on frozen, mean-pooled final tokens;
+- `knn`:      k-NN (k = 20, cosine similarity) on the same frozen features, the labeled images as the memory bank.
 
-Writes benchmarks/results/label_efficiency.{json,md,png} (--quick: label_efficiency_quick.*, --calibrate:
-label_efficiency_calibration.*) and refuses to overwrite existing results unless --overwrite is given. Encoders are
-written to a fresh folder under --work (default /tmp), never into the repository.
+GMML and MAE are compared at equal pretraining epochs (`mae`) and at equal pretraining wall time (`mae_time`: MAE's
+step is cheaper, so it gets more epochs in the time GMML took). Each pretraining run reads its encoder out with k-NN
+on held-out *training* images after every epoch (accuracy against pretraining minutes); each finetune records its
+per-epoch training loss (does it flatten?).
+
+    python benchmarks/bench_label_efficiency.py            # full run (see results/label_efficiency.md for its time)
+    python benchmarks/bench_label_efficiency.py --quick    # smoke test, 1-2 min: 3k images, 1 seed, 1 % labels
+
+Every stage (a pretraining, a feature extraction, one finetune) saves its result in the state folder (--state,
+default /tmp/gmml_fast_label_efficiency_<mode>) as it finishes; running the same command again continues where an
+interrupted run stopped (--fresh starts over). The report goes to benchmarks/results/label_efficiency.{json,md,png}
+plus label_efficiency_curves.png (--quick: label_efficiency_quick.*); existing results are replaced only with
+--overwrite. The test set is used once per evaluation and never to choose a setting.
 """
-import argparse, json, math, os, platform, statistics, subprocess, sys, tempfile, time
+import argparse, json, math, os, platform, shutil, statistics, subprocess, sys, time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 from fastai.callback.core import Callback
-from fastai.callback.progress import ProgressCallback
+from fastai.learner import Learner
+from fastai.losses import CrossEntropyLossFlat
+from fastai.metrics import accuracy
+from fastai.optimizer import Adam
 from fastai.torch_core import set_seed
 
-from gmml_fast.data import fmnist_pretrain_dls, fmnist_finetune_dls, load_fashion_mnist, stratified_subset
-from gmml_fast.learner import gmml_learner, mae_learner, finetune_learner
-from bench_common import cpu_name, SkipValidation, RECIPE_BEFORE
+from gmml_fast.data import (fmnist_pretrain_dls, fmnist_finetune_dls, load_fashion_mnist, stratified_subset,
+                            tensor_dls, image_batch_tfms, FMNIST_STATS)
+from gmml_fast.learner import gmml_learner, mae_learner, finetune_learner, BatchAugment
+from gmml_fast.models import load_encoder
+from gmml_fast.patches import create_encoder
+from bench_common import cpu_name, SkipValidation
 
-ARCH, DEPTH = 'nano_32', 6          # ViT-Nano (96-d, 3 heads), 32 px (28 px zero-padded), 4 px patches: 8×8 tokens; 6 blocks
-METHODS = ('random', 'gmml', 'mae')
-PRETRAIN = dict(bs=128, lr=1e-3, wd=0.05)   # the same for GMML and MAE (one cycle, peak lr 1e-3 as in the training CLI)
-MAE_DECODER = dict(decoder_dim=96, decoder_depth=2, decoder_heads=3, mask_ratio=0.75, alpha=0.1)
-# finetuning: identical for all three initialisations except lr / layer decay / pooling (chosen per initialisation by --calibrate
-# on held-out training images, see label_efficiency_calibration.md)
+ARCH, DEPTH, SIZE = 'nano_28', 6, 28   # ViT-Nano (96-d, 3 heads), 6 blocks, 28 px images in 4 px patches: 7×7 tokens
+PRETRAIN = dict(bs=128, lr=1e-3, warmup=0.1)   # both methods: the library's default recipe, fit_warmup_cosine
 FINETUNE = dict(bs=64, wd=0.05, label_smoothing=0.1, augment='trivialaugment')
-FT_LR = {'random': dict(lr=1e-3, layer_decay=1.0, pool='cls'), 'gmml': dict(lr=2e-3, layer_decay=0.9, pool='avg'),
-         'mae': dict(lr=1e-3, layer_decay=1.0, pool='cls')}
+# peak lr / layer decay / pooling per initialisation: the choices of the calibration on 2,000 held-out TRAINING images
+# (label_efficiency_calibration.md, measured with this script's previous version at commit a743ee2)
+FT_HP = {'random': dict(lr=1e-3, layer_decay=1.0, pool='cls'), 'gmml': dict(lr=2e-3, layer_decay=0.9, pool='avg'),
+         'mae': dict(lr=1e-3, layer_decay=1.0, pool='cls'), 'mae_time': dict(lr=1e-3, layer_decay=1.0, pool='cls'),
+         'cnn': dict(lr=2e-3)}
+KNN_K, KNN_T = 20, 0.07
+INITS = ('random', 'gmml', 'mae', 'mae_time', 'cnn')
+NAMES = {'random': 'random init', 'gmml': 'GMML', 'mae': 'MAE (equal epochs)', 'mae_time': 'MAE (equal time)',
+         'cnn': 'ResNet from scratch'}
+PROTOCOLS = ('finetune', 'linear', 'knn')
 
 MODES = {
-    'full':  dict(pretrain_fraction=1.0, pretrain_epochs=6, seeds=(0, 1, 2), fractions=(0.01, 0.10),
-                  ft_epochs={0.01: 40, 0.10: 5}, n_test=None, pretrain_valid=1000),
-    'quick': dict(pretrain_fraction=0.1, pretrain_epochs=1, seeds=(0,), fractions=(0.01,),
-                  ft_epochs={0.01: 10}, n_test=2000, pretrain_valid=500),
-    # settings chosen by validation accuracy on 2,000 held-out TRAINING images (the test set is not touched)
-    'calibrate': dict(pretrain_fraction=1.0, pretrain_epochs=2, seeds=(0,), fractions=(0.01,),
-                      ft_epochs={0.01: 40}, n_test=None, pretrain_valid=1000, n_heldout=2000,
-                      grid={'random': [dict(lr=lr, layer_decay=1.0, pool=pool) for pool in ('cls', 'avg') for lr in (1e-3, 2e-3)],
-                            **{m: [dict(lr=lr, layer_decay=ld, pool=pool) for pool in ('cls', 'avg')
-                                   for lr, ld in ((1e-3, 0.75), (1e-3, 0.9), (2e-3, 0.9), (1e-3, 1.0))] for m in ('gmml', 'mae')}}),
+    'full':  dict(pretrain_fraction=1.0, pretrain_epochs=5, seeds=(0, 1, 2), fractions=(0.01, 0.10),
+                  ft_epochs={0.01: 80, 0.10: 10}, n_test=None, n_bank=10000, n_query=2000,
+                  ft_inits={0.01: INITS, 0.10: ('random', 'gmml', 'mae', 'cnn')}),
+    'quick': dict(pretrain_fraction=0.05, pretrain_epochs=1, seeds=(0,), fractions=(0.01,),
+                  ft_epochs={0.01: 5}, n_test=1000, n_bank=1000, n_query=500, ft_inits={0.01: INITS}),
 }
-STEM = {'full': 'label_efficiency', 'quick': 'label_efficiency_quick', 'calibrate': 'label_efficiency_calibration'}
+STEM = {'full': 'label_efficiency', 'quick': 'label_efficiency_quick'}
+TARGETS = dict(gmml_1pct=0.80, gain_1pct=0.12, gmml_10pct=0.87)
 
 T0 = time.perf_counter()
 def log(msg): print(f"[{(time.perf_counter() - T0)/60:6.2f} min] {msg}", flush=True)
@@ -60,342 +79,439 @@ def git_commit():
                                cwd=Path(__file__).parent).stdout.strip() or None
     except OSError: return None
 
-# ---------------------------------------------------------------- pretraining
-def pretrain(method, cfg, work):
-    "Pretrain GMML or MAE (seed 0) on the unlabeled training images; export the encoder; losses on unlabeled test images."
-    t0 = time.perf_counter()
-    set_seed(0)
-    dls = fmnist_pretrain_dls(bs=PRETRAIN['bs'], size=32, fraction=cfg['pretrain_fraction'], n_valid=cfg['pretrain_valid'], seed=0)
-    kw = dict(arch=ARCH, seed=0, lr=PRETRAIN['lr'], encoder_kwargs=dict(depth=DEPTH), **RECIPE_BEFORE)   # wd 0.05 = PRETRAIN['wd']
-    learn = gmml_learner(dls, **kw) if method == 'gmml' else mae_learner(dls, **kw, **MAE_DECODER)
-    learn.remove_cb(ProgressCallback)
-    n_img, epochs = len(dls.train.images), cfg['pretrain_epochs']
-    log(f"{method}: pretraining {ARCH} depth {DEPTH} on {n_img} unlabeled images, {epochs} epochs "
-        f"({len(dls.train)*epochs} steps of {PRETRAIN['bs']})")
-    before = float(learn.validate()[0])
-    t1 = time.perf_counter()
-    learn.fit_one_cycle(epochs, cbs=[SkipValidation()])
-    train_s = time.perf_counter() - t1
-    losses, last = [float(v) for v in learn.recorder.losses], float(learn.recorder.smooth_loss.value)   # validate() resets them
-    after = float(learn.validate()[0])
-    path = learn.export_encoder(Path(work)/f'{method}_encoder.safetensors')
-    res = dict(method=method, images=n_img, epochs=epochs, steps=len(losses), bs=PRETRAIN['bs'], lr=PRETRAIN['lr'],
-               loss='masked L1 (manipulated pixels)' if method == 'gmml' else 'MSE on masked patches + 0.1 × visible',
-               valid_images=len(dls.valid.images), valid_loss_before=round(before, 4), valid_loss_after=round(after, 4),
-               train_loss_first=round(losses[0], 4), train_loss_last_smoothed=round(last, 4),
-               images_per_s=round(len(losses)*PRETRAIN['bs']/train_s, 1), minutes=round((time.perf_counter() - t0)/60, 2),
-               encoder=str(path))
-    log(f"{method}: valid loss {before:.4f} -> {after:.4f}, {res['images_per_s']} img/s, {res['minutes']} min")
+def stage(path, fn):
+    "Run `fn` unless its result is already saved at `path` (a finished stage of an interrupted run); save what it returns."
+    path = Path(path)
+    if path.exists(): return json.loads(path.read_text())
+    res = fn()
+    tmp = path.with_suffix('.tmp'); tmp.write_text(json.dumps(res, indent=1)); tmp.replace(path)   # never a half-written stage
     return res
+
+# ---------------------------------------------------------------- features and frozen read-outs
+def pixels_dl(x, bs=500):
+    return tensor_dls(x, x[:1], bs=bs, shuffle=False, drop_last=False, after_batch=image_batch_tfms(FMNIST_STATS, SIZE, 'pad', 1)).train
+
+@torch.no_grad()
+def embed(encoder, x):
+    "Mean of the final (normed) patch tokens: the frozen feature of every protocol that does not train the encoder."
+    was = encoder.training; encoder.eval()
+    out = torch.cat([encoder.forward_features(xb)[:, encoder.num_prefix_tokens:].mean(1) for (xb,) in pixels_dl(x)])
+    encoder.train(was)
+    return out
+
+def knn_accuracy(fb, yb, fq, yq, k=KNN_K, T=KNN_T, n_cls=10):
+    "Weighted k-NN vote (cosine similarity, temperature T), as in DINO's read-out."
+    fb, fq = F.normalize(fb, dim=1), F.normalize(fq, dim=1)
+    w, idx = (fq @ fb.T).topk(min(k, len(fb)), dim=1)
+    votes = torch.zeros(len(fq), n_cls).scatter_add_(1, yb[idx], (w/T).exp())
+    return (votes.argmax(1) == yq).float().mean().item()
+
+def linear_probe_accuracy(fb, yb, fq, yq, n_cls=10, steps=300, wd=1e-4, seed=0):
+    "Logistic regression on standardised frozen features (full-batch L-BFGS, a fixed small L2): accuracy on the queries."
+    m, s = fb.mean(0), fb.std(0) + 1e-6
+    xb, xq = (fb - m)/s, (fq - m)/s
+    torch.manual_seed(seed)
+    lin = nn.Linear(xb.shape[1], n_cls)
+    opt = torch.optim.LBFGS(lin.parameters(), lr=1, max_iter=steps, history_size=20, line_search_fn='strong_wolfe')
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(lin(xb), yb) + wd*lin.weight.pow(2).sum()
+        loss.backward(); return loss
+    opt.step(closure)
+    with torch.no_grad(): return (lin(xq).argmax(1) == yq).float().mean().item()
+
+class KNNMonitor(Callback):
+    "k-NN read-out of the encoder on held-out training images before training and after every epoch; times training only."
+    order = 100
+    def __init__(self, bank, query): self.bank, self.query, self.curve = bank, query, []
+    def _read(self):
+        enc = self.learn.model.encoder
+        (xb, yb), (xq, yq) = self.bank, self.query
+        acc = knn_accuracy(embed(enc, xb), yb, embed(enc, xq), yq)
+        self.curve.append(dict(epoch=len(self.curve), train_minutes=round(self.train_s/60, 3), knn_accuracy=round(acc, 4)))
+        log(f"  epoch {len(self.curve) - 1}: k-NN {acc:.4f} on held-out training images after {self.train_s/60:.1f} min of training")
+    def before_fit(self): self.train_s = 0.; self._read()
+    def before_train(self): self.t0 = time.perf_counter()
+    def after_train(self): self.train_s += time.perf_counter() - self.t0
+    def after_epoch(self): self._read()
+
+def heldout_split(cfg):
+    "k-NN curve data: a labeled bank and disjoint queries, both TRAINING images (pretraining sees them unlabeled)."
+    x, y = load_fashion_mnist('train')
+    p = torch.randperm(len(y), generator=torch.Generator().manual_seed(12345))
+    q, b = p[:cfg['n_query']], p[cfg['n_query']:cfg['n_query'] + cfg['n_bank']]
+    return (x[b], y[b]), (x[q], y[q])
+
+# ---------------------------------------------------------------- pretraining
+def pretrain(name, method, epochs, cfg, state, split):
+    "Pretrain GMML or MAE (seed 0) on the unlabeled training images with the library's defaults; k-NN curve; export the encoder."
+    set_seed(0)
+    dls = fmnist_pretrain_dls(bs=PRETRAIN['bs'], size=SIZE, fraction=cfg['pretrain_fraction'], n_valid=100, seed=0)
+    kw = dict(arch=ARCH, seed=0, lr=PRETRAIN['lr'], encoder_kwargs=dict(depth=DEPTH))
+    learn = gmml_learner(dls, **kw) if method == 'gmml' else mae_learner(dls, **kw)
+    mon = KNNMonitor(*split)
+    log(f"{name}: pretraining {method.upper()} {ARCH} depth {DEPTH} on {len(dls.train.images)} unlabeled images, {epochs} epochs "
+        f"({len(dls.train)*epochs} steps of {PRETRAIN['bs']})")
+    t0 = time.perf_counter()
+    with learn.no_bar(), learn.no_logging():
+        learn.fit_warmup_cosine(epochs, warmup=PRETRAIN['warmup'], cbs=[SkipValidation(), mon])
+    path = Path(state)/f'{name}_encoder.safetensors'
+    if path.exists(): path.unlink()          # left by an interrupted run of this stage (the state folder is the benchmark's own)
+    learn.export_encoder(path)
+    steps = len(learn.recorder.losses)
+    res = dict(name=name, method=method, images=len(dls.train.images), epochs=epochs, steps=steps, bs=PRETRAIN['bs'],
+               lr=PRETRAIN['lr'], train_loss_first=round(float(learn.recorder.losses[0]), 4),
+               train_loss_last_smoothed=round(float(learn.recorder.smooth_loss.value), 4),
+               train_minutes=round(mon.train_s/60, 2), images_per_s=round(steps*PRETRAIN['bs']/mon.train_s, 1),
+               minutes=round((time.perf_counter() - t0)/60, 2), knn_curve=mon.curve, encoder=str(path))
+    log(f"{name}: {res['images_per_s']} img/s, {res['train_minutes']} min of training, final k-NN {mon.curve[-1]['knn_accuracy']:.4f}")
+    return res
+
+def random_encoder(seed=0):
+    torch.manual_seed(seed)
+    return create_encoder(ARCH, in_chans=1, depth=DEPTH)
+
+def load_vit(path):
+    enc = create_encoder(ARCH, in_chans=1, depth=DEPTH)
+    load_encoder(enc, path)
+    return enc
+
+# ---------------------------------------------------------------- frozen protocols
+def frozen_records(init, enc, cfg, data):
+    "k-NN and linear-probe test accuracy of frozen features for every (label fraction, seed)."
+    (x, y), (xt, yt), subsets = data
+    t0 = time.perf_counter()
+    used = torch.cat([v for v in subsets.values()]).unique()
+    ft, fte = torch.zeros(len(y), enc.embed_dim), None
+    ft[used] = embed(enc, x[used]); fte = embed(enc, xt)
+    emb_s = time.perf_counter() - t0
+    recs = []
+    for (f, s), idx in subsets.items():
+        for protocol, fn in (('knn', knn_accuracy), ('linear', linear_probe_accuracy)):
+            t1 = time.perf_counter()
+            acc = fn(ft[idx], y[idx], fte, yt)
+            recs.append(dict(method=init, protocol=protocol, label_fraction=f, seed=s, test_accuracy=round(acc, 4),
+                             test_images=len(yt), train_images=len(idx), minutes=round((time.perf_counter() - t1)/60, 3)))
+        log(f"{init:8s} frozen {f:.0%} seed {s}: k-NN {recs[-2]['test_accuracy']:.4f}, linear {recs[-1]['test_accuracy']:.4f}")
+    return dict(records=recs, embed_minutes=round(emb_s/60, 2))
 
 # ---------------------------------------------------------------- finetuning
-def heldout_images(label_fraction, seed, n):
-    "`n` stratified training images that are NOT in the labeled subset of (label_fraction, seed): a validation set for --calibrate."
-    x, y = load_fashion_mnist('train')
-    keep = torch.ones(len(y), dtype=torch.bool); keep[stratified_subset(y, label_fraction, seed)] = False
-    rest = keep.nonzero().squeeze(1)
-    idx = rest[stratified_subset(y[rest], n/len(rest), seed + 12345)]
-    return x[idx], y[idx]
+class EpochLoss(Callback):
+    "Mean training loss of every epoch (the finetune's convergence curve)."
+    def before_fit(self): self.curve = []
+    def before_train(self): self.tot, self.n = 0., 0
+    def after_batch(self):   # summed on the loss's device: no host sync per step
+        if self.training: self.tot = self.tot + self.learn.loss.detach().float(); self.n += 1
+    def after_train(self): self.curve.append(round(float(self.tot)/max(self.n, 1), 4))
 
-def finetune(method, label_fraction, seed, cfg, encoders, hp, heldout=None):
-    "Finetune one classifier; evaluate it once on the test images (or, with `heldout`, on held-out training images only)."
+def _block(cin, cout, stride):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                         nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+
+class BasicBlock(nn.Module):
+    "A ResNet basic block: two 3×3 convolutions and a (projected when the shape changes) shortcut."
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.body = _block(cin, cout, stride)
+        self.short = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+    def forward(self, x): return F.relu(self.body(x) + self.short(x))
+
+def small_resnet(n_cls=10, widths=(16, 32, 64), in_ch=1):
+    "A ResNet for 28-32 px images: a 3×3 stem, three stages of two basic blocks (stride 1, 2, 2), global average pooling."
+    layers, cin = [nn.Conv2d(in_ch, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)], widths[0]
+    for i, w in enumerate(widths):
+        layers += [BasicBlock(cin, w, 1 if i == 0 else 2), BasicBlock(w, w)]; cin = w
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, n_cls))
+
+def finetune(init, f, seed, cfg, encoders):
+    "Finetune one classifier (or train the ResNet) on the labeled subset of (f, seed); evaluate once on the test images."
     t0 = time.perf_counter()
     set_seed(seed)   # label subset, head (and random encoder) init, shuffling and augmentation all follow `seed`
-    dls = fmnist_finetune_dls(bs=FINETUNE['bs'], label_fraction=label_fraction, size=32, seed=seed,
-                              n_valid=1 if heldout is not None else cfg['n_test'], val_bs=500)
-    if heldout is not None: dls.loaders[1] = dls.valid.new(images=heldout[0], labels=heldout[1], shuffle=False, drop_last=False, bs=500)
-    learn = finetune_learner(dls, pretrained=encoders.get(method), arch=ARCH, encoder_kwargs=dict(depth=DEPTH),
-                             lr=hp['lr'], layer_decay=hp['layer_decay'], pool=hp['pool'], wd=FINETUNE['wd'],
-                             label_smoothing=FINETUNE['label_smoothing'], augment=FINETUNE['augment'])
-    learn.remove_cb(ProgressCallback)
-    learn.logger = lambda *a, **k: None   # no per-epoch table: one log line per finetune
-    epochs = cfg['ft_epochs'][label_fraction]
+    dls = fmnist_finetune_dls(bs=FINETUNE['bs'], label_fraction=f, size=SIZE, seed=seed, n_valid=cfg['n_test'], val_bs=500)
+    hp = FT_HP[init]
+    if init == 'cnn':
+        learn = Learner(dls, small_resnet(), loss_func=CrossEntropyLossFlat(label_smoothing=FINETUNE['label_smoothing']),
+                        opt_func=Adam, lr=hp['lr'], wd=FINETUNE['wd'], metrics=[accuracy], cbs=[BatchAugment(FINETUNE['augment'])])
+    else:
+        learn = finetune_learner(dls, pretrained=encoders.get(init), arch=ARCH, encoder_kwargs=dict(depth=DEPTH),
+                                 lr=hp['lr'], layer_decay=hp['layer_decay'], pool=hp['pool'], wd=FINETUNE['wd'],
+                                 label_smoothing=FINETUNE['label_smoothing'], augment=FINETUNE['augment'])
+    epochs, curve = cfg['ft_epochs'][f], EpochLoss()
     t1 = time.perf_counter()
-    learn.fit_one_cycle(epochs, cbs=[SkipValidation()])
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, cbs=[SkipValidation(), curve])
     train_s = time.perf_counter() - t1
-    steps, last = len(learn.recorder.losses), float(learn.recorder.smooth_loss.value)   # validate() resets them
     t2 = time.perf_counter()
-    loss, acc = (float(v) for v in learn.validate())
+    with learn.no_bar(): loss, acc = (float(v) for v in learn.validate())
     eval_s = time.perf_counter() - t2
-    split = 'heldout' if heldout is not None else 'test'
-    rec = {'method': method, 'label_fraction': label_fraction, 'seed': seed, f'{split}_accuracy': round(acc, 4),
-           f'{split}_loss': round(loss, 4), f'{split}_images': len(dls.valid.images), 'train_images': len(dls.train.images),
-           'arch': ARCH, 'depth': DEPTH, 'pretrain_epochs': 0 if method == 'random' else cfg['pretrain_epochs'],
-           'pretrain_images': 0 if method == 'random' else round(60000*cfg['pretrain_fraction']),
-           'finetune_epochs': epochs, 'finetune_steps': steps, 'finetune_bs': dls.train.bs,
-           'lr': hp['lr'], 'layer_decay': hp['layer_decay'], 'pool': hp['pool'], 'augment': FINETUNE['augment'],
-           'label_smoothing': FINETUNE['label_smoothing'], 'wd': FINETUNE['wd'], 'final_train_loss': round(last, 4),
-           'train_minutes': round(train_s/60, 3), 'eval_minutes': round(eval_s/60, 3), 'minutes': round((time.perf_counter() - t0)/60, 3)}
-    log(f"{method:6s} {label_fraction:.0%} labels ({rec['train_images']} images, {epochs} epochs, {rec['finetune_steps']} steps) "
-        f"seed {seed}: {split} accuracy {acc:.4f} on {rec[f'{split}_images']} images "
-        f"[train {train_s/60:.2f} min, eval {eval_s/60:.2f} min]")
+    rec = dict(method=init, protocol='finetune', label_fraction=f, seed=seed, test_accuracy=round(acc, 4), test_loss=round(loss, 4),
+               test_images=len(dls.valid.images), train_images=len(dls.train.images), finetune_epochs=epochs,
+               finetune_steps=len(learn.recorder.losses), finetune_bs=dls.train.bs, params=sum(p.numel() for p in learn.model.parameters()),
+               **{k: v for k, v in hp.items()}, loss_curve=curve.curve, train_minutes=round(train_s/60, 3),
+               eval_minutes=round(eval_s/60, 3), minutes=round((time.perf_counter() - t0)/60, 3))
+    log(f"{init:8s} finetune {f:.0%} ({rec['train_images']} images, {epochs} epochs, {rec['finetune_steps']} steps) seed {seed}: "
+        f"test accuracy {acc:.4f}, loss {curve.curve[0]:.3f} -> {curve.curve[-1]:.3f} [{train_s/60:.2f} + {eval_s/60:.2f} min]")
     return rec
 
-# ---------------------------------------------------------------- throughput (for the choice of depth, --calibrate)
-class TrainTimer(Callback):
-    "Wall time of the training phase of each epoch."
-    def before_fit(self): self.times = []
-    def before_train(self): self.t0 = time.perf_counter()
-    def after_train(self): self.times.append(time.perf_counter() - self.t0)
+# ---------------------------------------------------------------- summary
+def stats(v):
+    return dict(mean=statistics.mean(v), std=statistics.stdev(v) if len(v) > 1 else float('nan'), n=len(v), values=v)
 
-def throughput(depths=(6, 12)):
-    "Training images/s of a GMML step, an MAE step (bs 128) and a finetuning step (bs 64, TrivialAugment), and test-time images/s: second of two epochs."
-    res = {}
-    pdls = fmnist_pretrain_dls(bs=PRETRAIN['bs'], size=32, fraction=12*PRETRAIN['bs']/60000 + 1e-6, n_valid=100, seed=0)
-    fdls = fmnist_finetune_dls(bs=FINETUNE['bs'], label_fraction=0.02, size=32, seed=0, valid=0.05, n_valid=2000, val_bs=500)
-    for d in depths:
-        kw = dict(arch=ARCH, seed=0, lr=PRETRAIN['lr'], encoder_kwargs=dict(depth=d), **RECIPE_BEFORE)
-        for name, learn, dl in (('gmml', gmml_learner(pdls, **kw), pdls), ('mae', mae_learner(pdls, **kw, **MAE_DECODER), pdls),
-                                ('finetune', finetune_learner(fdls, arch=ARCH, encoder_kwargs=dict(depth=d), augment=FINETUNE['augment']), fdls)):
-            learn.remove_cb(ProgressCallback); learn.logger = lambda *a, **k: None
-            timer = TrainTimer()
-            learn.fit(2, cbs=[timer, SkipValidation()])
-            res[f'{name} depth {d}'] = round(len(dl.train)*dl.train.bs/timer.times[-1], 1)
-            if name == 'finetune':
-                t0 = time.perf_counter(); learn.validate()
-                res[f'evaluation depth {d}'] = round(len(dl.valid.images)/(time.perf_counter() - t0), 1)
-        log('throughput (images/s): ' + ', '.join(f"{k} {v}" for k, v in res.items() if k.endswith(str(d))))
-    return res
-
-# ---------------------------------------------------------------- summary, markdown, plot
-def summarize(records, key='test_accuracy'):
+def summarize(recs):
     rows = {}
-    for r in records: rows.setdefault((r['method'], r['label_fraction']), []).append(r[key])
-    return {k: dict(mean=statistics.mean(v), std=statistics.stdev(v) if len(v) > 1 else float('nan'), n=len(v), values=v)
-            for k, v in rows.items()}
+    for r in recs: rows.setdefault(f"{r['method']}|{r['protocol']}|{r['label_fraction']}", []).append(r['test_accuracy'])
+    return {k: stats(v) for k, v in rows.items()}
 
-def pm(s, pct=True):
-    f = 100 if pct else 1
+def paired_gain(recs, a, b, f, protocol='finetune'):
+    "Per-seed differences a − b (same labeled subset)."
+    acc = {(r['method'], r['seed']): r['test_accuracy'] for r in recs if r['protocol'] == protocol and r['label_fraction'] == f}
+    d = [acc[(a, s)] - acc[(b, s)] for (m, s) in acc if m == a and (b, s) in acc]
+    return stats(d) if d else None
+
+def pm(s, f=100):
+    if s is None: return '—'
     return f"{f*s['mean']:.1f} ± {f*s['std']:.1f}" if s['n'] > 1 else f"{f*s['mean']:.1f}"
 
-def plot(summary, fractions, path, title):
+COLORS = {'random': '#999999', 'gmml': '#d62728', 'mae': '#1f77b4', 'mae_time': '#9ecae1', 'cnn': '#2ca02c'}
+
+def plot_bars(summ, fractions, path, title):
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4))
-    width, colors = 0.26, {'random': '#999999', 'gmml': '#d62728', 'mae': '#1f77b4'}
-    for j, m in enumerate(METHODS):
-        xs = [i + (j - 1)*width for i in range(len(fractions))]
-        ss = [summary[(m, f)] for f in fractions]
-        ax.bar(xs, [100*s['mean'] for s in ss], width, yerr=[100*(s['std'] if s['n'] > 1 else 0) for s in ss],
-               capsize=4, color=colors[m], label={'random': 'random init', 'gmml': 'GMML', 'mae': 'MAE'}[m])
-        for x, s in zip(xs, ss): ax.scatter([x]*s['n'], [100*v for v in s['values']], s=9, color='k', zorder=3)
-    lo = min(100*min(s['values']) for s in summary.values())
-    ax.set_ylim(max(0, math.floor(lo/5)*5 - 5), 100)
-    ax.set_xticks(range(len(fractions)), [f"{f:.0%} labels\n({round(60000*f)} images)" for f in fractions])
-    ax.set_ylabel('test accuracy (%), mean ± std'); ax.set_title(title, fontsize=10)
-    ax.legend(loc='upper left', ncol=3, fontsize=9); ax.grid(axis='y', alpha=.3)
-    fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
+    fig, axs = plt.subplots(1, len(fractions), figsize=(5.2*len(fractions), 4), squeeze=False)
+    for ax, f in zip(axs[0], fractions):
+        width = 0.16
+        for j, init in enumerate(INITS):
+            for i, p in enumerate(PROTOCOLS):
+                s = summ.get(f"{init}|{p}|{f}")
+                if s is None: continue
+                x = i + (j - 2)*width
+                ax.bar(x, 100*s['mean'], width, yerr=100*(s['std'] if s['n'] > 1 else 0), capsize=3, color=COLORS[init],
+                       label=NAMES[init] if i == 0 or (init != 'cnn' and p == 'linear' and f"{init}|finetune|{f}" not in summ) else None)
+                ax.scatter([x]*s['n'], [100*v for v in s['values']], s=6, color='k', zorder=3)
+        lo = min(100*min(s['values']) for k, s in summ.items() if k.endswith(f"|{f}"))
+        ax.set_ylim(max(0, math.floor(lo/10)*10 - 5), 100)
+        ax.set_xticks(range(len(PROTOCOLS)), ['finetune', 'linear probe', 'k-NN (k=20)'])
+        ax.set_title(f"{f:.0%} labels ({round(60000*f):,} images)", fontsize=10); ax.grid(axis='y', alpha=.3)
+        ax.set_ylabel('test accuracy (%), mean ± std')
+    axs[0][0].legend(loc='upper right', fontsize=8)
+    fig.suptitle(title, fontsize=10); fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
+
+def plot_curves(pre, recs, fractions, path):
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axs = plt.subplots(1, 1 + len(fractions), figsize=(4.6*(1 + len(fractions)), 3.6))
+    ax = axs[0]
+    for name, p in pre.items():
+        c = p['knn_curve']
+        ax.plot([e['train_minutes'] for e in c], [100*e['knn_accuracy'] for e in c], 'o-', ms=3, color=COLORS[name],
+                label=f"{NAMES[name]} ({p['epochs']} ep.)")
+    ax.set_xlabel('pretraining minutes (this machine)'); ax.set_ylabel('k-NN accuracy (%), held-out training images')
+    ax.set_title('read-out after every pretraining epoch', fontsize=10); ax.legend(fontsize=8); ax.grid(alpha=.3)
+    for ax, f in zip(axs[1:], fractions):
+        for init in INITS:
+            cs = [r['loss_curve'] for r in recs if r['protocol'] == 'finetune' and r['method'] == init and r['label_fraction'] == f]
+            if not cs: continue
+            mean = [statistics.mean(v) for v in zip(*cs)]
+            ax.plot(range(1, len(mean) + 1), mean, color=COLORS[init], label=NAMES[init])
+        ax.set_xlabel('finetuning epoch'); ax.set_ylabel('training loss (mean over seeds)')
+        ax.set_title(f'finetuning at {f:.0%} labels', fontsize=10); ax.grid(alpha=.3); ax.legend(fontsize=7)
+    fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
+
+def flatness(curve):
+    "Relative fall of the epoch loss over the last quarter of training: near 0 means the loss has flattened."
+    q = max(1, len(curve)//4)
+    return (curve[-q - 1] - curve[-1])/curve[-q - 1]
 
 def write_markdown(res, path):
-    cfg, m, pre, summ = res['config'], res['machine'], res['pretraining'], res['summary']
+    cfg, m, pre, summ, recs = res['config'], res['machine'], res['pretraining'], res['summary'], res['records']
     fr = cfg['fractions']
-    L = [f"# Label efficiency on Fashion-MNIST{' (quick mode: a smoke test, not the result)' if res['mode'] == 'quick' else ''}", '',
-         f"Pretrain without labels on {pre['gmml']['images']:,} Fashion-MNIST training images, finetune with "
-         + ' and '.join(f"{f:.0%}" for f in fr) + " of the labels, evaluate on "
-         + f"{res['records'][0]['test_images']:,} test images. Every number below was measured in the run described here.", '',
+    quick = res['mode'] == 'quick'
+    def cell(init, p, f): return pm(summ.get(f"{init}|{p}|{f}"))
+    L = [f"# Label efficiency on Fashion-MNIST{' (quick mode: a smoke test, not the result)' if quick else ''}", '',
+         f"Pretrain without labels on {pre['gmml']['images']:,} Fashion-MNIST training images; then use "
+         + ' and '.join(f"{f:.0%}" for f in fr) + f" of the labels; test on {recs[0]['test_images']:,} test images. "
+         "Every number below was measured in the run described here.", '',
          '## Run', '',
          f"- Command: `{res['command']}`",
          f"- Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, {m['torch_threads']} torch threads, GPU: {m['gpu']}; "
          f"torch {m['torch']}, Python {m['python']}; git commit {res['git_commit']}",
-         f"- Started {res['started']}, total wall time **{res['wall_minutes']:.1f} min** "
-         f"(pretraining {res['stage_minutes']['pretraining']:.1f} min, finetuning + evaluation {res['stage_minutes']['finetuning']:.1f} min)",
-         f"- Finetuning seeds: {', '.join(map(str, cfg['seeds']))} (seed = labeled subset, head/random-encoder init, shuffling, "
-         f"augmentation); pretraining seed 0", '',
-         '## Results: test accuracy (%)', '',
-         f"mean ± std over n = {len(cfg['seeds'])} seeds" + ('' if len(cfg['seeds']) > 1 else ' (one seed: no std)') + '.', '',
-         '| init | ' + ' | '.join(f"{f:.0%} labels ({round(60000*f):,} images)" for f in fr) + ' |',
-         '|---|' + '---|'*len(fr)]
-    names = {'random': 'random init', 'gmml': 'GMML', 'mae': 'MAE'}
-    for meth in METHODS: L.append(f"| {names[meth]} | " + ' | '.join(pm(summ[f'{meth}@{f}']) for f in fr) + ' |')
-    L += ['', '| gain over random init (points) | ' + ' | '.join(f"{f:.0%}" for f in fr) + ' |', '|---|' + '---|'*len(fr)]
-    for meth in ('gmml', 'mae'):
-        L.append(f"| {names[meth]} − random | " + ' | '.join(pm(res['gains'][f'{meth}@{f}']) for f in fr) + ' |')
-    L += ['', "Gains are paired by seed (same labeled subset for the three initialisations); mean ± std of the per-seed differences.",
-          '', 'Per seed (test accuracy, %):', '',
-          '| init | labels | ' + ' | '.join(f"seed {s}" for s in cfg['seeds']) + ' |', '|---|---|' + '---|'*len(cfg['seeds'])]
-    for f in fr:
-        for meth in METHODS:
-            L.append(f"| {names[meth]} | {f:.0%} | " + ' | '.join(f"{100*v:.2f}" for v in summ[f'{meth}@{f}']['values']) + ' |')
-    if res['mode'] == 'full' or 0.01 in fr:
-        g = res['gains'].get('gmml@0.01')
-        if g: L += ['', f"**Target (GMML beats random init by ≥ 10 points at 1 % labels): "
-                        f"{'met' if g['mean'] >= 0.10 else 'not met'}** — measured gain {100*g['mean']:.1f} points (mean of {g['n']} seeds)."]
-    L += ['', '![label efficiency](' + Path(res['plot']).name + ')', '', '## Pretraining (seed 0, once per method)', '',
-          '| method | images | epochs | steps (bs) | peak lr | loss | valid loss before → after | train loss first → last | images/s | minutes |',
-          '|---|---|---|---|---|---|---|---|---|---|']
-    for k in ('gmml', 'mae'):
-        p = pre[k]
-        L.append(f"| {k.upper()} | {p['images']:,} | {p['epochs']} | {p['steps']} ({p['bs']}) | {p['lr']:g} | {p['loss']} | "
-                 f"{p['valid_loss_before']:.4f} → {p['valid_loss_after']:.4f} | {p['train_loss_first']:.4f} → {p['train_loss_last_smoothed']:.4f} | "
-                 f"{p['images_per_s']:.0f} | {p['minutes']:.1f} |")
-    L += ['', f"Valid losses are on {pre['gmml']['valid_images']:,} unlabeled test images with a fixed corruption/mask (no labels; "
-              "used only for this report). The two losses are different objectives and are not comparable with each other.",
-          '', '## Settings', '',
-          f"- Encoder: `{ARCH}` = timm ViT-Nano (96-d, 3 heads) with **{DEPTH} blocks** instead of 12, 28 px images zero-padded to 32, "
-          "4 px patches (8×8 tokens + class token), 1 channel; the same encoder for the three initialisations.",
-          f"- GMML: the library's `gmml` corruption recipe (noise-or-zeros + replace + blur blocks at pixel level, align 1; its grey-scale step is a no-op on 1-channel images), masked L1 on the "
-          f"manipulated pixels, light decoder on fused blocks {{3, 4, 5, 6}}; MAE: 75 % of tokens masked, decoder "
-          f"{MAE_DECODER['decoder_dim']}-d × {MAE_DECODER['decoder_depth']} blocks, MSE on masked patches + 0.1 × visible, no norm-pix. "
-          f"Both: {cfg['pretrain_epochs']} epochs, batch {PRETRAIN['bs']}, AdamW (wd {PRETRAIN['wd']}), one-cycle, peak lr {PRETRAIN['lr']:g}.",
-          f"- Finetuning, **identical for random / GMML / MAE**: the same labeled images per seed, batch {FINETUNE['bs']}, "
+         f"- Finished {res['finished']}; the stages' own times add up to **{res['stage_total_minutes']:.1f} min** "
+         f"(pretraining {res['stage_minutes']['pretraining']:.1f}, frozen features {res['stage_minutes']['frozen']:.1f}, "
+         f"finetuning + evaluation {res['stage_minutes']['finetuning']:.1f})",
+         f"- Seeds {', '.join(map(str, cfg['seeds']))}: a seed fixes the labeled subset, the head/random-encoder init, "
+         "shuffling and augmentation; pretraining seed 0.", '',
+         '## Test accuracy (%)', '',
+         f"mean ± std over {len(cfg['seeds'])} seeds" + ('' if len(cfg['seeds']) > 1 else ' (one seed: no std)') + "; "
+         "`finetune` trains the whole network, `linear` and `k-NN` read frozen features.", '',
+         '| init | protocol | ' + ' | '.join(f"{f:.0%} labels ({round(60000*f):,} images)" for f in fr) + ' |',
+         '|---|---|' + '---|'*len(fr)]
+    for init in INITS:
+        for p in PROTOCOLS:
+            if any(f"{init}|{p}|{f}" in summ for f in fr):
+                L.append(f"| {NAMES[init]} | {p} | " + ' | '.join(cell(init, p, f) for f in fr) + ' |')
+    L += ['', '| finetuned, paired by seed (points) | ' + ' | '.join(f"{f:.0%}" for f in fr) + ' |', '|---|' + '---|'*len(fr)]
+    for a, b in (('gmml', 'random'), ('mae', 'random'), ('mae_time', 'random'), ('gmml', 'mae'), ('gmml', 'mae_time'), ('gmml', 'cnn')):
+        gs = [paired_gain(recs, a, b, f) for f in fr]
+        if any(gs): L.append(f"| {NAMES[a]} − {NAMES[b]} | " + ' | '.join(pm(g) for g in gs) + ' |')
+    L += ['', '![label efficiency](' + Path(res['plot']).name + ')', '', '## Targets', '']
+    for line in res['targets']: L.append(f"- {line}")
+    L += ['', '## Pretraining: k-NN read-out against pretraining time', '',
+          f"k-NN (k = {KNN_K}, cosine) on frozen mean-pooled tokens after every epoch: a memory bank of {cfg['n_bank']:,} labeled "
+          f"*training* images, {cfg['n_query']:,} other training images as queries (pretraining sees them all, unlabeled; "
+          "the test set is not used). Minutes count training steps only.", '',
+          '| run | epochs | steps (bs) | images/s | training minutes | k-NN before → after (%) | train loss first → last |',
+          '|---|---|---|---|---|---|---|']
+    for name, p in pre.items():
+        c = p['knn_curve']
+        L.append(f"| {NAMES[name]} | {p['epochs']} | {p['steps']} ({p['bs']}) | {p['images_per_s']:.0f} | {p['train_minutes']:.1f} | "
+                 f"{100*c[0]['knn_accuracy']:.1f} → {100*c[-1]['knn_accuracy']:.1f} | {p['train_loss_first']:.3f} → {p['train_loss_last_smoothed']:.3f} |")
+    L += ['', 'Per epoch (k-NN %, held-out training images): ' + '; '.join(
+          f"{NAMES[n]}: " + ', '.join(f"{100*e['knn_accuracy']:.1f}" for e in p['knn_curve']) for n, p in pre.items()), '',
+          '![curves](' + Path(res['curves']).name + ')', '',
+          '## Did the finetunes converge?', '',
+          'Training loss per epoch, mean over seeds (right panels above); the fall over the last quarter of the epochs, '
+          'relative to its value there (near 0: flat).', '',
+          '| init | ' + ' | '.join(f"{f:.0%}: epochs, first → last loss, last-quarter fall" for f in fr) + ' |', '|---|' + '---|'*len(fr)]
+    for init in INITS:
+        cells = []
+        for f in fr:
+            cs = [r['loss_curve'] for r in recs if r['protocol'] == 'finetune' and r['method'] == init and r['label_fraction'] == f]
+            if not cs: cells.append('—'); continue
+            mean = [statistics.mean(v) for v in zip(*cs)]
+            cells.append(f"{len(mean)}, {mean[0]:.3f} → {mean[-1]:.3f}, {100*flatness(mean):.1f} %")
+        L.append(f"| {NAMES[init]} | " + ' | '.join(cells) + ' |')
+    L += ['', '## Settings', '',
+          f"- Encoder: `{ARCH}` = timm ViT-Nano (96-d, 3 heads) with **{DEPTH} blocks**, 28 px images in 4 px patches (7×7 tokens + "
+          "class token), 1 channel; the same encoder for every ViT initialisation.",
+          f"- Pretraining (seed 0, the library's default recipe for each method): batch {PRETRAIN['bs']}, peak lr {PRETRAIN['lr']:g}, "
+          f"`fit_warmup_cosine` ({PRETRAIN['warmup']:.0%} warm-up); GMML: crop/flip augmentation, the `gmml` corruption, masked L1, "
+          "weight decay 0.04 → 0.4, gradient clipping 3, drop-path 0.1; MAE: crop/flip augmentation, 75 % of the tokens masked, "
+          "decoder scaled to the encoder (96-d × 2 blocks), weight decay 0.05. "
+          f"GMML and MAE (equal epochs): {pre['gmml']['epochs']} epoch(s); MAE (equal time): {pre['mae_time']['epochs']} epoch(s), as many as "
+          "fit in GMML's measured training time at MAE's measured speed.",
+          f"- Finetuning, identical for every initialisation at a label fraction: the same labeled images per seed, batch {FINETUNE['bs']}, "
           + ', '.join(f"{cfg['ft_epochs'][str(f)]} epochs at {f:.0%}" for f in fr)
-          + f" (same number of steps for every initialisation), one-cycle, AdamW (wd {FINETUNE['wd']}), label smoothing "
-          f"{FINETUNE['label_smoothing']}, TrivialAugmentWide batch augmentation, a linear head on the pooled final tokens, no per-epoch validation; "
-          "evaluated once at the end.",
-          "- What differs: the peak learning rate, the layer-wise lr decay and the pooling (class token or mean of the patch "
-          "tokens), each chosen per initialisation by validation accuracy on "
-          "2,000 held-out *training* images (not the test set), see `label_efficiency_calibration.md`: "
-          + '; '.join(f"{names[k]}: {v['pool']} pooling, peak lr {v['lr']:g}, layer decay {v['layer_decay']}" for k, v in cfg['finetune_lr'].items()) + '.']
-    L += ['', '## Why this configuration', ''] + [f"- {s}" for s in res['reasoning']]
-    L += ['', '## Stage times (minutes)', '', '| stage | minutes |', '|---|---|']
-    L += [f"| pretrain {k.upper()} | {pre[k]['minutes']:.2f} |" for k in ('gmml', 'mae')]
+          + f", fastai one-cycle, AdamW (wd {FINETUNE['wd']}), label smoothing {FINETUNE['label_smoothing']}, TrivialAugmentWide, "
+          "no per-epoch validation, evaluated once at the end. Per ViT initialisation (chosen earlier on held-out training images, "
+          "label_efficiency_calibration.md): " + '; '.join(f"{NAMES[k]}: {v['pool']} pooling, peak lr {v['lr']:g}, layer decay "
+                                                          f"{v['layer_decay']}" for k, v in FT_HP.items() if k != 'cnn') + '.',
+          f"- ResNet from scratch: 3×3 stem and three stages of two basic blocks (16, 32, 64 channels), "
+          f"{res['cnn_params']:,} parameters (the ViT classifier: {res['vit_params']:,}); trained like the ViTs (same images, epochs, "
+          f"batch, augmentation, label smoothing, AdamW wd {FINETUNE['wd']}, one-cycle) at peak lr {FT_HP['cnn']['lr']:g}.",
+          f"- Frozen protocols: features of the same labeled subsets; k-NN with k = {KNN_K}, cosine similarity, temperature {KNN_T}; "
+          "linear probe: logistic regression on standardised features, full-batch L-BFGS (300 iterations), L2 1e-4.", '',
+          '## Stage times (minutes)', '', '| stage | minutes |', '|---|---|']
+    L += [f"| pretrain {NAMES[k]} ({p['epochs']} epoch(s); training / with read-outs) | {p['train_minutes']:.1f} / {p['minutes']:.1f} |" for k, p in pre.items()]
+    L += [f"| frozen features + k-NN + linear, {NAMES[k]} | {v:.1f} |" for k, v in res['frozen_minutes'].items()]
     for f in fr:
-        for meth in METHODS:
-            rs = [r for r in res['records'] if r['method'] == meth and r['label_fraction'] == f]
-            L.append(f"| finetune + test {names[meth]} {f:.0%} ({len(rs)} seeds; train / eval) | "
-                     f"{sum(r['minutes'] for r in rs):.2f} ({sum(r['train_minutes'] for r in rs):.2f} / {sum(r['eval_minutes'] for r in rs):.2f}) |")
-    L.append(f"| total | {res['wall_minutes']:.2f} |")
-    L += ['', f"Raw records: `{Path(res['json']).name}` (one per method × label fraction × seed)."]
+        for init in INITS:
+            rs = [r for r in recs if r['protocol'] == 'finetune' and r['method'] == init and r['label_fraction'] == f]
+            if rs: L.append(f"| finetune + test {NAMES[init]} {f:.0%} ({len(rs)} seeds) | {sum(r['minutes'] for r in rs):.1f} |")
+    L.append(f"| total | {res['stage_total_minutes']:.1f} |")
+    L += ['', f"Raw records: `{Path(res['json']).name}` (one per initialisation × protocol × label fraction × seed)."]
     Path(path).write_text('\n'.join(L) + '\n')
 
-def reasoning(out, cfg, pre):
-    "Why this configuration, citing the numbers measured by --calibrate (label_efficiency_calibration.json) when it is there."
-    cal_f = Path(out)/'label_efficiency_calibration.json'
-    cal = json.loads(cal_f.read_text()) if cal_f.exists() else None
-    R = []
-    if cal and cal.get('throughput'):
-        t = cal['throughput']
-        R.append(f"Depth 6 instead of 12 (measured by `--calibrate`, {cal['machine']['torch_threads']} thread): a 12-block encoder "
-                 f"trains at {t['gmml depth 12']/t['gmml depth 6']:.2f}× the speed of the 6-block one for GMML, "
-                 f"{t['mae depth 12']/t['mae depth 6']:.2f}× for MAE, {t['finetune depth 12']/t['finetune depth 6']:.2f}× for "
-                 f"finetuning and {t['evaluation depth 12']/t['evaluation depth 6']:.2f}× for evaluation, so within the same "
-                 "≤ 60 min the 6-block encoder gets about twice the pretraining epochs and finetuning steps.")
-    R.append(f"Pretraining epochs ({cfg['pretrain_epochs']} for both methods): as many as fit in about half of the 60 min. "
-             f"Measured here: GMML {pre['gmml']['images_per_s']:.0f} images/s, MAE {pre['mae']['images_per_s']:.0f} images/s "
-             "(the MAE encoder sees 25 % of the tokens); MAE gets the same epochs, not the same time.")
-    R.append("Finetuning: 600 labeled images are few for a ViT, so every initialisation gets the same regularisation "
-             "(TrivialAugment, label smoothing 0.1, weight decay 0.05) and many epochs at 1 % "
-             f"({cfg['ft_epochs']['0.01']} epochs); " + (f"{cfg['ft_epochs']['0.1']} epochs at 10 % (6,000 images) fit the budget. "
-             if '0.1' in cfg['ft_epochs'] else '') + "step counts are identical across initialisations.")
-    if cal:
-        acc = {}
-        for r in cal['records']: acc.setdefault(r['method'], []).append(r['heldout_accuracy'])
-        R.append(f"Per-initialisation lr / layer decay / pooling: the best of a small grid by accuracy on {cal['config']['n_heldout']:,} "
-                 f"held-out training images, 1 % labels, seed 0, with {cal['config']['pretrain_epochs']}-epoch encoders "
-                 "(label_efficiency_calibration.md). Best held-out accuracy there: "
-                 + ', '.join(f"{m} {100*max(v):.1f} %" for m, v in acc.items()) + '.')
-    R.append("Evaluation: once per finetune, on all test images; the test set was never used to choose a setting.")
-    return R
+def targets(recs, summ, fr):
+    "The issue's targets, each stated as met or not met with the measured numbers."
+    T = []
+    if 0.01 in fr:
+        g, gain, cnn = summ.get('gmml|finetune|0.01'), paired_gain(recs, 'gmml', 'random', 0.01), paired_gain(recs, 'gmml', 'cnn', 0.01)
+        T.append(f"GMML finetuned at 1 % labels ≥ {100*TARGETS['gmml_1pct']:.0f} %: **{'met' if g['mean'] >= TARGETS['gmml_1pct'] else 'not met'}** "
+                 f"({pm(g)} %).")
+        T.append(f"GMML − random init at 1 % ≥ +{100*TARGETS['gain_1pct']:.0f} points (paired by seed): "
+                 f"**{'met' if gain['mean'] >= TARGETS['gain_1pct'] else 'not met'}** ({pm(gain)} points).")
+        if cnn: T.append(f"GMML-pretrained ViT beats the ResNet trained from scratch on the same 600 images: "
+                         f"**{'yes' if cnn['mean'] > 0 else 'no'}** ({pm(cnn)} points).")
+    if 0.1 in fr:
+        g = summ.get('gmml|finetune|0.1')
+        T.append(f"GMML finetuned at 10 % labels ≥ {100*TARGETS['gmml_10pct']:.0f} %: **{'met' if g['mean'] >= TARGETS['gmml_10pct'] else 'not met'}** ({pm(g)} %).")
+    return T
 
 # ---------------------------------------------------------------- main
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    g = ap.add_mutually_exclusive_group()
-    g.add_argument('--quick', action='store_true', help='smoke test: 6k pretraining images, 1 epoch, seed 0, 1 %% labels, 2k test images')
-    g.add_argument('--calibrate', action='store_true', help='choose the finetuning lrs on held-out training images (no test set)')
+    ap.add_argument('--quick', action='store_true', help='smoke test: 3k pretraining images, 1 epoch, seed 0, 1 %% labels, 1k test images')
     ap.add_argument('--out', default=str(Path(__file__).parent/'results'), help='folder of the results (default: benchmarks/results)')
-    ap.add_argument('--work', default=tempfile.gettempdir(), help='parent folder of the fresh folder holding the encoders')
-    ap.add_argument('--encoders', default=None, help='reuse the encoders of an earlier run of the same mode (its work folder)')
+    ap.add_argument('--state', default=None, help='folder of the finished stages (default /tmp/gmml_fast_label_efficiency_<mode>)')
+    ap.add_argument('--fresh', action='store_true', help='discard the finished stages in --state and start over')
     ap.add_argument('--threads', type=int, default=2, help='torch threads (default 2)')
     ap.add_argument('--overwrite', action='store_true', help='replace existing result files')
     args = ap.parse_args(argv)
-    mode = 'quick' if args.quick else 'calibrate' if args.calibrate else 'full'
+    mode = 'quick' if args.quick else 'full'
     cfg = dict(MODES[mode])
-    out = Path(args.out); stem = STEM[mode]
-    files = [out/f'{stem}.{ext}' for ext in (('json', 'md') if mode == 'calibrate' else ('json', 'md', 'png'))]
-    existing = [str(f) for f in files if f.exists()]
+    out, stem = Path(args.out), STEM[mode]
+    files = {ext: out/f'{stem}.{ext}' for ext in ('json', 'md', 'png')}
+    files['curves'] = out/f'{stem}_curves.png'
+    existing = [str(f) for f in files.values() if f.exists()]
     if existing and not args.overwrite:
         print(f"error: {', '.join(existing)} exist; pass --overwrite to replace them (or --out another folder)", file=sys.stderr)
         return 2
+    if args.threads < 1: print(f"error: --threads must be >= 1, got {args.threads}", file=sys.stderr); return 2
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
-    work = Path(tempfile.mkdtemp(prefix=f'label_eff_{mode}_', dir=args.work))
-    started = datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
-    command = 'python benchmarks/bench_label_efficiency.py' + ' '.join([''] + [a for a in (argv if argv is not None else sys.argv[1:])])
-    log(f"mode {mode}, {args.threads} threads, encoders in {work}")
-    speed = throughput() if mode == 'calibrate' else None
+    state = Path(args.state or f'/tmp/gmml_fast_label_efficiency_{mode}')
+    key = json.dumps({k: (v if not isinstance(v, dict) else {str(a): b for a, b in v.items()}) for k, v in cfg.items()}, sort_keys=True)
+    if args.fresh and state.exists(): shutil.rmtree(state)
+    state.mkdir(parents=True, exist_ok=True)
+    cfg_file = state/'config.json'
+    if cfg_file.exists() and cfg_file.read_text() != key:
+        print(f"error: {state} holds the stages of a run with other settings; pass --fresh to discard them or --state another folder",
+              file=sys.stderr); return 2
+    cfg_file.write_text(key)
+    done = sorted(p.name for p in state.glob('*.json') if p.name != 'config.json')
+    log(f"mode {mode}, {args.threads} threads, stages in {state}" + (f" ({len(done)} finished stages found: continuing)" if done else ''))
+    command = 'python benchmarks/bench_label_efficiency.py' + ' '.join([''] + list(argv if argv is not None else sys.argv[1:]))
 
-    if args.encoders:   # reuse the encoders (and their pretraining record) of an earlier run with the same pretraining settings
-        pre = json.loads((Path(args.encoders)/'pretraining.json').read_text())
-        if any(pre[m]['epochs'] != cfg['pretrain_epochs'] or pre[m]['images'] != round(60000*cfg['pretrain_fraction']) for m in pre):
-            print(f"error: the encoders in {args.encoders} were pretrained with other settings", file=sys.stderr); return 2
-        log(f"reusing the encoders in {args.encoders}: " + ', '.join(p['encoder'] for p in pre.values()))
-    else:
-        pre = {m: pretrain(m, cfg, work) for m in ('gmml', 'mae')}
-        (work/'pretraining.json').write_text(json.dumps(pre, indent=1))
-    t_pre = (time.perf_counter() - T0)/60
-    encoders = {m: pre[m]['encoder'] for m in ('gmml', 'mae')}
+    split = heldout_split(cfg)
+    pre = {}
+    pre['gmml'] = stage(state/'pretrain_gmml.json', lambda: pretrain('gmml', 'gmml', cfg['pretrain_epochs'], cfg, state, split))
+    pre['mae'] = stage(state/'pretrain_mae.json', lambda: pretrain('mae', 'mae', cfg['pretrain_epochs'], cfg, state, split))
+    # equal wall time: the epochs MAE runs in the time GMML trained, at the speed measured in this run
+    mae_epochs = max(1, round(pre['gmml']['train_minutes']/(pre['mae']['train_minutes']/pre['mae']['epochs'])))
+    pre['mae_time'] = stage(state/'pretrain_mae_time.json', lambda: pretrain('mae_time', 'mae', mae_epochs, cfg, state, split))
+    encoders = {k: p['encoder'] for k, p in pre.items()}
 
-    if mode == 'calibrate':
-        recs = []
-        for f in cfg['fractions']:
-            for s in cfg['seeds']:
-                held = heldout_images(f, s, cfg['n_heldout'])
-                for meth in METHODS:
-                    for hp in cfg['grid'][meth]: recs.append(finetune(meth, f, s, cfg, encoders, hp, heldout=held))
-        best = {}
-        for meth in METHODS:
-            rs = [r for r in recs if r['method'] == meth]
-            b = max(rs, key=lambda r: r['heldout_accuracy'])
-            best[meth] = dict(lr=b['lr'], layer_decay=b['layer_decay'], pool=b['pool'])
-        res = dict(mode=mode, command=command, started=started, machine=machine(args.threads), git_commit=git_commit(),
-                   wall_minutes=(time.perf_counter() - T0)/60, encoders_reused_from=args.encoders, throughput=speed, pretraining=pre, records=recs, best=best,
-                   config=dict(cfg, fractions=list(cfg['fractions']), seeds=list(cfg['seeds']), ft_epochs={str(k): v for k, v in cfg['ft_epochs'].items()}))
-        files[0].write_text(json.dumps(res, indent=1))
-        L = ['# Label efficiency: calibration of the finetuning learning rates', '',
-             f"Command: `{command}`. Machine: {res['machine']['cpu']}, {args.threads} torch threads, GPU: {res['machine']['gpu']}, "
-             f"torch {res['machine']['torch']}. Wall time {res['wall_minutes']:.1f} min"
-             + (f" (the encoders were reused from the earlier run of this mode in `{args.encoders}`, so the wall time excludes "
-                f"their pretraining, reported below)." if args.encoders else '.'), '',
-             f"Encoders pretrained (seed 0) on {pre['gmml']['images']:,} unlabeled training images for {cfg['pretrain_epochs']} epochs (fewer than the full "
-             f"benchmark, to save time); finetuning at 1 % labels (600 images, seed 0) for {cfg['ft_epochs'][0.01]} epochs with the "
-             f"benchmark's finetuning recipe; accuracy on {cfg['n_heldout']:,} held-out **training** images that are not in the "
-             "labeled subset. The test set is not used.", '',
-             '| init | pooling | peak lr | layer decay | held-out accuracy (%) | minutes |', '|---|---|---|---|---|---|']
-        L += [f"| {r['method']} | {r['pool']} | {r['lr']:g} | {r['layer_decay']} | {100*r['heldout_accuracy']:.2f} | {r['minutes']:.1f} |" for r in recs]
-        L += ['', 'Chosen (highest held-out accuracy per initialisation): '
-              + '; '.join(f"{k}: {v['pool']} pooling, lr {v['lr']:g}, layer decay {v['layer_decay']}" for k, v in best.items()) + '.', '',
-              '## Throughput (images/s, this machine, this run)', '',
-              'Training phase of the second of two epochs (12 GMML/MAE steps of 128, 18 finetuning steps of 64 with TrivialAugment); '
-              'evaluation: 2,000 held-out training images in batches of 500 (timing only).', '',
-              '| step | ' + ' | '.join(f"depth {d}" for d in (6, 12)) + ' | depth 12 / depth 6 |', '|---|---|---|---|']
-        L += [f"| {n} | {speed[f'{n} depth 6']:.0f} | {speed[f'{n} depth 12']:.0f} | {speed[f'{n} depth 12']/speed[f'{n} depth 6']:.2f} |"
-              for n in ('gmml', 'mae', 'finetune', 'evaluation')]
-        L += ['', 'Pretraining: ' + '; '.join(f"{k.upper()} valid loss {p['valid_loss_before']:.4f} → {p['valid_loss_after']:.4f} "
-                                          f"({p['minutes']:.1f} min)" for k, p in pre.items()) + '.']
-        files[1].write_text('\n'.join(L) + '\n')
-        print('\n'.join(L))
-        return 0
-
-    recs = []
+    x, y = load_fashion_mnist('train'); xt, yt = load_fashion_mnist('test')
+    if cfg['n_test']:
+        keep = stratified_subset(yt, cfg['n_test']/len(yt), 7)   # the same test subset as fmnist_finetune_dls(n_valid=..., seed=0)
+        xt, yt = xt[keep], yt[keep]
+    subsets = {(f, s): stratified_subset(y, f, s) for f in cfg['fractions'] for s in cfg['seeds']}
+    frozen, recs = {}, []
+    for init in ('random', 'gmml', 'mae', 'mae_time'):
+        frozen[init] = stage(state/f'frozen_{init}.json', lambda: frozen_records(
+            init, random_encoder() if init == 'random' else load_vit(encoders[init]), cfg, ((x, y), (xt, yt), subsets)))
+        recs += frozen[init]['records']
     for f in cfg['fractions']:
         for s in cfg['seeds']:
-            for meth in METHODS: recs.append(finetune(meth, f, s, cfg, encoders, FT_LR[meth]))
-    wall = (time.perf_counter() - T0)/60
+            for init in cfg['ft_inits'][f]:
+                recs.append(stage(state/f'finetune_{init}_{f}_{s}.json', lambda: finetune(init, f, s, cfg, encoders)))
+
     summ = summarize(recs)
-    gains = {}
-    for meth in ('gmml', 'mae'):
-        for f in cfg['fractions']:
-            d = [a['test_accuracy'] - b['test_accuracy'] for a in recs for b in recs
-                 if a['method'] == meth and b['method'] == 'random' and a['label_fraction'] == b['label_fraction'] == f and a['seed'] == b['seed']]
-            gains[f'{meth}@{f}'] = dict(mean=statistics.mean(d), std=statistics.stdev(d) if len(d) > 1 else float('nan'), n=len(d), values=d)
-    res_cfg = dict(arch=ARCH, depth=DEPTH, pretrain=PRETRAIN, mae_decoder=MAE_DECODER, finetune=FINETUNE, finetune_lr=FT_LR,
-                   pretrain_fraction=cfg['pretrain_fraction'], pretrain_epochs=cfg['pretrain_epochs'],
-                   seeds=list(cfg['seeds']), fractions=list(cfg['fractions']),
-                   ft_epochs={str(k): v for k, v in cfg['ft_epochs'].items()}, n_test=cfg['n_test'] or 10000)
-    res = dict(mode=mode, command=command, started=started, machine=machine(args.threads), git_commit=git_commit(),
-               wall_minutes=wall, stage_minutes=dict(pretraining=t_pre, finetuning=wall - t_pre), config=res_cfg,
-               pretraining=pre, records=recs, summary={f'{k[0]}@{k[1]}': v for k, v in summ.items()}, gains=gains,
-               reasoning=reasoning(out, res_cfg, pre), json=str(files[0]), plot=str(files[2]))
-    plot(summ, cfg['fractions'], files[2], f"Fashion-MNIST, ViT-Nano ({DEPTH} blocks), {cfg['pretrain_epochs']} pretraining epochs, "
-         f"n={len(cfg['seeds'])} seeds")
-    write_markdown(res, files[1])
-    # the raw results: a list of records; each carries the run's context (command, machine, wall time) and its pretraining
-    run_info = dict(command=command, started=started, wall_minutes=round(wall, 2), machine=res['machine'], git_commit=res['git_commit'])
-    pre_info = {m: {k: v for k, v in p.items() if k != 'encoder'} for m, p in pre.items()}
-    files[0].write_text(json.dumps([dict(r, pretraining=pre_info.get(r['method']), run=run_info) for r in recs], indent=1))
-    log(f"done in {wall:.1f} min: {', '.join(str(f) for f in files)}")
-    print(files[1].read_text())
+    frozen_minutes = {k: v['embed_minutes'] + sum(r['minutes'] for r in v['records']) for k, v in frozen.items()}
+    ft_minutes = sum(r['minutes'] for r in recs if r['protocol'] == 'finetune')
+    stage_minutes = dict(pretraining=sum(p['minutes'] for p in pre.values()), frozen=sum(frozen_minutes.values()), finetuning=ft_minutes)
+    params = {r['method']: r['params'] for r in recs if r['protocol'] == 'finetune'}
+    res = dict(mode=mode, command=command, finished=datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+               machine=machine(args.threads), git_commit=git_commit(), stage_minutes=stage_minutes,
+               stage_total_minutes=sum(stage_minutes.values()), frozen_minutes=frozen_minutes,
+               config=dict(arch=ARCH, depth=DEPTH, size=SIZE, pretrain=PRETRAIN, finetune=FINETUNE, finetune_hp=FT_HP,
+                           pretrain_fraction=cfg['pretrain_fraction'], pretrain_epochs=cfg['pretrain_epochs'], mae_time_epochs=mae_epochs,
+                           seeds=list(cfg['seeds']), fractions=list(cfg['fractions']), n_bank=cfg['n_bank'], n_query=cfg['n_query'],
+                           ft_epochs={str(k): v for k, v in cfg['ft_epochs'].items()}, n_test=len(yt)),
+               pretraining=pre, records=recs, summary=summ, targets=targets(recs, summ, cfg['fractions']),
+               cnn_params=params.get('cnn', 0), vit_params=params.get('random', 0),
+               json=str(files['json']), plot=str(files['png']), curves=str(files['curves']))
+    plot_bars(summ, cfg['fractions'], files['png'], f"Fashion-MNIST, ViT-Nano ({DEPTH} blocks) pretrained {cfg['pretrain_epochs']} epochs, "
+              f"n={len(cfg['seeds'])} seeds")
+    plot_curves(pre, recs, cfg['fractions'], files['curves'])
+    write_markdown(res, files['md'])
+    # the raw results: a list of records, each with the run's context and (for pretrained inits) its pretraining
+    run_info = dict(command=command, finished=res['finished'], stage_total_minutes=round(res['stage_total_minutes'], 2),
+                    machine=res['machine'], git_commit=res['git_commit'])
+    pre_info = {k: {a: b for a, b in p.items() if a != 'encoder'} for k, p in pre.items()}
+    files['json'].write_text(json.dumps([dict(r, pretraining=pre_info.get(r['method']), run=run_info) for r in recs], indent=1))
+    log(f"done: {', '.join(str(f) for f in files.values())}")
+    print(files['md'].read_text())
     return 0
 
 if __name__ == '__main__': sys.exit(main())
