@@ -48,7 +48,8 @@ def loop_gmml_corrupt(x, recipe='gmml', align=1, seed=0):
     rng = random.Random(seed)
     g = torch.Generator().manual_seed(seed)
     B, C, H, W = x.shape
-    out, mask = x.clone(), torch.zeros(B, 1, H, W, dtype=torch.bool)
+    dev = x.device                       # on a GPU every per-image step below is its own small kernel launch
+    out, mask = x.clone(), torch.zeros(B, 1, H, W, dtype=torch.bool, device=dev)
     for b in range(B):
         for s in get_recipe(recipe):
             kind = s.kind
@@ -65,15 +66,15 @@ def loop_gmml_corrupt(x, recipe='gmml', align=1, seed=0):
             else:
                 m = _loop_block_mask(rng, gh, gw, gh*gw, s.n_blocks, hmin, hmax, wmin, wmax)
             if a > 1: m = m.repeat_interleave(a, 0).repeat_interleave(a, 1)
-            img = out[b]
+            m, img = m.to(dev), out[b]
             if kind == 'zeros': alien = torch.zeros_like(img)
-            elif kind == 'noise' or (kind == 'noise_or_zeros' and rng.random() < 0.5): alien = s.noise_std*torch.randn(img.shape, generator=g)
+            elif kind == 'noise' or (kind == 'noise_or_zeros' and rng.random() < 0.5): alien = s.noise_std*torch.randn(img.shape, generator=g).to(dev)
             elif kind == 'noise_or_zeros': alien = torch.zeros_like(img)
-            elif kind == 'replace': alien = x[rng.choice([i for i in range(B) if i != b])] if B > 1 else torch.randn(img.shape, generator=g)
+            elif kind == 'replace': alien = x[rng.choice([i for i in range(B) if i != b])] if B > 1 else torch.randn(img.shape, generator=g).to(dev)
             elif kind == 'grayscale': alien = to_grayscale(img[None])[0]
             else:
                 sigma, k = rng.uniform(*s.sigma), rng.choice(range(s.kernel[0], s.kernel[1] + 1, 2))
-                t = torch.arange(-(k//2), k//2 + 1, dtype=x.dtype)
+                t = torch.arange(-(k//2), k//2 + 1, dtype=x.dtype, device=dev)
                 ker = torch.exp(-t**2/(2*sigma**2)); ker = ker/ker.sum()
                 y = F.pad(img[None], (k//2, k//2, k//2, k//2), mode='replicate')
                 y = F.conv2d(y, ker.view(1, 1, 1, k).expand(C, 1, 1, k), groups=C)

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 import matplotlib.pyplot as plt
 
 from .masking import (resolve_key, split_key, hash_uniform, hash_normal, block_mask, gmml_block_mask,
-                               mask_coverage, _frac_pair, rng_key)
+                               mask_coverage, rng_key, seeded_generator, CORRUPTION_STEP_STREAM)
+from .core import range_pair, denormalize
 from .patches import show_img, show_mask
 from .augment import to_grayscale      # the luminance shared with the pretraining colour jitter
 
@@ -36,7 +37,7 @@ class Alien:
 
     def __post_init__(self):
         if self.kind not in ALIEN_KINDS: raise ValueError(f"kind must be one of {ALIEN_KINDS}, got {self.kind!r}")
-        _frac_pair(self.ratio, 'ratio'); _frac_pair(self.size, 'size', lo_open=True)
+        range_pair(self.ratio, 'ratio'); range_pair(self.size, 'size', lo_open=True)
         if self.n_blocks is not None and (not isinstance(self.n_blocks, int) or self.n_blocks < 1):
             raise ValueError(f"n_blocks must be None or an int >= 1, got {self.n_blocks}")
         if not (0 < self.sigma[0] <= self.sigma[1]): raise ValueError(f"sigma must be a (min, max) pair with 0 < min <= max, got {self.sigma}")
@@ -70,11 +71,11 @@ def get_recipe(recipe='gmml', ratio=None) -> tuple:
         if not steps or not all(isinstance(s, Alien) for s in steps):
             raise ValueError("recipe must be a recipe name, an Alien, or a non-empty list of Alien steps")
     if ratio is not None:
-        lo, hi = _frac_pair(ratio, 'ratio')
+        lo, hi = range_pair(ratio, 'ratio')
         budgeted = [s for s in steps if s.n_blocks is None]
-        tot = sum(_frac_pair(s.ratio, 'ratio')[1] for s in budgeted)
+        tot = sum(range_pair(s.ratio, 'ratio')[1] for s in budgeted)
         if tot == 0: raise ValueError("ratio= needs at least one step with a ratio budget")
-        scale = lambda s: tuple(v*w/tot for v, w in zip((lo, hi), (_frac_pair(s.ratio, 'ratio')[1],)*2))
+        scale = lambda s: tuple(v*w/tot for v, w in zip((lo, hi), (range_pair(s.ratio, 'ratio')[1],)*2))
         steps = tuple(dc_replace(s, ratio=scale(s)) if s.n_blocks is None else s for s in steps)
     return steps
 
@@ -110,7 +111,7 @@ def gmml_corrupt(x: torch.Tensor, recipe='gmml', align: int = 1, ratio=None, key
     out = x.clone()
     mask = torch.zeros(B, 1, H, W, dtype=torch.bool, device=x.device)
     for i, s in enumerate(steps):
-        k = split_key(key, 1000 + i)
+        k = split_key(key, CORRUPTION_STEP_STREAM + i)
         kind = s.kind
         if kind == 'grayscale' and C == 1: continue        # grey of a grey image: no manipulation, no mask
         if kind == 'replace' and B == 1: kind = 'noise'     # no other image to borrow from (documented fallback)
@@ -144,22 +145,17 @@ def _step_mask(s: Alien, B, H, W, align, key):
     return m.repeat_interleave(a, 2).repeat_interleave(a, 3) if a > 1 else m
 
 # %% ../nbs/30_aliens.ipynb #f82eb4c6
-def _denorm(x, stats):
-    if stats is None: return x
-    m, s = (torch.tensor(v, dtype=x.dtype, device=x.device).view(1, -1, 1, 1) for v in stats)
-    return (x*s + m).clamp(0, 1)
-
 def show_corruption(x: torch.Tensor, corrupted: torch.Tensor, mask: torch.Tensor, recon: torch.Tensor | None = None,
                     n: int = 4, stats=None, figsize=None, title=None, corrupted_title: str = 'corrupted'):
     "Rows of clean | corrupted | mask (| reconstruction) for the first `n` images; `stats=(mean, std)` de-normalises for display."
     n = min(n, len(x))
-    cols = [('clean', _denorm(x, stats)), (corrupted_title, _denorm(corrupted, stats)), ('mask', None)]
-    if recon is not None: cols.append(('reconstruction', _denorm(recon, stats)))
+    cols = [('clean', denormalize(x, stats)), (corrupted_title, denormalize(corrupted, stats)), ('mask', None)]
+    if recon is not None: cols.append(('reconstruction', denormalize(recon, stats)))
     fig, axs = plt.subplots(n, len(cols), figsize=figsize or (2.2*len(cols), 2.2*n), squeeze=False)
     for i in range(n):
         for j, (name, imgs) in enumerate(cols):
             ax = axs[i, j]
-            if imgs is None: show_mask(_denorm(x, stats)[i]*0.4 + 0.3, mask[i], ax, alpha=0.8)
+            if imgs is None: show_mask(denormalize(x, stats)[i]*0.4 + 0.3, mask[i], ax, alpha=0.8)
             else: show_img(imgs[i].clamp(0, 1) if stats is not None else imgs[i], ax)
             if i == 0: ax.set_title(name, fontsize=9)
     if title: fig.suptitle(title, fontsize=10)
@@ -172,9 +168,7 @@ class GMMLCorruption:
     def __init__(self, recipe='gmml', align: int = 1, ratio=None, seed: int | None = None):
         self.steps, self.align, self.ratio = get_recipe(recipe, ratio), align, ratio
         self.recipe = recipe if isinstance(recipe, str) else 'custom'
-        self.generator = torch.Generator()
-        if seed is not None: self.generator.manual_seed(seed)
-        else: self.generator.seed()
+        self.generator = seeded_generator(seed)     # standalone use: no rank offset (the GMML callback passes its own keys)
 
     def __call__(self, x: torch.Tensor, key=None, seed=None):
         "Corrupt the batch `x`; returns `(corrupted, mask)`."
@@ -212,6 +206,6 @@ def corruption_explorer(x: torch.Tensor, stats=None, patch_size: int = 4, n: int
     for ax, (kind, ratio, aligned) in zip(axs, [('comb1', 0.3, False), ('comb1', 0.7, False), ('replace', 0.5, True)]):
         steps = get_recipe(kind, ratio=ratio)
         xc, m = gmml_corrupt(x, steps, align=patch_size if aligned else 1, seed=0)
-        grid = torch.cat(list(_denorm(xc, stats)), dim=-1) if stats is not None else torch.cat(list(xc), dim=-1)
+        grid = torch.cat(list(denormalize(xc, stats)), dim=-1) if stats is not None else torch.cat(list(xc), dim=-1)
         show_img(grid, ax, title=f'{kind}, ratio {ratio}, {"aligned" if aligned else "pixel-level"}')
     return fig

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .masking import resolve_key, hash_uniform, _frac_pair
+from .masking import resolve_key, hash_uniform
+from .core import range_pair, stats_tensors
 
 # %% auto #0
 __all__ = ['to_grayscale', 'random_resized_crop_flip', 'color_jitter', 'PretrainAugment']
@@ -51,7 +52,7 @@ def color_jitter(x: torch.Tensor, key: torch.Tensor, strength: float = 0.4, p: f
     u = hash_uniform(key, (4, B), _JITTER_STREAM).to(x.device)
     on = (u[3] < p).to(x.dtype)
     f = 1 + on*strength*(2*u[:3] - 1)                           # 3×B factors; 1 where the image is left alone
-    if stats is not None: m, s = (torch.tensor(v, device=x.device, dtype=x.dtype).view(1, -1, 1, 1) for v in stats)
+    if stats is not None: m, s = stats_tensors(stats, x.device, x.dtype)
     y = x*s + m if stats is not None else x
     y = (y*f[0].view(B, 1, 1, 1)).clamp(0, 1)
     grey = to_grayscale(y).mean((1, 2, 3), keepdim=True)
@@ -71,7 +72,7 @@ class PretrainAugment:
     jitter_p: float = 0.8              # share of images that are jittered
 
     def __post_init__(self):
-        lo, hi = _frac_pair(self.scale, 'scale', lo_open=True)
+        lo, hi = range_pair(self.scale, 'scale', lo_open=True)
         if not (0 < self.ratio[0] <= self.ratio[1]): raise ValueError(f"ratio must be a (min, max) pair with 0 < min <= max, got {self.ratio}")
         for name in ('flip', 'jitter_p'):
             if not 0 <= getattr(self, name) <= 1: raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -82,7 +83,7 @@ class PretrainAugment:
         if not (isinstance(x, torch.Tensor) and x.ndim == 4 and x.is_floating_point()):
             raise ValueError(f"x must be a float tensor B×C×H×W, got {getattr(x, 'shape', type(x))}")
         key = resolve_key(key, seed, None, x.device)
-        lo, hi = _frac_pair(self.scale, 'scale', lo_open=True)
+        lo, hi = range_pair(self.scale, 'scale', lo_open=True)
         x = random_resized_crop_flip(x, key, (lo, hi), self.ratio, self.flip)
         if self.jitter > 0 and x.shape[1] == 3: x = color_jitter(x, key, self.jitter, self.jitter_p, stats)
         return x

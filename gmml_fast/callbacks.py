@@ -4,73 +4,44 @@
 
 # %% ../nbs/70_callbacks.ipynb #c068e888
 from __future__ import annotations
-from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 from torch import nn
 from fastai.callback.core import Callback
-from fastai.data.transforms import Normalize
-from fastai.distributed import DistributedDL
 from fastai.torch_core import rank_distrib
 
 from .augment import PretrainAugment
-from .aliens import GMMLCorruption, show_corruption, _denorm
-from .masking import random_token_mask, rng_key, split_key
+from .aliens import GMMLCorruption, show_corruption
+from .core import unwrap_model, eval_mode, local_dl, dls_stats, denormalize
+from .masking import random_token_mask, rng_key, split_key, seeded_generator, AUGMENT_STREAM, VALID_SEED_STRIDE
 from .patches import token_to_pixel_mask, show_img
 from .models import GMMLModel
 
 # %% auto #0
-__all__ = ['AUGMENT_STREAM', 'unwrap_model', 'eval_mode', 'local_dl', 'dls_stats', 'GMML', 'MAE', 'no_decay_params',
-           'NoDecayCallback', 'TrainedEpochCallback', 'ReconstructionFigures', 'show_block_reconstructions']
+__all__ = ['SeededCallback', 'GMML', 'MAE', 'no_decay_params', 'NoDecayCallback', 'TrainedEpochCallback', 'ReconstructionFigures',
+           'show_block_reconstructions']
 
 # %% ../nbs/70_callbacks.ipynb #062a87a9
-def unwrap_model(model: nn.Module) -> nn.Module:
-    "The model inside a DistributedDataParallel/DataParallel wrapper (or the model itself)."
-    return getattr(model, 'module', model)
-
-@contextmanager
-def eval_mode(model: nn.Module):
-    "Unwrap `model`, put it in eval mode without gradients for the block, and restore its training mode afterwards."
-    model = unwrap_model(model)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(): yield model
-    finally: model.train(was_training)
-
-def local_dl(dl):
-    "The plain loader inside fastai's `DistributedDL` (or `dl` itself): iterating a `DistributedDL` is a collective that every rank must join, so rank-0-only work (figures) must not."
-    return dl.dl if isinstance(dl, DistributedDL) else dl
-
-def dls_stats(dls):
-    "The (mean, std) lists of the `Normalize` batch transform of `DataLoaders` (their training loader) or of one `DataLoader`; None when it does not normalise."
-    dl = local_dl(dls.train if hasattr(dls, 'train') else dls)
-    for t in getattr(getattr(dl, 'after_batch', None), 'fs', []):
-        if isinstance(t, Normalize) and t.mean is not None:
-            return t.mean.flatten().tolist(), t.std.flatten().tolist()
-    return None
-
-# the augmentation's key is split off the batch key on its own stream, apart from the corruption's steps (1000 + i)
-AUGMENT_STREAM = 2000
-
-class _PretrainCallback(Callback):
-    "Shared anatomy of the GMML and MAE callbacks: a seeded training stream (seed + rank), augmented training views, fixed-seed validation, `show()`."
-    def __init__(self, seed: int | None = None, valid_seed: int = 0, augment: PretrainAugment | bool | None = None):
+class SeededCallback(Callback):
+    "A callback with its own random stream (the package's one seeding policy): `seed + rank` while training, so each process draws its own; a fixed key per validation batch."
+    def __init__(self, seed: int | None = None, valid_seed: int = 0):
         self.seed, self.valid_seed = seed, valid_seed
-        self.augment = PretrainAugment() if augment is True else (augment or None)
-        if self.augment is not None and not isinstance(self.augment, PretrainAugment):
-            raise ValueError(f"augment must be a PretrainAugment, True or False/None, got {augment!r}")
-        self.generator = torch.Generator()
-        # in distributed training every process draws its own corruption: the stream is seeded with seed + rank
-        if seed is not None: self.generator.manual_seed(seed + rank_distrib())
-        else: self.generator.seed()
+        self.generator = seeded_generator(seed, rank_distrib())   # the only place a rank is added to a seed
 
     def _key(self, device):
         "Training: a fresh key from this callback's generator. Validation: the same key for batch i at every epoch."
         if self.training: return rng_key(generator=self.generator).to(device)
-        return rng_key(self.valid_seed*1_000_003 + self.learn.iter, device=device)
+        return rng_key(self.valid_seed*VALID_SEED_STRIDE + self.learn.iter, device=device)
+
+class _PretrainCallback(SeededCallback):
+    "Shared anatomy of the GMML and MAE callbacks: a seeded training stream, augmented training views, fixed-seed validation, `show()`."
+    def __init__(self, seed: int | None = None, valid_seed: int = 0, augment: PretrainAugment | bool | None = None):
+        super().__init__(seed, valid_seed)
+        self.augment = PretrainAugment() if augment is True else (augment or None)
+        if self.augment is not None and not isinstance(self.augment, PretrainAugment):
+            raise ValueError(f"augment must be a PretrainAugment, True or False/None, got {augment!r}")
 
     def _views(self, x, key):
         "The batch the pretext task sees: augmented views while training (if `augment`), the clean batch otherwise."
@@ -88,7 +59,7 @@ class _PretrainCallback(Callback):
         v = x if self.augment is None else self.augment(x, seed=seed, stats=stats)
         fig, axs = plt.subplots(2, len(x), figsize=(1.3*len(x), 2.9), squeeze=False)
         for j in range(len(x)):
-            show_img(_denorm(x[j:j+1], stats)[0], axs[0, j]); show_img(_denorm(v[j:j+1], stats)[0], axs[1, j])
+            show_img(denormalize(x[j:j+1], stats)[0], axs[0, j]); show_img(denormalize(v[j:j+1], stats)[0], axs[1, j])
         axs[0, 0].set_ylabel('image'); axs[1, 0].set_ylabel('augmented' if self.augment else 'no augmentation')
         fig.tight_layout()
         return fig
@@ -200,7 +171,7 @@ def show_block_reconstructions(model: GMMLModel, x: torch.Tensor, corruption='gm
     cols = [('clean', x), ('corrupted', xc)] + [(f'block {b}', r) for b, r in recs.items()]
     fig, axs = plt.subplots(len(x), len(cols), figsize=(1.6*len(cols), 1.7*len(x)), squeeze=False)
     for j, (name, imgs) in enumerate(cols):
-        imgs = _denorm(imgs, stats) if stats is not None else imgs
+        imgs = denormalize(imgs, stats) if stats is not None else imgs
         for i in range(len(x)):
             show_img(imgs[i].clamp(0, 1) if stats is not None else imgs[i], axs[i, j])
         axs[0, j].set_title(name, fontsize=8)

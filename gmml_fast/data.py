@@ -18,11 +18,13 @@ from fastai.torch_core import to_device
 from fasttransform import explode_types
 from fasttransform import DisplayedTransform
 
+from .core import to_pair
+
 # %% auto #0
-__all__ = ['FMNIST_ENV', 'FMNIST_DEBIAN_DIR', 'FMNIST_CACHE_DIR', 'FMNIST_CLASSES', 'FMNIST_STATS', 'read_idx',
-           'find_fashion_mnist', 'load_fashion_mnist', 'stratified_subset', 'ResizeBatch', 'RepeatChannels',
-           'ClassNames', 'TensorDL', 'image_batch_tfms', 'tensor_dls', 'fmnist_pretrain_dls', 'fmnist_finetune_dls',
-           'folder_dls', 'sample_photos']
+__all__ = ['FMNIST_ENV', 'FMNIST_DEBIAN_DIR', 'FMNIST_CACHE_DIR', 'FMNIST_CLASSES', 'FMNIST_STATS', 'HOLDOUT_SEED_OFFSET',
+           'VALID_SUBSET_SEED_OFFSET', 'read_idx', 'find_fashion_mnist', 'load_fashion_mnist', 'stratified_subset',
+           'ResizeBatch', 'RepeatChannels', 'ClassNames', 'TensorDL', 'image_batch_tfms', 'tensor_dls',
+           'fmnist_pretrain_dls', 'fmnist_finetune_dls', 'folder_dls', 'scan_images', 'sample_photos']
 
 # %% ../nbs/00_data.ipynb #c68e6d9c
 FMNIST_ENV = 'GMML_FAST_FASHION_MNIST'
@@ -114,7 +116,7 @@ class ResizeBatch(DisplayedTransform):
     order = 20
     def __init__(self, size, mode: str = 'pad'):
         if mode not in ('pad', 'resize'): raise ValueError(f"mode must be 'pad' or 'resize', got {mode!r}")
-        self.size, self.mode = _pair(size), mode
+        self.size, self.mode = to_pair(size, 'size'), mode
     def encodes(self, x: TensorImage):
         H, W = x.shape[-2:]
         h, w = self.size
@@ -131,11 +133,6 @@ class RepeatChannels(DisplayedTransform):
     def __init__(self, n: int = 3): self.n = n
     def encodes(self, x: TensorImage): return x if x.shape[1] == self.n else TensorImage(x.expand(-1, self.n, -1, -1).contiguous())
     def decodes(self, x: TensorImage): return x[:, :1] if x.shape[1] == self.n and self.n > 1 else x
-
-def _pair(s):
-    s = (s, s) if isinstance(s, int) else tuple(s)
-    if len(s) != 2 or any(int(v) < 1 for v in s): raise ValueError(f"size must be a positive int or (h, w), got {s}")
-    return tuple(int(v) for v in s)
 
 # %% ../nbs/00_data.ipynb #560bd6e6
 class ClassNames(DisplayedTransform):
@@ -229,6 +226,11 @@ def tensor_dls(train_x, valid_x, train_y=None, valid_y=None, vocab=None, bs: int
     return DataLoaders(trn, val, device=device)
 
 # %% ../nbs/00_data.ipynb #5fa0483b
+# subsets drawn from one `seed` get seeds of their own, so that the held-out split, the labeled subset (seed itself) and
+# the validation subset never share a permutation
+HOLDOUT_SEED_OFFSET = 1_000_003       # the validation images held out of the training set (valid=fraction)
+VALID_SUBSET_SEED_OFFSET = 7          # the n_valid images kept of the validation set
+
 def _fmnist_split(valid, seed, path, download):
     x, y = load_fashion_mnist('train', path, download)
     if valid == 'test':
@@ -236,19 +238,19 @@ def _fmnist_split(valid, seed, path, download):
         return x, y, xv, yv
     if not (isinstance(valid, float) and 0 < valid < 1):
         raise ValueError(f"valid must be 'test' or a fraction in (0, 1) of the training set, got {valid!r}")
-    vidx = stratified_subset(y, valid, seed=seed + 1_000_003)   # a seed of its own, so it never equals the label draw
+    vidx = stratified_subset(y, valid, seed=seed + HOLDOUT_SEED_OFFSET)
     keep = torch.ones(len(y), dtype=torch.bool); keep[vidx] = False
     return x[keep], y[keep], x[vidx], y[vidx]
 
 def _valid_subset(yv, n_valid, seed):
     if not 1 <= n_valid <= len(yv): raise ValueError(f"n_valid must be between 1 and {len(yv)}, got {n_valid}")
-    return stratified_subset(yv, n_valid/len(yv), seed + 7) if n_valid < len(yv) else torch.arange(len(yv))
+    return stratified_subset(yv, n_valid/len(yv), seed + VALID_SUBSET_SEED_OFFSET) if n_valid < len(yv) else torch.arange(len(yv))
 
 def _limit_valid(xv, yv, n_valid, seed): return xv if n_valid is None else xv[_valid_subset(yv, n_valid, seed)]
 
 def _fmnist_tfms(size, mode, channels, normalize):
     if channels not in (1, 3): raise ValueError(f"channels must be 1 or 3, got {channels}")
-    if mode == 'pad' and size is not None and min(_pair(size)) < 28:
+    if mode == 'pad' and size is not None and min(to_pair(size, 'size')) < 28:
         raise ValueError(f"size={size}: mode='pad' cannot shrink the 28×28 images; use size >= 28 or mode='resize'")
     return image_batch_tfms(FMNIST_STATS if normalize else None, size, mode, channels)
 
@@ -276,8 +278,8 @@ def fmnist_finetune_dls(bs: int = 256, label_fraction: float = 1.0, size=32, cha
 # %% ../nbs/00_data.ipynb #1c627d98
 def folder_dls(root, size=224, labeled: bool = True, bs: int = 64, valid_pct: float = 0.2, seed: int = 0,
                label_fraction: float = 1.0, channels: int = 3, stats=None, item_tfms=None, batch_tfms=None,
-               device=None, **kwargs) -> DataLoaders:
-    "fastai `DataLoaders` for an ImageFolder-style directory (`root/[train|valid/]<class>/<image>`), labeled or not."
+               device=None, strict: bool = False, **kwargs) -> DataLoaders:
+    "fastai `DataLoaders` for an ImageFolder-style directory (`root/[train|valid/]<class>/<image>`), labeled or not; unreadable files are skipped with a warning (`strict`: an error)."
     from fastai.data.block import DataBlock, CategoryBlock
     from fastai.data.transforms import get_image_files, parent_label, GrandparentSplitter, RandomSplitter, IndexSplitter
     from fastai.vision.data import ImageBlock
@@ -289,6 +291,8 @@ def folder_dls(root, size=224, labeled: bool = True, bs: int = 64, valid_pct: fl
     if channels not in (1, 3): raise ValueError(f"channels must be 1 or 3, got {channels}")
     files = get_image_files(root)
     if len(files) == 0: raise ValueError(f"root={str(root)!r} holds no image files")
+    files = _readable(files, root, strict)
+    if len(files) == 0: raise ValueError(f"root={str(root)!r} holds no readable image files")
     vname = next((v for v in ('valid', 'val') if (root/v).is_dir()), None)
     if vname is not None and (root/'train').is_dir(): splitter = GrandparentSplitter(train_name='train', valid_name=vname)
     else:
@@ -310,13 +314,65 @@ def folder_dls(root, size=224, labeled: bool = True, bs: int = 64, valid_pct: fl
                        batch_tfms=(batch_tfms or []) + [Normalize.from_stats(*stats)])
     return dblock.dataloaders(list(files), bs=bs, device=device, **kwargs)
 
+# %% ../nbs/00_data.ipynb #b0b9b2fa
+def _cache_dir() -> Path:
+    return Path(os.environ.get('XDG_CACHE_HOME', Path.home()/'.cache'))/'gmml_fast'
+
+def _check_image(path: str):
+    "None if the file decodes as an image, else why not (one line)."
+    from PIL import Image, UnidentifiedImageError
+    try:
+        if os.path.getsize(path) == 0: return 'empty file'
+        with Image.open(path) as im: im.load()               # the whole image: a truncated file fails here, not mid-epoch
+        return None
+    except UnidentifiedImageError: return 'not an image'
+    except Image.DecompressionBombError as e: return f'too large for PIL ({e})'.splitlines()[0]
+    except (OSError, ValueError, SyntaxError) as e: return f'{type(e).__name__}: {e}'.splitlines()[0]
+
+def scan_images(files, workers: int | None = None, cache: bool = True) -> dict:
+    "The unreadable files among `files` as {path: reason}: each file is decoded once, in parallel threads; verdicts are cached by path, size and modification time."
+    from concurrent.futures import ThreadPoolExecutor
+    import hashlib, json, warnings
+    files = [str(f) for f in files]
+    stats = {}
+    for f in files:
+        try: st = os.stat(f); stats[f] = f'{st.st_size}:{st.st_mtime_ns}'
+        except OSError: stats[f] = None
+    cache_f = _cache_dir()/'scan'/(hashlib.sha1('\n'.join(sorted(files)).encode()).hexdigest()[:16] + '.json')
+    known = {}
+    if cache and cache_f.exists():
+        try: known = json.loads(cache_f.read_text())
+        except (OSError, ValueError): known = {}
+    todo = [f for f in files if stats[f] is None or f not in known or known[f][0] != stats[f]]
+    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) + 4)) as ex:
+        fresh = dict(zip(todo, ex.map(lambda f: 'cannot be read (missing or no permission)' if stats[f] is None else _check_image(f), todo)))
+    verdicts = {f: fresh[f] if f in fresh else known[f][1] for f in files}
+    if cache:
+        try:
+            cache_f.parent.mkdir(parents=True, exist_ok=True)
+            cache_f.write_text(json.dumps({f: [stats[f], verdicts[f]] for f in files if stats[f] is not None}))
+        except OSError as e: warnings.warn(f"could not write the scan cache {cache_f}: {e}")
+    return {f: why for f, why in verdicts.items() if why is not None}
+
+def _readable(files, root, strict: bool):
+    "The readable `files`: the others are skipped with one warning, or (`strict`) one error names the first."
+    import warnings
+    bad = scan_images(files)
+    if not bad: return files
+    first = sorted(bad)[:3]
+    names = '; '.join(f"{Path(f).relative_to(root)} ({bad[f]})" for f in first) + (', ...' if len(bad) > 3 else '')
+    if strict: raise ValueError(f"{len(bad)} of the {len(files)} image files in {root} cannot be read, e.g. {names}; "
+                                "remove them, or pass strict=False (--strict off) to skip them")
+    warnings.warn(f"skipping {len(bad)} unreadable image file(s) of {len(files)} in {root}: {names}", stacklevel=3)
+    return [f for f in files if str(f) not in bad]
+
 # %% ../nbs/00_data.ipynb #e518c8ec
 def sample_photos(size=None, normalize: bool = False) -> torch.Tensor:
     "scikit-learn's two sample photos as a 2×3×H×W batch (`uint8`, or ImageNet-normalised float if `normalize`); `size` centre-crops and resizes."
     from sklearn.datasets import load_sample_images
     imgs = torch.from_numpy(np.stack(load_sample_images().images)).permute(0, 3, 1, 2).contiguous()
     if size is not None:
-        h, w = _pair(size)
+        h, w = to_pair(size, 'size')
         H, W = imgs.shape[-2:]
         scale = max(h/H, w/W)   # crop the largest centred window of the target aspect, then resize
         ch, cw = round(h/scale), round(w/scale)

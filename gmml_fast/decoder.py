@@ -6,7 +6,7 @@
 from __future__ import annotations
 import torch
 from torch import nn
-from .patches import _pair
+from .core import to_pair
 
 # %% auto #0
 __all__ = ['LightDecoder', 'fuse_blocks']
@@ -22,7 +22,7 @@ class LightDecoder(nn.Module):
         if not isinstance(depth, int) or depth < 0: raise ValueError(f"depth must be an int >= 0 (number of 1×1 convs), got {depth!r}")
         if hidden_dim is None: hidden_dim = min(4*embed_dim, 2048)
         if not isinstance(hidden_dim, int) or hidden_dim < 1: raise ValueError(f"hidden_dim must be a positive int or None, got {hidden_dim!r}")
-        self.embed_dim, self.out_chans, self.patch_size = embed_dim, out_chans, _pair(patch_size)
+        self.embed_dim, self.out_chans, self.patch_size = embed_dim, out_chans, to_pair(patch_size, 'patch_size')
         self.hidden_dim, self.depth = hidden_dim, depth
         layers, d = [], embed_dim
         for _ in range(depth):

@@ -4,7 +4,7 @@
 
 # %% ../nbs/95_distributed.ipynb #86b9c644
 from __future__ import annotations
-import os, random, tempfile
+import os, pickle, random, tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,8 +16,10 @@ from fastai.learner import Learner
 from fastai.callback.progress import ProgressCallback
 from fastai.torch_core import rank_distrib, num_distrib
 from fastai.distributed import DistributedDL
+from fastcore.foundation import L
 
-from .callbacks import unwrap_model, local_dl, TrainedEpochCallback
+from .core import unwrap_model, local_dl
+from .callbacks import TrainedEpochCallback
 
 # %% auto #0
 __all__ = ['resume_fit_one_cycle', 'backend_device', 'patch_distributed_dl', 'is_rank0', 'rank_seed', 'setup_distrib',
@@ -39,7 +41,6 @@ def _broadcast_on_backend_device(self, t, rank):
 def patch_distributed_dl() -> None:
     "Make fastai's `DistributedDL._broadcast` work with any backend (gloo on CPU as well as nccl); safe to call twice."
     if DistributedDL._broadcast is not _broadcast_on_backend_device:
-        DistributedDL._broadcast_fastai = DistributedDL._broadcast
         DistributedDL._broadcast = _broadcast_on_backend_device
 
 # %% ../nbs/95_distributed.ipynb #28c16939
@@ -83,7 +84,10 @@ def distrib_ctx(learn: Learner, sync_bn: bool = False, backend: str | None = Non
 # %% ../nbs/95_distributed.ipynb #0209bbe3
 def _rng_states(learn: Learner) -> dict:
     "This process's random states: python, numpy, torch (CPU, CUDA), the loaders' shuffling rngs, the callbacks' generators."
-    st = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state(),
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    # numpy's state as a tensor and plain numbers, so that the checkpoint loads with `torch.load(weights_only=True)`
+    st = dict(python=random.getstate(), numpy=dict(name=name, keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos),
+                                                   has_gauss=int(has_gauss), gauss=float(gauss)), torch=torch.get_rng_state(),
               cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
               # inside a distributed fit the loaders are DistributedDL wrappers; the shuffling rng is the wrapped loader's
               dls=[getattr(local_dl(dl), 'rng', None) and local_dl(dl).rng.getstate() for dl in learn.dls.loaders],
@@ -91,13 +95,24 @@ def _rng_states(learn: Learner) -> dict:
     return st
 
 def _set_rng_states(learn: Learner, st: dict) -> None:
-    random.setstate(st['python']); np.random.set_state(st['numpy']); torch.set_rng_state(st['torch'])
+    n = st['numpy']
+    np.random.set_state((n['name'], n['keys'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['gauss']))
+    random.setstate(st['python']); torch.set_rng_state(st['torch'])
     if st['cuda'] is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
     for dl, s in zip(learn.dls.loaders, st['dls']):
         if s is not None: local_dl(dl).rng.setstate(s)
     gens = {f'{cb.name}.{k}': v for cb in learn.cbs for k, v in vars(cb).items() if isinstance(v, torch.Generator)}
     for k, s in st['generators'].items():
         if k in gens: gens[k].set_state(s)
+
+def _plain(o):
+    "`o` with fastcore `L`s, numpy arrays and numpy scalars turned into lists and Python numbers: what `torch.load(weights_only=True)` accepts."
+    if isinstance(o, dict): return {k: _plain(v) for k, v in o.items()}
+    if isinstance(o, L): return [_plain(v) for v in o]
+    if isinstance(o, (list, tuple)): return type(o)(_plain(v) for v in o)
+    if isinstance(o, np.ndarray): return o.tolist()
+    if isinstance(o, np.generic): return o.item()
+    return o
 
 def save_checkpoint(learn: Learner, path, epoch: int | None = None, n_epoch: int | None = None, fit_kwargs: dict | None = None) -> Path | None:
     "Atomically save weights, optimizer, schedule position and random states to `path` (rank 0 writes; call on every rank)."
@@ -110,10 +125,10 @@ def save_checkpoint(learn: Learner, path, epoch: int | None = None, n_epoch: int
         dist.all_gather_object(all_rngs, rngs)    # a collective: every rank must get here
     else: all_rngs = [rngs]
     if not is_rank0(): return None
-    state = dict(model=unwrap_model(learn.model).state_dict(), opt=learn.opt.state_dict(),
+    state = dict(model=unwrap_model(learn.model).state_dict(), opt=_plain(learn.opt.state_dict()),
                  epoch=getattr(learn, 'epoch', 0) if epoch is None else epoch,
                  n_epoch=getattr(learn, 'n_epoch', None) if n_epoch is None else n_epoch,
-                 fit_kwargs=dict(fit_kwargs or {}), rng=all_rngs, world_size=len(all_rngs))
+                 fit_kwargs=_plain(dict(fit_kwargs or {})), rng=all_rngs, world_size=len(all_rngs))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + '.', suffix='.tmp', dir=path.parent)
     try:
@@ -130,8 +145,11 @@ def load_checkpoint(learn: Learner, path, device=None) -> dict:
     path = Path(path)
     if not path.is_absolute(): path = Path(learn.path)/path
     if not path.exists(): raise FileNotFoundError(f"no checkpoint at {path}")
-    state = torch.load(path, map_location=device or 'cpu', weights_only=False)
-    if not {'model', 'opt', 'epoch', 'rng'} <= set(state): raise ValueError(f"{path} is not a gmml_fast checkpoint (see save_checkpoint)")
+    try: state = torch.load(path, map_location=device or 'cpu', weights_only=True)   # never unpickles code
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"{path} holds objects other than tensors and plain values, so it is not loaded (unpickling it could run "
+                         f"code); gmml_fast checkpoints hold only those. ({str(e).splitlines()[0]})") from None
+    if not isinstance(state, dict) or not {'model', 'opt', 'epoch', 'rng'} <= set(state): raise ValueError(f"{path} is not a gmml_fast checkpoint (see save_checkpoint)")
     unwrap_model(learn.model).load_state_dict(state['model'])
     if learn.opt is None: learn.create_opt()
     learn.opt.load_state_dict(state['opt'])

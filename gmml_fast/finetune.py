@@ -15,15 +15,15 @@ import timm
 from timm.layers import trunc_normal_
 from timm.models import checkpoint_seq
 from timm.models.vision_transformer import VisionTransformer, Block
-from fastai.callback.core import Callback
 from fastai.learner import Metric
-from fastai.torch_core import find_bs, rank_distrib
+from fastai.torch_core import find_bs
 
-from .patches import create_encoder, grid_size, _pair
-from .masking import resolve_key, hash_uniform, random_token_mask, rng_key
-from .models import encoder_geometry, load_encoder, _check_encoder, _read_state_dict, write_state_dict
+from .patches import create_encoder, grid_size, embed_tokens, zero_patch_token
+from .masking import resolve_key, hash_uniform, random_token_mask, DRLOC_STREAM
+from .models import encoder_geometry, load_encoder, check_encoder, read_state_dict, write_state_dict
 from .losses import masked_mean
-from .callbacks import unwrap_model, dls_stats
+from .core import to_pair, unwrap_model, dls_stats, stats_tensors
+from .callbacks import SeededCallback
 
 # %% auto #0
 __all__ = ['ViTClassifier', 'layer_groups', 'layer_decay_splitter', 'layer_decay_lrs', 'sample_drloc_pairs', 'drloc_targets',
@@ -45,7 +45,7 @@ class ViTClassifier(nn.Module):
     def __init__(self, encoder: VisionTransformer, num_classes: int, pool: str = 'cls', dummy_pos_embed=None,
                  head_drop: float = 0.0):
         super().__init__()
-        enc = _check_encoder(encoder)
+        enc = check_encoder(encoder)
         if pool not in _POOLS: raise ValueError(f"pool must be one of {_POOLS}, got {pool!r}")
         if not isinstance(num_classes, int) or num_classes < 1: raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
         if not 0 <= head_drop < 1: raise ValueError(f"head_drop must be in [0, 1), got {head_drop}")
@@ -75,15 +75,13 @@ class ViTClassifier(nn.Module):
 
     def _dummy_embedding(self, batch_size: int) -> torch.Tensor:
         "Encoder input of the dummy patch, B×1×D: the patch embedding of an all-zero patch plus its own position."
-        pe = self.encoder.patch_embed
-        zero = self.dummy_pos_embed.new_zeros(1, pe.proj.in_channels, *pe.patch_size)
-        return (pe.norm(pe.proj(zero).flatten(2).transpose(1, 2)) + self.dummy_pos_embed).expand(batch_size, -1, -1)
+        return zero_patch_token(self.encoder.patch_embed, self.dummy_pos_embed).expand(batch_size, -1, -1)
 
     def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
         "All output tokens after the final norm, B×(prefix + N [+ dummy])×D."
         enc = self.encoder
         if self.pool != 'dummy': return enc.forward_features(x)
-        t = enc._pos_embed(enc.patch_embed(x))
+        t = embed_tokens(enc, x)
         t = enc.norm_pre(torch.cat([t, self._dummy_embedding(x.shape[0])], 1))
         t = checkpoint_seq(enc.blocks, t) if enc.grad_checkpointing and torch.is_grad_enabled() else enc.blocks(t)
         return enc.norm(t)
@@ -126,7 +124,7 @@ class ViTClassifier(nn.Module):
 
     def load_classifier(self, src) -> 'ViTClassifier':
         "Load weights saved by `export_classifier` (a path or a state dict) strictly; auxiliary heads are left as they are."
-        sd = dict(_read_state_dict(src))
+        sd = dict(read_state_dict(src))
         d = sd.pop('dummy_pos_embed', None)
         if (d is None) != (self.pool != 'dummy'):
             raise ValueError(f"the weights {'lack' if d is None else 'carry'} a dummy_pos_embed but this classifier has pool={self.pool!r}")
@@ -176,7 +174,7 @@ def layer_decay_lrs(base_lr: float, n_groups, decay: float = 0.75) -> np.ndarray
 
 # %% ../nbs/80_finetune.ipynb #09d51d01
 def sample_drloc_pairs(batch_size: int, rows: int, cols: int, m: int = 64, key=None, seed=None, generator=None,
-                       device=None, stream: int = 0xD1) -> tuple[torch.Tensor, torch.Tensor]:
+                       device=None, stream: int = DRLOC_STREAM) -> tuple[torch.Tensor, torch.Tensor]:
     "Two B×m×2 int64 tensors of (row, col) grid positions: `m` uniformly drawn pairs per image, on `device`."
     if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if rows < 1 or cols < 1: raise ValueError(f"rows and cols must be >= 1, got {rows}×{cols}")
@@ -252,28 +250,20 @@ class AuxTerm(Metric):
 def _ensure_metric(learn, term: str):
     if not any(isinstance(m, AuxTerm) and m.term == term for m in learn.metrics): learn.metrics = list(learn.metrics) + [AuxTerm(term)]
 
-class AuxTaskCallback(Callback):
+class AuxTaskCallback(SeededCallback):
     "Base of the auxiliary-task callbacks: adds `lam·term` to the loss after `loss_func`, on training and validation batches, and logs the term."
     order = 3                  # before GradientAccumulation (6), which rescales `loss_grad`; before the Recorder (50)
     head_name, term = None, None
     def __init__(self, lam: float, seed: int | None = None, valid_seed: int = 0, head_kwargs: dict | None = None):
         if not lam >= 0: raise ValueError(f"lam must be >= 0, got {lam}")
-        self.lam, self.seed, self.valid_seed, self.head_kwargs = lam, seed, valid_seed, dict(head_kwargs or {})
-        self.generator = torch.Generator()
-        # like the pretraining callbacks: each process of a distributed run draws its own pairs/masks (seed + rank)
-        if seed is not None: self.generator.manual_seed(seed + rank_distrib())
-        else: self.generator.seed()
+        super().__init__(seed, valid_seed)      # each process of a distributed run draws its own pairs/masks
+        self.lam, self.head_kwargs = lam, dict(head_kwargs or {})
 
     def after_create(self):
         "When the callback is passed to `Learner(..., cbs=...)`: add its head to `model.aux` (unless there is one) before the optimizer exists."
         model = unwrap_model(self.learn.model)
         if isinstance(getattr(model, 'aux', None), nn.ModuleDict) and self.head_name not in model.aux and self.learn.opt is None:
             self.add_head(model, **self.head_kwargs)
-
-    def _key(self, device):
-        "Training: a fresh key from this callback's generator. Validation: the same key for batch i at every epoch."
-        if self.training: return rng_key(generator=self.generator).to(device)
-        return rng_key(self.valid_seed*1_000_003 + self.learn.iter, device=device)
 
     def before_fit(self):
         model = unwrap_model(self.learn.model)
@@ -304,7 +294,8 @@ class AuxTaskCallback(Callback):
         terms = getattr(learn, 'aux_terms', None)
         if terms is None: terms = learn.aux_terms = {}
         terms.setdefault('ce', learn.loss_grad.detach())
-        t = self.aux_loss(model, tokens)
+        with torch.autocast(tokens.device.type, enabled=False):   # under mixed precision: the heads and the loss in float32
+            t = self.aux_loss(model, tokens.float())
         terms[self.term] = t.detach()
         learn.loss_grad = learn.loss_grad + self.lam*t
         learn.loss = learn.loss_grad.clone()
@@ -338,7 +329,7 @@ class MEDecoder(nn.Module):
     "Masked Embedding decoder: mask token at masked positions + learned positional embeddings + `depth` timm Blocks (`heads` heads) + norm and projection → the grid B×D×rows×cols."
     def __init__(self, embed_dim: int, grid, depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0):
         super().__init__()
-        self.grid = _pair(grid, 'grid')
+        self.grid = to_pair(grid, 'grid')
         if depth < 1: raise ValueError(f"depth must be >= 1, got {depth}")
         if embed_dim < 1 or heads < 1 or embed_dim % heads:
             raise ValueError(f"embed_dim must be a positive multiple of heads, got embed_dim={embed_dim}, heads={heads}")
@@ -409,7 +400,7 @@ def fgsm_accuracy(learn, eps: float = 1/255, dl=None, stats=None) -> float:
     model = learn.model
     dev = next(model.parameters()).device
     if stats is None: mean, std = torch.zeros((), device=dev), torch.ones((), device=dev)
-    else: mean, std = (torch.tensor(s, dtype=torch.float32, device=dev).view(1, -1, 1, 1) for s in stats)
+    else: mean, std = stats_tensors(stats, dev)
     lo, hi = (0 - mean)/std, (1 - mean)/std                 # the pixel range [0, 1] after normalisation
     was_training = model.training
     model.eval()

@@ -4,6 +4,7 @@
 
 # %% ../nbs/90_learner.ipynb #1c50ae3b
 from __future__ import annotations
+import copy
 from functools import partial
 from pathlib import Path
 
@@ -13,29 +14,30 @@ from torch import nn
 from fastai.learner import Learner
 from fastai.callback.schedule import ParamScheduler, SchedCos, SchedLin, combine_scheds  # (the import adds fit_one_cycle, lr_find)
 from fastai.callback.training import GradientClip
+from fastai.callback.fp16 import MixedPrecision, AMPMode
+from torch.amp import GradScaler
 from fastcore.foundation import L
 from fastai.optimizer import Adam
-from fastcore.basics import patch
-
-from .patches import create_encoder, ENCODER_PRESETS
-from .models import GMMLModel, MAEModel, export_encoder as _export_encoder
-from .losses import MaskedL1Loss, MAELoss
-from .aliens import GMMLCorruption
-from .augment import PretrainAugment
-from .callbacks import GMML, MAE, NoDecayCallback, ReconstructionFigures, unwrap_model, dls_stats
-from .models import load_encoder, encoder_extras
-from .finetune import ViTClassifier, layer_decay_splitter, layer_decay_lrs, layer_groups, DRLoc, ME
 from fastai.callback.core import Callback
 from fastai.callback.mixup import MixUp, CutMix
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy
+from fastcore.basics import patch
 from timm.layers import DropPath
 from timm.models.vision_transformer import VisionTransformer
-import copy
+
+from .patches import create_encoder, ENCODER_PRESETS
+from .models import GMMLModel, MAEModel, load_encoder, encoder_extras, export_encoder as _export_encoder
+from .losses import MaskedL1Loss, MAELoss
+from .aliens import GMMLCorruption
+from .augment import PretrainAugment
+from .core import unwrap_model, dls_stats, stats_tensors
+from .callbacks import GMML, MAE, NoDecayCallback, ReconstructionFigures
+from .finetune import ViTClassifier, layer_decay_splitter, layer_decay_lrs, layer_groups, DRLoc, ME
 
 # %% auto #0
-__all__ = ['set_drop_path', 'gmml_learner', 'mae_decoder_for', 'mae_learner', 'BatchAugment', 'default_layer_decay',
-           'finetune_learner']
+__all__ = ['PRECISIONS', 'set_drop_path', 'DevicePrecision', 'gmml_learner', 'mae_decoder_for', 'mae_learner', 'BatchAugment',
+           'default_layer_decay', 'finetune_learner']
 
 # %% ../nbs/90_learner.ipynb #6a5ece4a
 def _data_geometry(dls):
@@ -70,13 +72,38 @@ def set_drop_path(encoder: VisionTransformer, rate: float) -> VisionTransformer:
 
 def _adamw(beta2: float): return partial(Adam, mom=0.9, sqr_mom=beta2, eps=1e-8)
 
+# %% ../nbs/90_learner.ipynb #375d969f
+PRECISIONS = ('32', 'bf16', 'fp16')
+
+class DevicePrecision(MixedPrecision):
+    "fastai's `MixedPrecision` on the model's own device (bf16 autocast on CPUs as well as GPUs); fp16 needs CUDA and unscales gradients before clipping."
+    def before_fit(self):
+        dev = next(self.learn.model.parameters()).device.type
+        if self.amp_mode == AMPMode.FP16 and dev != 'cuda':
+            raise ValueError(f"precision='fp16' needs a CUDA device (the model is on {dev}); use precision='bf16'")
+        dtype = torch.bfloat16 if self.amp_mode == AMPMode.BF16 else torch.float16
+        self.kwargs['enabled'] = dtype == torch.float16          # bf16 has float32's range: no loss scaling
+        self.autocast, self.learn.scaler, self.scales = torch.autocast(dev, dtype=dtype), GradScaler(dev, **self.kwargs), L()
+
+    def after_backward(self):
+        if self.learn.scaler.is_enabled(): self.learn.scaler.unscale_(self)   # GradientClip then clips the true gradients
+
+def _speed(learn: Learner, precision, compile: bool) -> Learner:
+    "Add mixed precision (`precision` in PRECISIONS) and compile the model in place (`compile`): what every builder shares."
+    precision = str(precision)
+    if precision not in PRECISIONS: raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != '32': learn.add_cb(DevicePrecision(precision))
+    if compile: learn.model.compile()
+    return learn
+
 # %% ../nbs/90_learner.ipynb #185e4a8e
 def gmml_learner(dls, arch: str = 'tiny_32', img_size=None, patch_size=None, corruption='gmml', align: int = 1,
                  ratio=None, blocks=None, fusion: str = 'sum', decoder=None, whole_image: bool = False,
                  augment: PretrainAugment | bool = True, lr: float | None = None, base_lr: float = 5e-4,
                  wd: float = 0.04, wd_end: float | None = 0.4, beta2: float = 0.999, clip: float | None = 3.0,
                  drop_path: float = 0.1, seed: int | None = None, valid_seed: int = 0, figures_every: int | None = None,
-                 encoder_kwargs: dict | None = None, cbs=None, **learner_kwargs) -> Learner:
+                 precision: str = '32', compile: bool = False, encoder_kwargs: dict | None = None, cbs=None,
+                 **learner_kwargs) -> Learner:
     "A fastai `Learner` that pretrains a ViT with GMML on (unlabeled) `dls`: corruption on device, fused-block light decoder, masked L1."
     enc, bs = _build_encoder(dls, arch, img_size, patch_size, encoder_kwargs, drop_path)
     model = GMMLModel(enc, blocks=blocks, fusion=fusion, decoder=decoder)
@@ -85,7 +112,7 @@ def gmml_learner(dls, arch: str = 'tiny_32', img_size=None, patch_size=None, cor
     learn = Learner(dls, model, loss_func=MaskedL1Loss(whole_image), opt_func=_adamw(beta2),
                     lr=lr or base_lr*bs/256, wd=wd, cbs=cbs, **learner_kwargs)
     learn.wd_end = wd_end
-    return learn
+    return _speed(learn, precision, compile)
 
 def _optim_cbs(clip, figures_every):
     "Callbacks both pretrainers share: no decay on 1-d parameters and tokens, optional gradient clipping and figures."
@@ -104,8 +131,8 @@ def mae_learner(dls, arch: str = 'tiny_32', img_size=None, patch_size=None, mask
                 norm_pix: bool = False, alpha: float = 0.1, augment: PretrainAugment | bool = True,
                 lr: float | None = None, base_lr: float = 1.5e-4, wd: float = 0.05, wd_end: float | None = None,
                 beta2: float = 0.95, clip: float | None = None, drop_path: float = 0.0, seed: int | None = None,
-                valid_seed: int = 0, figures_every: int | None = None, encoder_kwargs: dict | None = None, cbs=None,
-                **learner_kwargs) -> Learner:
+                valid_seed: int = 0, figures_every: int | None = None, precision: str = '32', compile: bool = False,
+                encoder_kwargs: dict | None = None, cbs=None, **learner_kwargs) -> Learner:
     "A fastai `Learner` that pretrains a ViT as a (lightweight) MAE on (unlabeled) `dls`: visible-token encoder, small decoder, MSE (+ α·visible)."
     enc, bs = _build_encoder(dls, arch, img_size, patch_size, encoder_kwargs, drop_path)
     dec = {**mae_decoder_for(enc), **{k: v for k, v in dict(decoder_dim=decoder_dim, decoder_depth=decoder_depth,
@@ -115,7 +142,7 @@ def mae_learner(dls, arch: str = 'tiny_32', img_size=None, patch_size=None, mask
     learn = Learner(dls, model, loss_func=MAELoss(norm_pix=norm_pix, alpha=alpha, patch_size=model.patch_size),
                     opt_func=_adamw(beta2), lr=lr or base_lr*bs/256, wd=wd, cbs=cbs, **learner_kwargs)
     learn.wd_end = wd_end
-    return learn
+    return _speed(learn, precision, compile)
 
 # %% ../nbs/90_learner.ipynb #3a78d1f7
 @patch
@@ -157,7 +184,7 @@ class BatchAugment(Callback):
 
     def before_fit(self):
         st = dls_stats(self.learn.dls)
-        self.stats = None if st is None else [torch.tensor(s).view(1, -1, 1, 1) for s in st]
+        self.stats = None if st is None else stats_tensors(st)
 
     def before_batch(self):
         if not self.training: return
@@ -192,8 +219,8 @@ def finetune_learner(dls, encoder=None, pretrained=None, arch: str = 'tiny_32', 
                      lr: float | None = None, base_lr: float = 1e-3, wd: float = 0.05, label_smoothing: float = 0.1,
                      mixup: float = 0.0, cutmix: float = 0.0, augment: str | None = None, drloc: float | None = None,
                      me: float | None = None, drloc_kwargs: dict | None = None, me_kwargs: dict | None = None,
-                     head_drop: float = 0.0, drop_path: float = 0.0, encoder_kwargs: dict | None = None, metrics=None, cbs=None,
-                     **learner_kwargs) -> Learner:
+                     head_drop: float = 0.0, drop_path: float = 0.0, seed: int | None = None, precision: str = '32',
+                     compile: bool = False, encoder_kwargs: dict | None = None, metrics=None, cbs=None, **learner_kwargs) -> Learner:
     "A classification `Learner`: a (pretrained or random) ViT encoder + linear head, layer-wise lr decay, optional DRLoc/ME auxiliary losses."
     n_cls = num_classes or getattr(dls, 'c', None)
     if not n_cls: raise ValueError("num_classes is needed: dls has no vocabulary (pass labeled DataLoaders or num_classes=)")
@@ -206,14 +233,16 @@ def finetune_learner(dls, encoder=None, pretrained=None, arch: str = 'tiny_32', 
     model = ViTClassifier(enc, n_cls, pool=pool, dummy_pos_embed=dummy, head_drop=head_drop)
     cbs = [NoDecayCallback()] + list(cbs or [])
     # the callbacks add their heads to model.aux when the Learner is created, before its optimizer
-    if drloc: cbs.append(DRLoc(lam=drloc, **(drloc_kwargs or {})))
-    if me: cbs.append(ME(lam=me, **(me_kwargs or {})))
+    # `seed` fixes the auxiliary tasks' streams (pair positions, embedding masks); each callback adds the rank itself
+    if drloc: cbs.append(DRLoc(lam=drloc, **{'seed': seed, **(drloc_kwargs or {})}))
+    if me: cbs.append(ME(lam=me, **{'seed': seed, **(me_kwargs or {})}))
     if augment: cbs.append(BatchAugment(augment))
     if mixup: cbs.append(MixUp(mixup))
     if cutmix: cbs.append(CutMix(cutmix))
     peak = lr or base_lr*bs/256
     n_groups = len(layer_groups(model))
     lrs = [float(v) for v in layer_decay_lrs(peak, n_groups, layer_decay)]
-    return Learner(dls, model, loss_func=CrossEntropyLossFlat(label_smoothing=label_smoothing), opt_func=_adamw(0.999),
-                   splitter=layer_decay_splitter, lr=lrs, wd=wd, metrics=metrics if metrics is not None else [accuracy],
-                   cbs=cbs, **learner_kwargs)
+    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(label_smoothing=label_smoothing), opt_func=_adamw(0.999),
+                    splitter=layer_decay_splitter, lr=lrs, wd=wd, metrics=metrics if metrics is not None else [accuracy],
+                    cbs=cbs, **learner_kwargs)
+    return _speed(learn, precision, compile)

@@ -6,11 +6,13 @@
 from __future__ import annotations
 import math
 import torch
-from .patches import _pair
+from .core import to_pair, range_pair
 
 # %% auto #0
-__all__ = ['rng_key', 'resolve_key', 'hash_bits', 'split_key', 'hash_uniform', 'hash_normal', 'random_token_mask', 'block_mask',
-           'gmml_block_mask', 'mask_coverage', 'beit_block_mask']
+__all__ = ['SPLIT_STREAM_BASE', 'NORMAL_STREAM_BASE', 'CORRUPTION_STEP_STREAM', 'AUGMENT_STREAM', 'FILL_START_STREAM',
+           'BUDGET_STREAM', 'DRLOC_STREAM', 'VALID_SEED_STRIDE', 'rng_key', 'resolve_key', 'hash_bits', 'split_key',
+           'hash_uniform', 'hash_normal', 'seeded_generator', 'random_token_mask', 'block_mask', 'gmml_block_mask',
+           'mask_coverage', 'beit_block_mask']
 
 # %% ../nbs/20_masking.ipynb #b7aab4bf
 _M32 = 0xFFFFFFFF
@@ -57,7 +59,7 @@ def hash_bits(key: torch.Tensor, n: int, stream: int = 0) -> torch.Tensor:
 
 def split_key(key: torch.Tensor, stream: int) -> torch.Tensor:
     "A new key derived from `key` for an independent `stream` (an int): how one key feeds many random draws."
-    return hash_bits(key, 2, 0x5EED0000 + stream)
+    return hash_bits(key, 2, SPLIT_STREAM_BASE + stream)
 
 def hash_uniform(key: torch.Tensor, shape, stream: int = 0) -> torch.Tensor:
     "Uniform float32 numbers in [0, 1) of `shape`, a pure function of (`key`, `stream`, position): same key, same numbers, on any device."
@@ -72,11 +74,30 @@ def hash_normal(key: torch.Tensor, shape, stream: int = 0) -> torch.Tensor:
     n = math.prod(shape)
     half = (n + 1)//2
     if half >= 2**32: raise ValueError(f"hash_normal draws at most 2**33 numbers at once, asked for {n}")
-    h = hash_bits(key, half, 0x40000000 + stream)
+    h = hash_bits(key, half, NORMAL_STREAM_BASE + stream)
     u1 = ((h >> 16).to(torch.float32) + 0.5)*(1/65536)            # in (0, 1): the log is finite
     angle = (h & 0xFFFF).to(torch.float32)*(2*math.pi/65536)
     r = torch.sqrt(-2*torch.log(u1))
     return torch.cat([r*torch.cos(angle), r*torch.sin(angle)])[:n].reshape(shape)
+
+# %% ../nbs/20_masking.ipynb #c9328dd8
+SPLIT_STREAM_BASE = 0x5EED0000      # split_key(key, s) hashes on this + s
+NORMAL_STREAM_BASE = 0x40000000     # hash_normal(key, shape, s) hashes on this + s
+CORRUPTION_STEP_STREAM = 1000       # step i of a corruption recipe: split_key(key, 1000 + i)
+AUGMENT_STREAM = 2000               # the pretraining augmentation's key, apart from every corruption step
+FILL_START_STREAM = 7919            # block masks: where each image's budget fill starts scanning (stream + this)
+BUDGET_STREAM = 104729              # block masks: each image's share of a ratio range (stream + this)
+DRLOC_STREAM = 0xD1                 # DRLoc's token-pair positions
+VALID_SEED_STRIDE = 1_000_003       # validation batch i under valid_seed v: rng_key(v*VALID_SEED_STRIDE + i)
+
+def seeded_generator(seed: int | None = None, offset: int = 0) -> torch.Generator:
+    "A CPU `torch.Generator` seeded with `seed + offset` (e.g. the process rank), or from fresh entropy when `seed` is None."
+    g = torch.Generator()
+    if seed is None: g.seed()
+    else:
+        if isinstance(seed, bool) or not hasattr(seed, '__index__'): raise ValueError(f"seed must be an int or None, got {seed!r}")
+        g.manual_seed(seed.__index__() + offset)
+    return g
 
 # %% ../nbs/20_masking.ipynb #06bb2ab5
 def random_token_mask(batch_size: int, num_tokens: int, ratio: float, generator: torch.Generator | None = None,
@@ -166,7 +187,7 @@ def _fill_to_budget(cov: torch.Tensor, missing: torch.Tensor, key: torch.Tensor,
     "Cover exactly `missing[b]` more units of each mask: first uncovered units touching a block, then any, in a randomly rotated scan order."
     B, gh, gw = cov.shape
     n = gh*gw
-    start = (hash_uniform(key, (B, 1), stream + 7919)*n).long()
+    start = (hash_uniform(key, (B, 1), stream + FILL_START_STREAM)*n).long()
     order = (torch.arange(n, device=cov.device)[None] + start) % n           # each image scans from its own random start
     flat = cov.reshape(B, n)
     missing = missing.clamp(min=0)
@@ -180,24 +201,18 @@ def _fill_to_budget(cov: torch.Tensor, missing: torch.Tensor, key: torch.Tensor,
     return flat.view(B, gh, gw)
 
 # %% ../nbs/20_masking.ipynb #bbbceadf
-def _frac_pair(v, name, lo=0.0, hi=1.0, lo_open=False):
-    v = (float(v), float(v)) if isinstance(v, (int, float)) else tuple(float(t) for t in v)
-    ok = len(v) == 2 and v[0] <= v[1] and (v[0] > lo if lo_open else v[0] >= lo) and v[1] <= hi
-    if not ok: raise ValueError(f"{name} must be a number or a (min, max) pair in {'(' if lo_open else '['}{lo}, {hi}], got {v}")
-    return v
-
 def _per_image_budget(key, B, units, ratio, rounding, stream):
     lo, hi = ratio
     # float64: a float32 ratio can round r·units up past an integer and overshoot the budget by one unit
-    r = lo + (hi - lo)*hash_uniform(key, (B,), stream + 104729).double()
+    r = lo + (hi - lo)*hash_uniform(key, (B,), stream + BUDGET_STREAM).double()
     b = torch.floor(r*units) if rounding == 'floor' else torch.ceil(r*units - 1e-6)
     return b.long().clamp(0, units)
 
 def gmml_block_mask(batch_size: int, hw, ratio=0.35, size=(0.05, 0.25), align: int = 1, key=None, seed=None,
                     generator=None, device=None, stream: int = 0) -> torch.Tensor:
     "Pixel mask B×1×H×W of random rectangles (sides a `size` fraction of the image side) hiding `ratio` of each image."
-    H, W = _pair(hw, 'hw')
-    ratio, size = _frac_pair(ratio, 'ratio'), _frac_pair(size, 'size', lo_open=True)
+    H, W = to_pair(hw, 'hw')
+    ratio, size = range_pair(ratio, 'ratio'), range_pair(size, 'size', lo_open=True)
     if not isinstance(align, int) or align < 1: raise ValueError(f"align must be a positive int, got {align}")
     if H % align or W % align: raise ValueError(f"align={align} must divide the image sides {H}×{W}")
     if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -225,10 +240,10 @@ def mask_coverage(mask: torch.Tensor) -> torch.Tensor:
 def beit_block_mask(batch_size: int, grid, ratio: float = 0.4, min_area: int = 16, max_area: int | None = None,
                     aspect=(0.3, 1/0.3), key=None, seed=None, generator=None, device=None, stream: int = 0) -> torch.Tensor:
     "BEiT blockwise mask B×N (bool) on a `grid` of tokens: blocks of >= `min_area` tokens until `ceil(ratio*N)` are masked."
-    gh, gw = _pair(grid, 'grid')
+    gh, gw = to_pair(grid, 'grid')
     if not 0 < ratio <= 1: raise ValueError(f"ratio must be in (0, 1], got {ratio}")
     if min_area < 1: raise ValueError(f"min_area must be >= 1, got {min_area}")
-    lo, hi = _frac_pair(aspect, 'aspect', lo=0.0, hi=math.inf, lo_open=True)
+    lo, hi = range_pair(aspect, 'aspect', lo=0.0, hi=math.inf, lo_open=True)
     if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     N = gh*gw
     target = math.ceil(ratio*N - 1e-6)

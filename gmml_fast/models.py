@@ -10,24 +10,27 @@ import torch
 from torch import nn
 from timm.layers import trunc_normal_
 from timm.models.vision_transformer import VisionTransformer, Block
-from .patches import block_outputs, check_blocks, create_encoder, unpatchify, _pair
+from .patches import block_outputs, check_blocks, create_encoder, unpatchify, embed_tokens, zero_patch_token
+from .core import to_pair
 from .decoder import LightDecoder, fuse_blocks
 from .masking import random_token_mask
 
 # %% auto #0
-__all__ = ['encoder_geometry', 'default_blocks', 'GMMLModel', 'MAEModel', 'create_gmml_model', 'create_mae_model',
-           'encoder_state_dict', 'encoder_extras', 'write_state_dict', 'export_encoder', 'load_encoder']
+__all__ = ['check_encoder', 'encoder_geometry', 'default_blocks', 'GMMLModel', 'MAEModel', 'create_gmml_model',
+           'create_mae_model', 'encoder_state_dict', 'encoder_extras', 'write_state_dict', 'export_encoder',
+           'read_state_dict', 'load_encoder']
 
 # %% ../nbs/60_models.ipynb #baa81fa4
-def _check_encoder(encoder) -> VisionTransformer:
+def check_encoder(encoder) -> VisionTransformer:
+    "`encoder` itself if it is a timm `VisionTransformer`; otherwise one error that says what is expected."
     if not isinstance(encoder, VisionTransformer):
         raise ValueError(f"encoder must be a timm VisionTransformer (e.g. from create_encoder), got {type(encoder).__name__}")
     return encoder
 
 def encoder_geometry(encoder: VisionTransformer) -> dict:
     "Patch size `(ph, pw)`, image size `(H, W)`, token grid, number of patch tokens, input channels and width of a timm ViT."
-    pe = _check_encoder(encoder).patch_embed
-    return dict(patch_size=_pair(tuple(pe.patch_size)), img_size=tuple(pe.img_size), grid_size=tuple(pe.grid_size),
+    pe = check_encoder(encoder).patch_embed
+    return dict(patch_size=to_pair(tuple(pe.patch_size), 'patch_size'), img_size=tuple(pe.img_size), grid_size=tuple(pe.grid_size),
                 num_patches=pe.num_patches, in_chans=pe.proj.in_channels, embed_dim=encoder.embed_dim)
 
 def _channel_norm(norm: nn.Module, grid: torch.Tensor) -> torch.Tensor:
@@ -46,7 +49,7 @@ class GMMLModel(nn.Module):
     def __init__(self, encoder: VisionTransformer, blocks=None, fusion: str = 'sum', decoder=None,
                  out_chans: int | None = None):
         super().__init__()
-        self.encoder = _check_encoder(encoder)
+        self.encoder = check_encoder(encoder)
         self.blocks = check_blocks(encoder, default_blocks(len(encoder.blocks)) if blocks is None else blocks)
         if fusion not in ('sum', 'mean'): raise ValueError(f"fusion must be 'sum' or 'mean', got {fusion!r}")
         self.fusion = fusion
@@ -80,7 +83,7 @@ class MAEModel(nn.Module):
                  decoder_mlp_ratio: float = 4.0, mask_ratio: float = 0.75, dummy_token: bool = False,
                  out_chans: int | None = None):
         super().__init__()
-        self.encoder = _check_encoder(encoder)
+        self.encoder = check_encoder(encoder)
         if getattr(encoder, 'dynamic_img_size', False) or encoder.pos_embed is None:
             raise ValueError("encoder must have a fixed image size and learned positional embeddings (dynamic_img_size=False)")
         if not 0 <= mask_ratio < 1: raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
@@ -125,16 +128,15 @@ class MAEModel(nn.Module):
         "B×(N−k) indices of the visible tokens, in grid order."
         if mask.dtype != torch.bool or tuple(mask.shape) != (batch_size, self.num_patches):
             raise ValueError(f"mask must be a bool B×N token mask of shape {(batch_size, self.num_patches)}, got {mask.dtype} {tuple(mask.shape)}")
-        if mask.device.type == 'cpu' and (mask.sum(1) != self.num_masked).any():   # free on CPU; skipped on GPUs (no host sync)
+        # free on CPU; skipped on GPUs (a host sync) and under torch.compile (a data-dependent branch breaks the graph)
+        if mask.device.type == 'cpu' and not torch.compiler.is_compiling() and (mask.sum(1) != self.num_masked).any():
             raise ValueError(f"mask must hide exactly round(mask_ratio*N) = {self.num_masked} tokens in every row "
                              f"(mask_ratio={self.mask_ratio}), got {mask.sum(1).tolist()}: draw it with random_token_mask(B, N, model.mask_ratio)")
         return mask.to(torch.uint8).argsort(dim=1, stable=True)[:, :self.num_patches - self.num_masked]
 
     def _dummy_embedding(self) -> torch.Tensor:
         "Encoder input of the dummy patch, 1×1×D: the patch embedding of an all-zero patch plus its own position."
-        pe = self.encoder.patch_embed
-        zero_patch = self.dummy_pos_embed.new_zeros(1, pe.proj.in_channels, *self.patch_size)
-        return pe.norm(pe.proj(zero_patch).flatten(2).transpose(1, 2)) + self.dummy_pos_embed
+        return zero_patch_token(self.encoder.patch_embed, self.dummy_pos_embed)
 
     def forward_encoder(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         "Encode the visible tokens of images `x` under `mask`: B×(prefix + visible [+ dummy])×D, after the final norm."
@@ -142,8 +144,7 @@ class MAEModel(nn.Module):
             raise ValueError(f"x must be images B×C×{self.img_size[0]}×{self.img_size[1]} (the encoder's img_size), got {tuple(x.shape)}")
         enc, P = self.encoder, self.num_prefix_tokens
         ids = self._visible_ids(mask, x.shape[0])
-        # timm's own step: prepend class/register tokens and add the positional embeddings (handles timm's layout variants)
-        tokens = enc._pos_embed(enc.patch_embed(x))
+        tokens = embed_tokens(enc, x)      # timm's own step: prefix tokens and positional embeddings
         visible = tokens[:, P:].gather(1, ids[..., None].expand(-1, -1, tokens.shape[-1]))
         parts = [tokens[:, :P], visible]
         if self.dummy_token: parts.append(self._dummy_embedding().expand(x.shape[0], -1, -1))
@@ -217,7 +218,8 @@ def export_encoder(model, path) -> Path:
     "Save the encoder's timm state dict to `path`: safetensors for `.safetensors`, else `torch.save` of a plain dict."
     return write_state_dict(encoder_state_dict(model), path)
 
-def _read_state_dict(src) -> dict[str, torch.Tensor]:
+def read_state_dict(src) -> dict[str, torch.Tensor]:
+    "A state dict from `src`: a dict as it is, a `.safetensors` file, or a `torch.save` file read with `weights_only=True` (no code runs)."
     if isinstance(src, dict): return src
     path = Path(src)
     if not path.is_file(): raise ValueError(f"path must be an existing weights file or a state dict, got {src!r}")
@@ -228,7 +230,7 @@ def _read_state_dict(src) -> dict[str, torch.Tensor]:
 
 def load_encoder(timm_model: VisionTransformer, path) -> VisionTransformer:
     "Load encoder weights (a file from `export_encoder`, or a state dict) into `timm_model` strictly; only `head.*` may be missing."
-    sd = _read_state_dict(path)
+    sd = read_state_dict(path)
     try: missing, unexpected = timm_model.load_state_dict(sd, strict=False)
     except RuntimeError as e: raise ValueError(f"weights in {path if not isinstance(path, dict) else 'the state dict'} do not fit the model: {e}") from None
     missing = [k for k in missing if not k.startswith('head.')]

@@ -6,25 +6,23 @@
 from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
+from torch import nn
 import timm
 from timm.models import register_model
 from timm.models.vision_transformer import VisionTransformer, _create_vision_transformer
 
+from .core import to_pair
+
 # %% auto #0
 __all__ = ['default_cfgs', 'ARCH_ALIASES', 'ENCODER_PRESETS', 'grid_size', 'num_tokens', 'patchify', 'unpatchify', 'show_img',
            'show_patch_grid', 'show_tokens', 'token_to_pixel_mask', 'pixel_to_token_mask', 'show_mask',
-           'vit_nano_patch16_224', 'create_encoder', 'check_blocks', 'block_outputs']
+           'vit_nano_patch16_224', 'create_encoder', 'check_blocks', 'block_outputs', 'embed_tokens',
+           'zero_patch_token']
 
 # %% ../nbs/10_patches.ipynb #78268f3c
-def _pair(p, name='patch_size'):
-    p = (p, p) if isinstance(p, int) else tuple(p)
-    if len(p) != 2 or not all(isinstance(v, int) and v >= 1 for v in p):
-        raise ValueError(f"{name} must be a positive int or a pair of positive ints, got {p}")
-    return p
-
 def grid_size(img_size, patch_size) -> tuple[int, int]:
     "Token grid `(rows, cols)` of an image of `img_size` (int or (H, W)) cut into `patch_size` patches."
-    (H, W), (ph, pw) = _pair(img_size, 'img_size'), _pair(patch_size)
+    (H, W), (ph, pw) = to_pair(img_size, 'img_size'), to_pair(patch_size, 'patch_size')
     for side, n, p in (('height', H, ph), ('width', W, pw)):
         if n % p:
             raise ValueError(f"image {side} {n} is not divisible by patch size {p}: pad or resize the images to a multiple "
@@ -41,13 +39,13 @@ def patchify(x: torch.Tensor, patch_size) -> torch.Tensor:
     "Cut a batch B×C×H×W into patch tokens B×N×(ph·pw·C), patches in row-major grid order, pixels as (row, col, channel)."
     if x.ndim != 4: raise ValueError(f"x must be a batch B×C×H×W, got shape {tuple(x.shape)}")
     B, C, H, W = x.shape
-    (gh, gw), (ph, pw) = grid_size((H, W), patch_size), _pair(patch_size)
+    (gh, gw), (ph, pw) = grid_size((H, W), patch_size), to_pair(patch_size, 'patch_size')
     return x.reshape(B, C, gh, ph, gw, pw).permute(0, 2, 4, 3, 5, 1).reshape(B, gh*gw, ph*pw*C)
 
 def unpatchify(tokens: torch.Tensor, patch_size, hw) -> torch.Tensor:
     "Inverse of `patchify`: tokens B×N×(ph·pw·C) back to images B×C×H×W of size `hw` (int or (H, W))."
     if tokens.ndim != 3: raise ValueError(f"tokens must be B×N×D, got shape {tuple(tokens.shape)}")
-    (H, W), (ph, pw) = _pair(hw, 'hw'), _pair(patch_size)
+    (H, W), (ph, pw) = to_pair(hw, 'hw'), to_pair(patch_size, 'patch_size')
     gh, gw = grid_size((H, W), (ph, pw))
     B, N, D = tokens.shape
     if N != gh*gw or D % (ph*pw):
@@ -76,7 +74,7 @@ def show_img(img: torch.Tensor, ax=None, title=None, **kwargs):
 
 def show_patch_grid(img: torch.Tensor, patch_size, ax=None, numbers: bool = True, color='w'):
     "Draw the patch grid (and the token index of every patch) over a C×H×W image."
-    (ph, pw) = _pair(patch_size)
+    (ph, pw) = to_pair(patch_size, 'patch_size')
     gh, gw = grid_size(img.shape[-2:], patch_size)
     ax = show_img(img, ax)
     for r in range(1, gh): ax.axhline(r*ph - .5, color=color, lw=.8)
@@ -89,7 +87,7 @@ def show_patch_grid(img: torch.Tensor, patch_size, ax=None, numbers: bool = True
 
 def show_tokens(img: torch.Tensor, patch_size, gap: int = 2, ax=None):
     "Show the patches of a C×H×W image pulled apart by `gap` pixels, as the grid of tokens a ViT reads."
-    (ph, pw), (gh, gw) = _pair(patch_size), grid_size(img.shape[-2:], patch_size)
+    (ph, pw), (gh, gw) = to_pair(patch_size, 'patch_size'), grid_size(img.shape[-2:], patch_size)
     a = torch.as_tensor(_to_hwc(img))
     if a.ndim == 2: a = a[..., None].expand(-1, -1, 3)
     canvas = torch.ones(gh*(ph + gap) - gap, gw*(pw + gap) - gap, 3)
@@ -103,7 +101,7 @@ def show_tokens(img: torch.Tensor, patch_size, gap: int = 2, ax=None):
 # %% ../nbs/10_patches.ipynb #2f741d3b
 def token_to_pixel_mask(mask: torch.Tensor, patch_size, hw) -> torch.Tensor:
     "Token mask B×N (bool) to a pixel mask B×1×H×W: every token covers its ph×pw pixels."
-    (H, W), (ph, pw) = _pair(hw, 'hw'), _pair(patch_size)
+    (H, W), (ph, pw) = to_pair(hw, 'hw'), to_pair(patch_size, 'patch_size')
     gh, gw = grid_size((H, W), (ph, pw))
     if mask.ndim != 2 or mask.shape[1] != gh*gw:
         raise ValueError(f"mask must be B×{gh*gw} for a {H}×{W} image with {ph}×{pw} patches, got {tuple(mask.shape)}")
@@ -115,7 +113,7 @@ def pixel_to_token_mask(mask: torch.Tensor, patch_size, mode: str = 'any') -> to
     if mask.ndim != 4 or mask.shape[1] != 1: raise ValueError(f"mask must be B×1×H×W, got {tuple(mask.shape)}")
     if mode not in ('any', 'all', 'frac'): raise ValueError(f"mode must be 'any', 'all' or 'frac', got {mode!r}")
     B, _, H, W = mask.shape
-    (gh, gw), (ph, pw) = grid_size((H, W), patch_size), _pair(patch_size)
+    (gh, gw), (ph, pw) = grid_size((H, W), patch_size), to_pair(patch_size, 'patch_size')
     m = mask.reshape(B, gh, ph, gw, pw)
     if mode == 'frac': return m.float().mean((2, 4)).reshape(B, gh*gw)
     m = m.bool()
@@ -194,3 +192,13 @@ def block_outputs(encoder: VisionTransformer, x: torch.Tensor, blocks=(6, 8, 10,
     blocks = check_blocks(encoder, blocks)
     return encoder.forward_intermediates(x, indices=[b - 1 for b in blocks], norm=norm, output_fmt=fmt,
                                          stop_early=stop_early, intermediates_only=True)
+
+# %% ../nbs/10_patches.ipynb #df47a138
+def embed_tokens(encoder: VisionTransformer, x: torch.Tensor) -> torch.Tensor:
+    "The token sequence a timm ViT feeds its blocks for images `x`: patch embedding, prefix tokens and positional embeddings, B×(prefix + N)×D."
+    return encoder._pos_embed(encoder.patch_embed(x))
+
+def zero_patch_token(patch_embed: nn.Module, pos: torch.Tensor) -> torch.Tensor:
+    "The patch embedding of an all-zero patch plus the position `pos` (1×1×D): a dummy token, 1×1×D."
+    zero = pos.new_zeros(1, patch_embed.proj.in_channels, *patch_embed.patch_size)
+    return patch_embed.norm(patch_embed.proj(zero).flatten(2).transpose(1, 2)) + pos

@@ -4,15 +4,16 @@
 
 # %% ../nbs/98_train.ipynb #f13f8e97
 from __future__ import annotations
-import json, sys, time
+import argparse, json, sys, time
 from contextlib import nullcontext
+from dataclasses import dataclass, field, fields, asdict
+from typing import Callable
 from datetime import datetime
 from pathlib import Path
 
 import matplotlib
-import torch
 import torch.distributed as dist
-from fastcore.script import anno_parser, bool_arg, store_true
+from fastcore.basics import str2bool
 from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.progress import CSVLogger, ProgressCallback
 from fastai.torch_core import num_distrib, set_seed
@@ -21,14 +22,16 @@ from .data import fmnist_pretrain_dls, fmnist_finetune_dls, folder_dls
 from .patches import ENCODER_PRESETS
 from .aliens import RECIPES
 from .callbacks import ReconstructionFigures
+from .core import local_dl
 from .learner import gmml_learner, mae_learner, finetune_learner
 from .finetune import fgsm_accuracy
 from .distributed import (setup_distrib, teardown_distrib, distrib_ctx, is_rank0, CheckpointEveryEpoch,
                                    resume_fit)
 
 # %% auto #0
-__all__ = ['RESUME_FILE', 'COMMANDS', 'new_run_dir', 'on_rank0', 'RunHistory', 'StopAfterEpochs', 'pretrain', 'finetune',
-           'compare_initialisations', 'main']
+__all__ = ['RESUME_FILE', 'COMMANDS', 'new_run_dir', 'on_rank0', 'RunHistory', 'StopAfterEpochs', 'option', 'CommandConfig',
+           'PretrainConfig', 'pretrain', 'FinetuneConfig', 'per_class_accuracy', 'finetune', 'compare_initialisations',
+           'main']
 
 # %% ../nbs/98_train.ipynb #bb0f7730
 RESUME_FILE = 'resume.pth'
@@ -83,18 +86,19 @@ class StopAfterEpochs(Callback):
             raise CancelFitException
         self._trained = False
 
-def _load_run(resume, command: str, options=None) -> tuple[Path, dict]:
-    "The run folder to resume and its saved options, after checking that it is an unfinished `command` run with a checkpoint."
-    run = Path(resume)
+def _load_run(resume, cfg_cls) -> tuple[Path, dict]:
+    "The run folder to resume and its `config.json`, after checking that it is an unfinished run of the command with a checkpoint."
+    run, command = Path(resume), cfg_cls.command
     if not (run/'config.json').is_file(): raise FileNotFoundError(f"resume={str(run)!r} is not a run folder (no config.json)")
-    cfg = json.loads((run/'config.json').read_text())
-    if cfg.get('command') != command: raise ValueError(f"resume={str(run)!r} is a {cfg.get('command')!r} run, not a {command!r} run")
-    missing = sorted(set(options or ()) - set(cfg.get('args', {})))
-    if missing: raise ValueError(f"resume={str(run)!r} was started by an older gmml_fast without the options {', '.join(missing)}; finish it with that version or start a new run")
+    meta = json.loads((run/'config.json').read_text())
+    if meta.get('command') != command: raise ValueError(f"resume={str(run)!r} is a {meta.get('command')!r} run, not a {command!r} run")
+    if set(meta.get('config', {})) != {f.name for f in fields(cfg_cls)}:
+        raise ValueError(f"resume={str(run)!r} was started by another gmml_fast version, whose {command} options differ from this one's; "
+                         "finish it with that version or start a new run")
     if (run/'result.json').exists(): raise FileExistsError(f"resume={str(run)!r} has already finished (result.json exists); nothing to resume")
     if not (run/RESUME_FILE).is_file():
         raise FileNotFoundError(f"resume={str(run)!r} has no {RESUME_FILE}: it stopped before its first epoch ended; start a new run")
-    return run, cfg
+    return run, meta
 
 def _check_stop_after(stop_after, epochs):
     if stop_after is not None and not 1 <= stop_after < epochs:
@@ -122,91 +126,206 @@ def _stopped(command, run, stop_after):
     _say(f"stopped after epoch {stop_after}; finish with: python -m gmml_fast.train {command} --resume {run}")
     return dict(run=str(run), stopped_after_epoch=stop_after, checkpoint=str(run/RESUME_FILE))
 
-# %% ../nbs/98_train.ipynb #96e22157
-def pretrain(method: str = 'gmml',          # Pretraining method: gmml or mae
-             data: str = 'fmnist',          # 'fmnist' (embedded Fashion-MNIST) or the path of an ImageFolder-style directory
-             arch: str = 'nano_28',         # Encoder preset (see gmml_fast.patches.ENCODER_PRESETS) or timm ViT name
-             size: int = None,              # Image side in pixels (default: the preset's)
-             patch_size: int = None,        # Patch size (default: the preset's)
-             depth: int = 6,                # Number of transformer blocks (0: the preset's, 12)
-             epochs: int = 2,               # Number of epochs (linear warm-up, then cosine decay)
-             bs: int = 128,                 # Batch size
-             lr: float = 1e-3,              # Peak learning rate
-             fraction: float = 0.5,         # Fraction of the Fashion-MNIST training images to use (0-1]
-             n_valid: int = 1000,           # Number of Fashion-MNIST test images used for validation (1-10000)
-             corruption: str = 'gmml',      # GMML recipe: gmml, gmml_paper, zeros, noise, replace, comb1, comb2
-             align: int = 1,                # GMML block alignment in pixels (1: pixel-level; the patch size: aligned to tokens)
-             ratio: float = None,           # Rescale the GMML recipe to this total corrupted share (0-1]
-             mask_ratio: float = 0.75,      # MAE: share of masked tokens [0-1)
-             no_augment: store_true = False,  # Pretrain on the images as they are (default: random resized crops and flips, plus colour jitter on 3-channel data)
-             warmup: float = 0.1,           # Share of the steps that warm the learning rate up linearly before its cosine decay [0-1)
-             wd: float = None,              # Weight decay (default: gmml 0.04, rising along a cosine to --wd_end; mae 0.05)
-             wd_end: float = None,          # Final weight decay of the cosine schedule (default: gmml 0.4; mae: constant)
-             clip: float = None,            # Clip the gradient norm at this value (default: gmml 3.0, mae off; 0: off)
-             drop_path: float = None,       # Stochastic depth of the encoder [0-1) (default: gmml 0.1, mae 0)
-             out: str = 'outputs/pretrain', # Parent folder of the run folder
-             seed: int = 0,                 # Random seed (data subset, initialisation, corruption)
-             download: bool_arg = False,    # Let torchvision download Fashion-MNIST if it is not installed
-             show: bool_arg = True,         # Save reconstruction figures
-             resume: str = None,            # Run folder of an interrupted pretraining to finish (its config.json gives every other option)
-             stop_after: int = None):       # End this job after this many epochs (1..epochs-1), leaving resume.pth for --resume
-    "Pretrain a ViT encoder without labels (GMML or MAE) and save it with figures, history and checkpoints."
-    args = {k: v for k, v in locals().items() if k not in ('resume', 'stop_after')}
-    run = None
-    if resume is not None: run, cfg = _load_run(resume, 'pretrain', args); args = cfg['args']
-    return _pretrain(run, stop_after, **args)
+# %% ../nbs/98_train.ipynb #4242fd20
+def option(default, help: str, flag: bool = False):
+    "A config field: its default and the help line of its command-line option (`flag=True`: a switch that takes no value)."
+    return field(default=default, metadata=dict(help=help, flag=flag))
 
-def _pretrain(run, stop_after, method, data, arch, size, patch_size, depth, epochs, bs, lr, fraction, n_valid, corruption,
-              align, ratio, mask_ratio, no_augment, warmup, wd, wd_end, clip, drop_path, out, seed, download, show):
-    args = {k: v for k, v in locals().items() if k not in ('run', 'stop_after')}
-    if method not in ('gmml', 'mae'): raise ValueError(f"method must be 'gmml' or 'mae', got {method!r}")
-    if epochs < 1: raise ValueError(f"epochs must be >= 1, got {epochs}")
-    if corruption not in RECIPES: raise ValueError(f"corruption must be one of {', '.join(RECIPES)}, got {corruption!r}")
-    _check_stop_after(stop_after, epochs)
-    preset = ENCODER_PRESETS.get(arch, {})
-    size = size or preset.get('img_size')
-    if size is None: raise ValueError(f"size is needed for arch={arch!r} (presets carry their own)")
+_TYPES = {'int': int, 'float': float, 'str': str, 'bool': str2bool}
+
+class CommandConfig:
+    "What the command configs share: the parser built from their fields, a config from keyword options, and the check of every value."
+    command = None
+    @classmethod
+    def parser(cls) -> argparse.ArgumentParser:
+        "The command's parser: one `--option` per field (type, default and help from the field), plus `--resume` and `--stop_after`."
+        p = argparse.ArgumentParser(prog=f'python -m gmml_fast.train {cls.command}', description=cls.__doc__)
+        for f in fields(cls):
+            flag, typ = f.metadata['flag'], str(f.type).replace(' | None', '').strip()
+            help = (f.metadata['help'] + ('' if flag or f.default is None else f" (default: {f.default})")).replace('%', '%%')
+            if flag: p.add_argument(f'--{f.name}', action='store_true', help=help)
+            else: p.add_argument(f'--{f.name}', type=_TYPES[typ], default=f.default, help=help, metavar=typ.upper())
+        p.add_argument('--resume', metavar='RUN', help=f"run folder of an interrupted {cls.command} run to finish (its config.json gives every other option)")
+        p.add_argument('--stop_after', type=int, metavar='N', help="end this job after N epochs (1..epochs-1), leaving resume.pth for --resume")
+        return p
+
+    @classmethod
+    def from_options(cls, **options):
+        "A config from keyword options (the others keep their defaults); an unknown name is one clear error."
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(options) - set(names))
+        if unknown: raise ValueError(f"{cls.command} has no option {', '.join(unknown)}; its options are {', '.join(names)}")
+        return cls(**options)
+
+    def check(self):
+        "Raise one clear error for a value out of range (the subclasses add their own checks)."
+        if self.epochs < 1: raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.bs < 1: raise ValueError(f"bs must be >= 1, got {self.bs}")
+        if not self.lr > 0: raise ValueError(f"lr must be > 0, got {self.lr}")
+
+@dataclass
+class PretrainConfig(CommandConfig):
+    "Pretrain a ViT encoder without labels (GMML or MAE) and save it with figures, history and checkpoints."
+    command = 'pretrain'
+    method: str = option('gmml', "pretraining method: gmml or mae")
+    data: str = option('fmnist', "'fmnist' (embedded Fashion-MNIST) or the path of an ImageFolder-style directory")
+    arch: str = option('nano_28', "encoder preset (see gmml_fast.patches.ENCODER_PRESETS) or timm ViT name")
+    size: int | None = option(None, "image side in pixels (default: the preset's)")
+    patch_size: int | None = option(None, "patch size (default: the preset's)")
+    depth: int = option(6, "number of transformer blocks (0: the preset's, 12)")
+    epochs: int = option(2, "number of epochs (linear warm-up, then cosine decay)")
+    bs: int = option(128, "batch size")
+    lr: float = option(1e-3, "peak learning rate")
+    fraction: float = option(0.5, "fraction of the Fashion-MNIST training images to use (0-1]")
+    n_valid: int = option(1000, "number of Fashion-MNIST test images used for validation (1-10000)")
+    strict: bool = option(False, "--data DIR: stop at the first unreadable image file instead of skipping unreadable files with a warning", flag=True)
+    corruption: str = option('gmml', f"GMML recipe: {', '.join(RECIPES)}")
+    align: int = option(1, "GMML block alignment in pixels (1: pixel-level; the patch size: aligned to tokens)")
+    ratio: float | None = option(None, "rescale the GMML recipe to this total corrupted share (0-1]")
+    mask_ratio: float = option(0.75, "MAE: share of masked tokens [0-1)")
+    no_augment: bool = option(False, "pretrain on the images as they are (default: random resized crops and flips, plus colour jitter on 3-channel data)", flag=True)
+    warmup: float = option(0.1, "share of the steps that warm the learning rate up linearly before its cosine decay [0-1)")
+    wd: float | None = option(None, "weight decay (default: gmml 0.04, rising along a cosine to --wd_end; mae 0.05)")
+    wd_end: float | None = option(None, "final weight decay of the cosine schedule (default: gmml 0.4; mae: constant)")
+    clip: float | None = option(None, "clip the gradient norm at this value (default: gmml 3.0, mae off; 0: off)")
+    drop_path: float | None = option(None, "stochastic depth of the encoder [0-1) (default: gmml 0.1, mae 0)")
+    out: str = option('outputs/pretrain', "parent folder of the run folder")
+    precision: str = option('32', "numeric precision: 32, bf16 (CPUs and GPUs) or fp16 (CUDA only)")
+    compile: bool = option(False, "compile the model with torch.compile (the first steps pay for the compilation)", flag=True)
+    seed: int = option(0, "random seed (data subset, initialisation, augmentation, corruption)")
+    download: bool = option(False, "let torchvision download Fashion-MNIST if it is not installed")
+    show: bool = option(True, "save reconstruction figures")
+
+    def check(self):
+        "Raise one clear error for a value out of range."
+        if self.method not in ('gmml', 'mae'): raise ValueError(f"method must be 'gmml' or 'mae', got {self.method!r}")
+        super().check()
+        if self.corruption not in RECIPES: raise ValueError(f"corruption must be one of {', '.join(RECIPES)}, got {self.corruption!r}")
+        if not 0 < self.fraction <= 1: raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
+        if not 0 <= self.warmup < 1: raise ValueError(f"warmup must be in [0, 1), got {self.warmup}")
+
+# %% ../nbs/98_train.ipynb #97cfc07f
+@dataclass
+class _Job:
+    "What a command adds to the run skeleton: its data, its learner, its fit, the line it prints, and what it saves at the end."
+    data: Callable          # cfg -> (dls, resolved): the loaders, and the settings resolved from presets or a run folder
+    learner: Callable       # (cfg, dls, run, resolved) -> Learner
+    describe: Callable      # (cfg, learn, meta, run) -> the line printed before the fit
+    finish: Callable        # (cfg, learn, run, meta) -> result dict (rank 0 writes files)
+    fit_kwargs: Callable = lambda cfg: {}
+    cbs: Callable = lambda cfg: []
+    extra_meta: Callable = lambda learn: {}
+
+def _run(cfg: CommandConfig, resume, stop_after, job: _Job) -> dict:
+    "The skeleton both commands share: resume or a new run folder, seeding, the process group, config.json, the fit with checkpoints and history, result.json."
+    run = None
+    if resume is not None: run, meta = _load_run(resume, type(cfg)); cfg = type(cfg)(**meta['config'])
+    cfg.check(); _check_stop_after(stop_after, cfg.epochs)
     matplotlib.use('Agg')
     setup_distrib()                                  # no-op in a single process
-    set_seed(seed)                                   # python, numpy and torch: fastai's loaders shuffle with python's `random`
+    set_seed(cfg.seed)                               # python, numpy and torch: fastai's loaders shuffle with python's `random`
     t0 = time.perf_counter()
-    if data == 'fmnist':
-        dls = fmnist_pretrain_dls(bs=bs, size=size, channels=1, fraction=fraction, seed=seed, download=download,
-                                  mode='pad' if size >= 28 else 'resize', n_valid=n_valid)
-    else: dls = folder_dls(data, size=size, labeled=False, bs=bs, seed=seed)
+    dls, resolved = job.data(cfg)
     resuming = run is not None
-    if not resuming: run = Path(on_rank0(new_run_dir, out, method))
-    recipe = {k: v for k, v in dict(wd=wd, wd_end=wd_end, drop_path=drop_path).items() if v is not None}
-    if clip is not None: recipe['clip'] = clip or None              # 0 turns clipping off
-    common = dict(arch=arch, patch_size=patch_size, lr=lr, seed=seed, path=run, augment=not no_augment,
-                  encoder_kwargs=dict(depth=depth) if depth else None, **recipe)
-    if method == 'gmml': learn = gmml_learner(dls, corruption=corruption, align=align, ratio=ratio, **common)
-    else: learn = mae_learner(dls, mask_ratio=mask_ratio, **common)
+    if not resuming: run = Path(on_rank0(new_run_dir, cfg.out, getattr(cfg, 'method', cfg.command)))
+    learn = job.learner(cfg, dls, run, resolved)
     _rank0_progress(learn)
-    n_params = sum(p.numel() for p in learn.model.parameters())
-    if resuming: cfg = json.loads((run/'config.json').read_text())
-    else:
-        cfg = dict(command='pretrain', **{**args, 'size': size}, train_images=len(dls.train_ds), valid_images=len(dls.valid_ds),
-                   processes=max(num_distrib(), 1), args=args, valid_loss_before=round(learn.validate()[0], 4))
-        if is_rank0(): (run/'config.json').write_text(json.dumps(cfg, indent=1))
-    _say(f"{method} pretraining of {arch} ({n_params/1e6:.2f} M parameters) on {cfg['train_images']} images, {epochs} epochs, "
-         f"{max(num_distrib(), 1)} process(es), run folder {run}" + (" (resumed)" if resuming else ""))
-    fit_kwargs = dict(fit='fit_warmup_cosine', warmup=warmup)
-    if not _fit(learn, epochs, run, resuming, stop_after, cbs=[ReconstructionFigures()] if show else [], fit_kwargs=fit_kwargs):
-        return _stopped('pretrain', run, stop_after)
-    last = learn.validate()[0]                       # every rank takes part: the loss is gathered across processes
-    res = dict(run=str(run), valid_loss_before=cfg['valid_loss_before'], valid_loss_after=round(last, 4))
+    if not resuming:
+        meta = dict(command=cfg.command, config=asdict(cfg), resolved=resolved, train_images=len(dls.train_ds),
+                    valid_images=len(dls.valid_ds), processes=max(num_distrib(), 1), **job.extra_meta(learn))
+        if is_rank0(): (run/'config.json').write_text(json.dumps(meta, indent=1))
+    _say(job.describe(cfg, learn, meta, run) + f", {max(num_distrib(), 1)} process(es), run folder {run}" + (" (resumed)" if resuming else ""))
+    if not _fit(learn, cfg.epochs, run, resuming, stop_after, cbs=job.cbs(cfg), fit_kwargs=job.fit_kwargs(cfg)):
+        return _stopped(cfg.command, run, stop_after)
+    res = dict(run=str(run), **job.finish(cfg, learn, run, meta))
     if is_rank0():
-        learn.save('checkpoint')
-        res['encoder'] = str(learn.export_encoder('encoder.safetensors'))
-        if show:
-            fig = (learn.gmml if method == 'gmml' else learn.mae).show(n=6)
-            fig.savefig(run/'reconstruction.png', dpi=90)
-        res.update(checkpoint=str(run/'models'/'checkpoint.pth'), minutes=round((time.perf_counter() - t0)/60, 2))
+        res['minutes'] = round((time.perf_counter() - t0)/60, 2)
         (run/'result.json').write_text(json.dumps(res, indent=1))
     return res
 
-# %% ../nbs/98_train.ipynb #1064f511
+def _command(cfg_cls, resume, stop_after, options, job):
+    if resume is not None and options:
+        raise ValueError(f"resume= finishes a run with its own saved options; do not pass {', '.join(sorted(options))} with it")
+    return _run(cfg_cls.from_options(**options) if resume is None else cfg_cls(), resume, stop_after, job)
+
+# %% ../nbs/98_train.ipynb #538ca489
+def _pretrain_data(cfg: PretrainConfig):
+    size = cfg.size or ENCODER_PRESETS.get(cfg.arch, {}).get('img_size')
+    if size is None: raise ValueError(f"size is needed for arch={cfg.arch!r} (presets carry their own)")
+    if cfg.data == 'fmnist':
+        dls = fmnist_pretrain_dls(bs=cfg.bs, size=size, channels=1, fraction=cfg.fraction, seed=cfg.seed, download=cfg.download,
+                                  mode='pad' if size >= 28 else 'resize', n_valid=cfg.n_valid)
+    else: dls = folder_dls(cfg.data, size=size, labeled=False, bs=cfg.bs, seed=cfg.seed, strict=cfg.strict)
+    return dls, dict(arch=cfg.arch, size=size, depth=cfg.depth)
+
+def _pretrain_learner(cfg: PretrainConfig, dls, run, resolved):
+    recipe = {k: v for k, v in dict(wd=cfg.wd, wd_end=cfg.wd_end, drop_path=cfg.drop_path).items() if v is not None}
+    if cfg.clip is not None: recipe['clip'] = cfg.clip or None              # 0 turns clipping off
+    common = dict(arch=cfg.arch, patch_size=cfg.patch_size, lr=cfg.lr, seed=cfg.seed, path=run, augment=not cfg.no_augment,
+                  precision=cfg.precision, compile=cfg.compile,
+                  encoder_kwargs=dict(depth=cfg.depth) if cfg.depth else None, **recipe)
+    if cfg.method == 'gmml': return gmml_learner(dls, corruption=cfg.corruption, align=cfg.align, ratio=cfg.ratio, **common)
+    return mae_learner(dls, mask_ratio=cfg.mask_ratio, **common)
+
+def _pretrain_finish(cfg: PretrainConfig, learn, run, meta):
+    last = learn.validate()[0]                       # every rank takes part: the loss is gathered across processes
+    res = dict(valid_loss_before=meta['valid_loss_before'], valid_loss_after=round(last, 4))
+    if is_rank0():
+        learn.save('checkpoint')
+        res['encoder'] = str(learn.export_encoder('encoder.safetensors'))
+        if cfg.show: (learn.gmml if cfg.method == 'gmml' else learn.mae).show(n=6).savefig(run/'reconstruction.png', dpi=90)
+        res['checkpoint'] = str(run/'models'/'checkpoint.pth')
+    return res
+
+_PRETRAIN = _Job(data=_pretrain_data, learner=_pretrain_learner, finish=_pretrain_finish,
+                 describe=lambda cfg, learn, meta, run: (f"{cfg.method} pretraining of {cfg.arch} "
+                     f"({sum(p.numel() for p in learn.model.parameters())/1e6:.2f} M parameters) on {meta['train_images']} images, {cfg.epochs} epochs"),
+                 fit_kwargs=lambda cfg: dict(fit='fit_warmup_cosine', warmup=cfg.warmup),
+                 cbs=lambda cfg: [ReconstructionFigures()] if cfg.show else [],
+                 extra_meta=lambda learn: dict(valid_loss_before=round(learn.validate()[0], 4)))
+
+def pretrain(resume: str | None = None, stop_after: int | None = None, **options) -> dict:
+    "Pretrain a ViT encoder without labels (GMML or MAE) with the `PretrainConfig` `options`, or finish the interrupted run folder `resume`; stop early after `stop_after` epochs."
+    return _command(PretrainConfig, resume, stop_after, options, _PRETRAIN)
+
+# %% ../nbs/98_train.ipynb #3fd67a1d
+@dataclass
+class FinetuneConfig(CommandConfig):
+    "Finetune a classifier (from a pretrained encoder or from scratch) and report accuracy and FGSM accuracy."
+    command = 'finetune'
+    data: str = option('fmnist', "'fmnist' (embedded Fashion-MNIST) or the path of an ImageFolder-style directory")
+    label_fraction: float = option(0.01, "fraction of the training labels to use, drawn per class (0-1]")
+    pretrained: str | None = option(None, "pretraining run folder or encoder weights file (default: random init)")
+    arch: str = option('nano_28', "encoder preset or timm ViT name (taken from the run folder when given)")
+    size: int | None = option(None, "image side in pixels (default: the preset's or the run's)")
+    patch_size: int | None = option(None, "patch size (default: the preset's)")
+    depth: int = option(6, "number of transformer blocks (taken from the run folder when given; 0: the preset's)")
+    strict: bool = option(False, "--data DIR: stop at the first unreadable image file instead of skipping unreadable files with a warning", flag=True)
+    pool: str = option('avg', "classifier input: avg (mean of the patch tokens), cls or dummy")
+    epochs: int = option(20, "number of epochs (one cycle with warm-up)")
+    bs: int = option(64, "batch size")
+    lr: float = option(2e-3, "peak learning rate of the head (lower blocks get layer-wise decayed rates)")
+    layer_decay: float | None = option(None, "layer-wise lr decay (0-1]; default when pretrained: 0.5**(1/(depth+1)) (the patch embedding at half the head rate), 1.0 from scratch")
+    label_smoothing: float = option(0.1, "label smoothing [0-1)")
+    mixup: float = option(0.0, "MixUp alpha (0: off)")
+    cutmix: float = option(0.0, "CutMix alpha (0: off)")
+    augment: str | None = option(None, "randaugment, autoaugment or trivialaugment (default: none)")
+    drloc: float | None = option(None, "weight of the DRLoc auxiliary loss (default: off)")
+    me: float | None = option(None, "weight of the masked-embedding auxiliary loss (default: off)")
+    n_valid: int = option(2000, "number of Fashion-MNIST test images used for validation (1-10000)")
+    out: str = option('outputs/finetune', "parent folder of the run folder")
+    precision: str = option('32', "numeric precision: 32, bf16 (CPUs and GPUs) or fp16 (CUDA only)")
+    compile: bool = option(False, "compile the model with torch.compile (the first steps pay for the compilation)", flag=True)
+    seed: int = option(0, "random seed (label subset, initialisation, augmentation, auxiliary tasks)")
+    download: bool = option(False, "let torchvision download Fashion-MNIST if it is not installed")
+
+def per_class_accuracy(learn, dl=None) -> dict[str, float]:
+    "Accuracy of `learn` on each class of `dl` (default: the validation set; rank 0's own loader), by class name."
+    dl = local_dl(dl or learn.dls.valid)
+    preds, targs = learn.get_preds(dl=dl)
+    right, vocab = preds.argmax(1) == targs, learn.dls.vocab
+    return {str(vocab[c]): round(right[targs == c].float().mean().item(), 4) for c in targs.unique().tolist()}
+
 def _pretrained_source(pretrained, arch, size, depth):
     "Resolve `--pretrained` (a run folder or a weights file) to (weights path, arch, size, depth)."
     if pretrained is None: return None, arch, size, depth
@@ -215,101 +334,71 @@ def _pretrained_source(pretrained, arch, size, depth):
         cfg_f, w = src/'config.json', src/'encoder.safetensors'
         if not (cfg_f.exists() and w.exists()):
             raise FileNotFoundError(f"pretrained={str(src)!r} is a folder but not a pretraining run (no config.json/encoder.safetensors)")
-        cfg = json.loads(cfg_f.read_text())
-        return w, cfg['arch'], cfg['size'], cfg.get('depth')   # the run's encoder: its shape is not an option
+        r = json.loads(cfg_f.read_text()).get('resolved')
+        if r is None: raise ValueError(f"pretrained={str(src)!r} was written by another gmml_fast version (no 'resolved' in config.json); pass its encoder.safetensors with --arch/--size/--depth")
+        return w, r['arch'], r['size'], r['depth']          # the run's encoder: its shape is not an option
     if not src.is_file(): raise FileNotFoundError(f"pretrained={str(src)!r} is neither a run folder nor a weights file")
     return src, arch, size, depth
 
-def finetune(data: str = 'fmnist',          # 'fmnist' (embedded Fashion-MNIST) or the path of an ImageFolder-style directory
-             label_fraction: float = 0.01,  # Fraction of the training labels to use, drawn per class (0-1]
-             pretrained: str = None,        # Pretraining run folder or encoder weights file (default: random init)
-             arch: str = 'nano_28',         # Encoder preset or timm ViT name (taken from the run folder when given)
-             size: int = None,              # Image side in pixels (default: the preset's or the run's)
-             patch_size: int = None,        # Patch size (default: the preset's)
-             depth: int = 6,                # Number of transformer blocks (taken from the run folder when given; 0: the preset's)
-             pool: str = 'avg',             # Classifier input: avg (mean of the patch tokens), cls or dummy
-             epochs: int = 20,              # Number of epochs (one cycle with warm-up)
-             bs: int = 64,                  # Batch size
-             lr: float = 2e-3,              # Peak learning rate of the head (lower blocks get layer-wise decayed rates)
-             layer_decay: float = None,     # Layer-wise lr decay (0-1]; default when pretrained: 0.5**(1/(depth+1)) (the patch embedding at half the head rate), 1.0 from scratch
-             label_smoothing: float = 0.1,  # Label smoothing [0-1)
-             mixup: float = 0.0,            # MixUp alpha (0: off)
-             cutmix: float = 0.0,           # CutMix alpha (0: off)
-             augment: str = None,           # randaugment, autoaugment or trivialaugment (default: none)
-             drloc: float = None,           # Weight of the DRLoc auxiliary loss (default: off)
-             me: float = None,              # Weight of the masked-embedding auxiliary loss (default: off)
-             n_valid: int = 2000,           # Number of Fashion-MNIST test images used for validation (1-10000)
-             out: str = 'outputs/finetune', # Parent folder of the run folder
-             seed: int = 0,                 # Random seed (label subset, initialisation, augmentation)
-             download: bool_arg = False,    # Let torchvision download Fashion-MNIST if it is not installed
-             resume: str = None,            # Run folder of an interrupted finetuning to finish (its config.json gives every other option)
-             stop_after: int = None):       # End this job after this many epochs (1..epochs-1), leaving resume.pth for --resume
-    "Finetune a classifier (from a pretrained encoder or from scratch) and report accuracy and FGSM accuracy."
-    args = {k: v for k, v in locals().items() if k not in ('resume', 'stop_after')}
-    run = None
-    if resume is not None: run, cfg = _load_run(resume, 'finetune', args); args = cfg['args']
-    return _finetune(run, stop_after, **args)
-
-def _finetune(run, stop_after, data, label_fraction, pretrained, arch, size, patch_size, depth, pool, epochs, bs, lr, layer_decay,
-              label_smoothing, mixup, cutmix, augment, drloc, me, n_valid, out, seed, download):
-    args = {k: v for k, v in locals().items() if k not in ('run', 'stop_after')}
-    if epochs < 1: raise ValueError(f"epochs must be >= 1, got {epochs}")
-    _check_stop_after(stop_after, epochs)
-    weights, arch, size, depth = _pretrained_source(pretrained, arch, size, depth)
+def _finetune_data(cfg: FinetuneConfig):
+    weights, arch, size, depth = _pretrained_source(cfg.pretrained, cfg.arch, cfg.size, cfg.depth)
     size = size or ENCODER_PRESETS.get(arch, {}).get('img_size')
     if size is None: raise ValueError(f"size is needed for arch={arch!r} (presets carry their own)")
-    matplotlib.use('Agg')
-    setup_distrib()
-    set_seed(seed)                                   # python, numpy and torch: fastai's loaders shuffle with python's `random`
-    t0 = time.perf_counter()
-    if data == 'fmnist':
-        dls = fmnist_finetune_dls(bs=bs, label_fraction=label_fraction, size=size, seed=seed, download=download,
-                                  mode='pad' if size >= 28 else 'resize', n_valid=n_valid)
-    else: dls = folder_dls(data, size=size, labeled=True, bs=bs, seed=seed, label_fraction=label_fraction)
-    resuming = run is not None
-    if not resuming: run = Path(on_rank0(new_run_dir, out, 'finetune'))
-    learn = finetune_learner(dls, pretrained=weights, arch=arch, patch_size=patch_size, pool=pool, lr=lr,
-                             layer_decay=layer_decay, label_smoothing=label_smoothing, mixup=mixup, cutmix=cutmix,
-                             augment=augment, drloc=drloc, me=me, encoder_kwargs=dict(depth=depth) if depth else None, path=run)
-    _rank0_progress(learn)
-    if resuming: cfg = json.loads((run/'config.json').read_text())
+    if cfg.data == 'fmnist':
+        dls = fmnist_finetune_dls(bs=cfg.bs, label_fraction=cfg.label_fraction, size=size, seed=cfg.seed, download=cfg.download,
+                                  mode='pad' if size >= 28 else 'resize', n_valid=cfg.n_valid)
     else:
-        cfg = dict(command='finetune', **{**args, 'pretrained': str(weights) if weights else None, 'arch': arch, 'size': size,
-                   'depth': depth}, train_images=len(dls.train_ds), valid_images=len(dls.valid_ds),
-                   processes=max(num_distrib(), 1), args=args)
-        if is_rank0(): (run/'config.json').write_text(json.dumps(cfg, indent=1))
-    _say(f"finetuning {arch} ({'pretrained: ' + str(weights) if weights else 'random init'}) on {cfg['train_images']} "
-         f"labeled images, {epochs} epochs, {max(num_distrib(), 1)} process(es), run folder {run}" + (" (resumed)" if resuming else ""))
-    if not _fit(learn, epochs, run, resuming, stop_after): return _stopped('finetune', run, stop_after)
+        dls = folder_dls(cfg.data, size=size, labeled=True, bs=cfg.bs, seed=cfg.seed, label_fraction=cfg.label_fraction, strict=cfg.strict)
+        if len(dls.train) == 0:
+            raise ValueError(f"label_fraction={cfg.label_fraction} keeps {len(dls.train_ds)} labeled training image(s) of {cfg.data}, "
+                             f"fewer than one batch of bs={cfg.bs}: raise --label_fraction or lower --bs")
+    return dls, dict(pretrained=str(weights) if weights else None, arch=arch, size=size, depth=depth)
+
+def _finetune_learner(cfg: FinetuneConfig, dls, run, r):
+    return finetune_learner(dls, pretrained=r['pretrained'], arch=r['arch'], patch_size=cfg.patch_size, pool=cfg.pool, lr=cfg.lr,
+                            layer_decay=cfg.layer_decay, label_smoothing=cfg.label_smoothing, mixup=cfg.mixup, cutmix=cfg.cutmix,
+                            augment=cfg.augment, drloc=cfg.drloc, me=cfg.me, seed=cfg.seed, precision=cfg.precision, compile=cfg.compile,
+                            encoder_kwargs=dict(depth=r['depth']) if r['depth'] else None, path=run)
+
+def _finetune_finish(cfg: FinetuneConfig, learn, run, meta):
     acc = float(learn.validate()[1])                 # gathered across processes, like the loss
-    res = dict(run=str(run), accuracy=round(acc, 4))
+    res = dict(accuracy=round(acc, 4))
     if is_rank0():
+        res['per_class_accuracy'] = per_class_accuracy(learn)
         learn.save('checkpoint')
         learn.model.export_classifier(run/'classifier.safetensors')
-        res.update(fgsm_accuracy_1_255=round(fgsm_accuracy(learn, 1/255), 4), classifier=str(run/'classifier.safetensors'),
-                   minutes=round((time.perf_counter() - t0)/60, 2))
-        (run/'result.json').write_text(json.dumps(res, indent=1))
-        res.update(compare_initialisations(run))
+        res.update(fgsm_accuracy_1_255=round(fgsm_accuracy(learn, 1/255), 4), classifier=str(run/'classifier.safetensors'))
     return res
 
-_SAME_RUN_EXCEPT = ('pretrained', 'out', 'arch', 'size', 'depth')   # compared as resolved (a run folder supplies them), or free to differ
+_FINETUNE = _Job(data=_finetune_data, learner=_finetune_learner, finish=_finetune_finish,
+                 describe=lambda cfg, learn, meta, run: (f"finetuning {meta['resolved']['arch']} ("
+                     + (f"pretrained: {meta['resolved']['pretrained']}" if meta['resolved']['pretrained'] else 'random init')
+                     + f") on {meta['train_images']} labeled images, {cfg.epochs} epochs"))
 
-def _settings(cfg: dict) -> dict:
+def finetune(resume: str | None = None, stop_after: int | None = None, **options) -> dict:
+    "Finetune a classifier with the `FinetuneConfig` `options` (or finish the interrupted run folder `resume`), report accuracy and FGSM accuracy, and compare with a run of the other initialisation."
+    res = _command(FinetuneConfig, resume, stop_after, options, _FINETUNE)
+    if is_rank0() and 'accuracy' in res: res.update(compare_initialisations(res['run']))
+    return res
+
+def _settings(meta: dict) -> dict:
     "What must match for two finetuning runs to be comparable: every option but the initialisation and output folder, with arch/size/depth as resolved."
-    return {**{k: v for k, v in cfg['args'].items() if k not in _SAME_RUN_EXCEPT}, **{k: cfg.get(k) for k in ('arch', 'size', 'depth')}}
+    free = ('pretrained', 'out', 'arch', 'size', 'depth')
+    return {**{k: v for k, v in meta['config'].items() if k not in free}, **{k: meta['resolved'][k] for k in ('arch', 'size', 'depth')}}
 
 def compare_initialisations(run) -> dict:
     "Compare a finished finetuning run with finished runs in the same parent folder that used the same settings but the other initialisation (pretrained vs random init)."
     run = Path(run)
-    cfg = json.loads((run/'config.json').read_text())
-    mine, acc = cfg['pretrained'] is not None, json.loads((run/'result.json').read_text())['accuracy']
+    meta = json.loads((run/'config.json').read_text())
+    mine, acc = meta['resolved']['pretrained'] is not None, json.loads((run/'result.json').read_text())['accuracy']
     others = []
     for d in sorted(run.parent.iterdir()):
         if d == run or not ((d/'config.json').is_file() and (d/'result.json').is_file()): continue
-        try: c, r = json.loads((d/'config.json').read_text()), json.loads((d/'result.json').read_text())
-        except (ValueError, OSError): continue
-        if c.get('command') == 'finetune' and (c['pretrained'] is not None) != mine and _settings(c) == _settings(cfg):
-            others.append((d, r['accuracy']))
+        try:
+            m, r = json.loads((d/'config.json').read_text()), json.loads((d/'result.json').read_text())
+            if m.get('command') == 'finetune' and (m['resolved']['pretrained'] is not None) != mine and _settings(m) == _settings(meta):
+                others.append((d, r['accuracy']))
+        except (ValueError, OSError, KeyError): continue            # unreadable, unfinished or from another version: not comparable
     if not others: return {}
     d, other = others[-1]                        # the latest matching run
     pre, rnd = (acc, other) if mine else (other, acc)
@@ -317,8 +406,8 @@ def compare_initialisations(run) -> dict:
     return dict(compared_with=str(d), pretrained_vs_random_init=f"pretrained {100*pre:.1f} % vs random init {100*rnd:.1f} %: "
                 f"{100*(pre - rnd):+.1f} points, the pretrained encoder is {verdict} random initialisation")
 
-# %% ../nbs/98_train.ipynb #f0cab4c0
-COMMANDS = {'pretrain': pretrain, 'finetune': finetune}
+# %% ../nbs/98_train.ipynb #6333cd64
+COMMANDS = {'pretrain': (pretrain, PretrainConfig), 'finetune': (finetune, FinetuneConfig)}
 
 def main(argv=None):
     "Dispatch `python -m gmml_fast.train <command> [options]`."
@@ -326,13 +415,16 @@ def main(argv=None):
     if not argv or argv[0] in ('-h', '--help') or argv[0] not in COMMANDS:
         cmds = ', '.join(COMMANDS)
         print(f"usage: python -m gmml_fast.train {{{cmds}}} [options]\n\n"
-              + '\n'.join(f"  {k:10s} {f.__doc__}" for k, f in COMMANDS.items())
+              + '\n'.join(f"  {k:10s} {c.__doc__}" for k, (f, c) in COMMANDS.items())
               + "\n\nRun `python -m gmml_fast.train <command> --help` for the options of a command.")
         return 0 if argv and argv[0] in ('-h', '--help') else 2
     cmd, rest = argv[0], argv[1:]
-    args = anno_parser(COMMANDS[cmd], prog=f'python -m gmml_fast.train {cmd}').parse_args(rest)
-    kwargs = {k: v for k, v in vars(args).items() if k not in ('pdb', 'xtra')}   # fastcore's hidden debugging options
-    try: res = COMMANDS[cmd](**kwargs)
+    fn, cfg_cls = COMMANDS[cmd]
+    args = vars(cfg_cls.parser().parse_args(rest))
+    resume, stop_after = args.pop('resume'), args.pop('stop_after')
+    if resume is not None:   # only the options given on the command line: a resumed run takes the rest from its config.json
+        args = {f.name: args[f.name] for f in fields(cfg_cls) if args[f.name] != f.default}
+    try: res = fn(resume, stop_after, **args)
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError) as e:
         if is_rank0(): print(f"error: {e}", file=sys.stderr)
         return 2

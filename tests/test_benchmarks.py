@@ -1,44 +1,79 @@
-"The label-efficiency benchmark: its committed results are complete and consistent, and the script never overwrites results."
+"The label-efficiency benchmark: its committed results are complete and consistent, its quick mode runs and resumes, and it never overwrites results."
 import json, re, statistics, subprocess, sys
 from pathlib import Path
 
 BENCH = Path(__file__).parent.parent/'benchmarks'
 RESULTS = BENCH/'results'
+NAMES = {'random': 'random init', 'gmml': 'GMML', 'mae': 'MAE (equal epochs)', 'mae_time': 'MAE (equal time)', 'cnn': 'ResNet from scratch'}
+
+def _mean_std(v): return round(100*statistics.mean(v), 1), round(100*statistics.stdev(v), 1)
 
 def test_label_efficiency_results_are_complete_and_consistent():
     recs = json.loads((RESULTS/'label_efficiency.json').read_text())
     assert isinstance(recs, list)
-    # the issue's schema: one record per initialisation × label fraction × seed, accuracy on the 10k test images
-    keys = sorted((r['method'], r['label_fraction'], r['seed']) for r in recs)
-    assert keys == sorted((m, f, s) for m in ('random', 'gmml', 'mae') for f in (0.01, 0.1) for s in (0, 1, 2))
+    # one record per initialisation × protocol × label fraction × seed, accuracy on the 10k test images
+    keys = sorted((r['method'], r['protocol'], r['label_fraction'], r['seed']) for r in recs)
+    frozen = [(m, p, f, s) for m in ('random', 'gmml', 'mae', 'mae_time') for p in ('knn', 'linear') for f in (0.01, 0.1) for s in (0, 1, 2)]
+    ft = [(m, 'finetune', 0.01, s) for m in NAMES for s in (0, 1, 2)] + \
+         [(m, 'finetune', 0.1, s) for m in ('random', 'gmml', 'mae', 'cnn') for s in (0, 1, 2)]
+    assert keys == sorted(frozen + ft)
     for r in recs:
-        assert 0 <= r['test_accuracy'] <= 1 and r['test_images'] == 10000
-        assert r['train_images'] == round(60000*r['label_fraction'])
-        assert r['pretrain_images'] == (0 if r['method'] == 'random' else 60000)
-        assert r['run']['machine']['torch_threads'] >= 1 and r['run']['wall_minutes'] > 0 and r['run']['command']
-    # the same finetuning budget for every initialisation at a given label fraction
-    for f in (0.01, 0.1):
-        assert len({(r['finetune_steps'], r['finetune_bs']) for r in recs if r['label_fraction'] == f}) == 1
-    # the markdown table shows the means and stds of these records (nothing typed by hand)
-    md = (RESULTS/'label_efficiency.md').read_text()
-    names = {'random': 'random init', 'gmml': 'GMML', 'mae': 'MAE'}
-    for m, name in names.items():
-        row = re.search(rf'^\| {name} \| ([\d.]+) ± ([\d.]+) \| ([\d.]+) ± ([\d.]+) \|$', md, re.M)
-        assert row, name
-        for j, f in enumerate((0.01, 0.1)):
-            acc = [100*r['test_accuracy'] for r in recs if r['method'] == m and r['label_fraction'] == f]
-            assert float(row[1 + 2*j]) == round(statistics.mean(acc), 1)
-            assert float(row[2 + 2*j]) == round(statistics.stdev(acc), 1)
-    # the README quotes the same table
-    readme = (BENCH.parent/'README.md').read_text()
-    for m, name in (('random', 'random'), ('gmml', 'GMML'), ('mae', 'MAE')):
-        means = [f"{statistics.mean(100*r['test_accuracy'] for r in recs if r['method'] == m and r['label_fraction'] == f):.1f}"
-                 for f in (0.01, 0.1)]
-        assert re.search(rf'^\| {name} \| {means[0]} ± [\d.]+ \| {means[1]} ± [\d.]+ \|$', readme, re.M), name
+        assert r['test_images'] == 10000 and r['train_images'] == round(60000*r['label_fraction'])
+        assert r['run']['machine']['torch_threads'] >= 1 and r['run']['stage_total_minutes'] > 0 and r['run']['command']
+        # a classifier that learned nothing scores 10 %: every protocol and initialisation must do clearly better
+        assert r['test_accuracy'] > 0.3, r
+    fts = [r for r in recs if r['protocol'] == 'finetune']
+    for f in (0.01, 0.1):   # the same finetuning budget for every initialisation at a label fraction
+        assert len({(r['finetune_steps'], r['finetune_bs'], r['finetune_epochs']) for r in fts if r['label_fraction'] == f}) == 1
+    for r in fts: assert len(r['loss_curve']) == r['finetune_epochs']
+    # pretraining: MAE at equal time ran as many epochs as fit in GMML's training time at the speed of MAE's equal-epochs run
+    pre = {r['method']: r['pretraining'] for r in recs if r['pretraining']}
+    assert pre['gmml']['epochs'] == pre['mae']['epochs'] < pre['mae_time']['epochs']
+    assert pre['mae_time']['epochs'] == round(pre['gmml']['train_minutes']/(pre['mae']['train_minutes']/pre['mae']['epochs']))
+    for p in pre.values(): assert len(p['knn_curve']) == p['epochs'] + 1
+    # the markdown table shows the means and stds of these records (nothing typed by hand); the README quotes it
+    md, readme = (RESULTS/'label_efficiency.md').read_text(), (BENCH.parent/'README.md').read_text()
+    for m, name in NAMES.items():
+        for p in ('finetune', 'linear', 'knn'):
+            cells = []
+            for f in (0.01, 0.1):
+                acc = [r['test_accuracy'] for r in recs if (r['method'], r['protocol'], r['label_fraction']) == (m, p, f)]
+                cells.append('—' if not acc else '{} ± {}'.format(*_mean_std(acc)))
+            if cells == ['—', '—']: continue
+            row = f"| {name} | {p} | {cells[0]} | {cells[1]} |"
+            assert row in md, row
+            if p == 'finetune': assert row in readme, row
+
+def _run(*args, timeout=600):
+    return subprocess.run([sys.executable, str(BENCH/'bench_label_efficiency.py'), '--quick', *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=BENCH)
 
 def test_label_efficiency_refuses_to_overwrite(tmp_path):
     (tmp_path/'label_efficiency_quick.json').write_text('[]')
-    r = subprocess.run([sys.executable, str(BENCH/'bench_label_efficiency.py'), '--quick', '--out', str(tmp_path)],
-                       capture_output=True, text=True, timeout=300)
+    r = _run('--out', str(tmp_path), '--state', str(tmp_path/'state'))
     assert r.returncode == 2 and '--overwrite' in r.stderr
     assert (tmp_path/'label_efficiency_quick.json').read_text() == '[]'       # untouched
+    assert not (tmp_path/'state').exists()                                    # and nothing was computed
+
+def test_label_efficiency_quick_runs_and_resumes(tmp_path):
+    out, state = tmp_path/'out', tmp_path/'state'
+    r = _run('--out', str(out), '--state', str(state), '--threads', '1')
+    assert r.returncode == 0, r.stderr[-2000:]
+    recs = json.loads((out/'label_efficiency_quick.json').read_text())
+    assert {(x['method'], x['protocol']) for x in recs} == (
+        {(m, p) for m in ('random', 'gmml', 'mae', 'mae_time') for p in ('knn', 'linear')} | {(m, 'finetune') for m in NAMES})
+    for f in ('md', 'png'): assert (out/f'label_efficiency_quick.{f}').stat().st_size > 0
+    assert (out/'label_efficiency_quick_curves.png').stat().st_size > 0
+    # an interrupted run continues: drop one finished finetune, rerun; only that stage is computed again, with the same result
+    lost = state/'finetune_gmml_0.01_0.json'
+    before = json.loads(lost.read_text()); lost.unlink()
+    r = _run('--out', str(out), '--state', str(state), '--threads', '1', '--overwrite')
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert '11 finished stages found: continuing' in r.stdout
+    assert len(re.findall(r'finetune \d+% \(', r.stdout)) == 1 and not re.search(r'\] \w+: pretraining', r.stdout)
+    after = json.loads(lost.read_text())
+    assert after['test_accuracy'] == before['test_accuracy'] and after['loss_curve'] == before['loss_curve']
+    # a state folder of other settings is refused instead of mixed in
+    (state/'config.json').write_text('{}')
+    r = _run('--out', str(out), '--state', str(state), '--overwrite')
+    assert r.returncode == 2 and '--fresh' in r.stderr

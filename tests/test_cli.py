@@ -18,7 +18,7 @@ def test_pretrain_writes_a_run_folder(tmp_path):
              '--n_valid', '200', '--bs', '64', '--show', 'False', '--no_augment', '--clip', '0')
     assert r2.returncode == 0, r2.stderr[-2000:]
     assert len(list(tmp_path.iterdir())) == 2 and (run_dir/'encoder.safetensors').exists()
-    cfgs = {json.loads((d/'config.json').read_text())['method']: json.loads((d/'config.json').read_text())['args'] for d in tmp_path.iterdir()}
+    cfgs = {c['config']['method']: c['config'] for c in (json.loads((d/'config.json').read_text()) for d in tmp_path.iterdir())}
     assert cfgs['gmml']['no_augment'] is False and cfgs['mae']['no_augment'] is True and cfgs['mae']['clip'] == 0
     # finetune from the first run's folder: the architecture comes from its config
     ft_out = tmp_path/'ft'
@@ -26,31 +26,68 @@ def test_pretrain_writes_a_run_folder(tmp_path):
     assert r3.returncode == 0, r3.stderr[-2000:]
     (ft_dir,) = list(ft_out.iterdir())
     res = json.loads((ft_dir/'result.json').read_text())
-    assert 0 <= res['fgsm_accuracy_1_255'] <= 1 and res['accuracy'] > 0.1     # above chance after one epoch on 600 labels
+    assert res['accuracy'] > 0.14 and res['fgsm_accuracy_1_255'] <= res['accuracy'] + 0.02   # above chance (10 % ± 0.7 on 2,000 images) after one epoch on 600 labels; the attack does not help
     assert (ft_dir/'classifier.safetensors').exists()
 
-def test_help_documents_every_option():
-    r = run('pretrain', '--help')
-    assert r.returncode == 0
+def _main(capsys, *args):
+    "Run the command line in this process (no new interpreter): (exit code, stdout, stderr)."
+    from gmml_fast.train import main
+    try: rc = main(list(args))
+    except SystemExit as e: rc = e.code
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+def test_help_documents_every_option(capsys):
+    rc, out, _ = _main(capsys, 'pretrain', '--help')
+    assert rc == 0
     for opt in ('--method', '--data', '--arch', '--size', '--patch_size', '--depth', '--epochs', '--bs', '--lr', '--fraction',
                 '--n_valid', '--corruption', '--align', '--ratio', '--mask_ratio', '--no_augment', '--warmup', '--wd', '--wd_end',
-                '--clip', '--drop_path', '--out', '--seed', '--download', '--show', '--resume', '--stop_after'):
-        assert opt in r.stdout, opt
-    r = run('finetune', '--help')
-    assert r.returncode == 0
+                '--clip', '--drop_path', '--precision', '--compile', '--out', '--seed', '--download', '--show', '--resume', '--stop_after'):
+        assert opt in out, opt
+    rc, out, _ = _main(capsys, 'finetune', '--help')
+    assert rc == 0
     for opt in ('--data', '--label_fraction', '--pretrained', '--arch', '--pool', '--epochs', '--lr', '--layer_decay',
-                '--label_smoothing', '--mixup', '--cutmix', '--augment', '--drloc', '--me', '--out', '--seed', '--resume', '--stop_after'):
-        assert opt in r.stdout, opt
-    top = run('--help')
-    assert top.returncode == 0 and 'pretrain' in top.stdout and 'finetune' in top.stdout
+                '--label_smoothing', '--mixup', '--cutmix', '--augment', '--drloc', '--me', '--precision', '--compile', '--out',
+                '--seed', '--resume', '--stop_after'):
+        assert opt in out, opt
+    rc, out, _ = _main(capsys, '--help')
+    assert rc == 0 and 'pretrain' in out and 'finetune' in out
 
-def test_bad_option_is_one_clear_line(tmp_path):
-    r = run('pretrain', '--out', str(tmp_path), '--method', 'simclr')
-    assert r.returncode == 2
-    assert "method must be 'gmml' or 'mae'" in r.stderr and 'Traceback' not in r.stderr
-    r = run('pretrain', '--out', str(tmp_path), '--corruption', 'fog')
-    assert r.returncode == 2 and 'corruption must be one of' in r.stderr
+def test_bad_option_is_one_clear_line(tmp_path, capsys):
+    rc, _, err = _main(capsys, 'pretrain', '--out', str(tmp_path), '--method', 'simclr')
+    assert rc == 2 and err.strip() == "error: method must be 'gmml' or 'mae', got 'simclr'"
+    rc, _, err = _main(capsys, 'pretrain', '--out', str(tmp_path), '--corruption', 'fog')
+    assert rc == 2 and err.startswith('error: corruption must be one of') and len(err.strip().splitlines()) == 1
     assert not any(tmp_path.iterdir())                      # nothing written for a rejected command
-    assert run('explode').returncode == 2
-    r = run('finetune', '--pretrained', str(tmp_path/'missing'))
-    assert r.returncode == 2 and 'neither a run folder nor a weights file' in r.stderr
+    assert _main(capsys, 'explode')[0] == 2
+    rc, _, err = _main(capsys, 'finetune', '--pretrained', str(tmp_path/'missing'))
+    assert rc == 2 and 'neither a run folder nor a weights file' in err
+    rc, _, err = _main(capsys, 'pretrain', '--resume', str(tmp_path), '--epochs', '5')   # a resumed run keeps its own options
+    assert rc == 2 and 'do not pass epochs with it' in err
+
+def test_finetune_on_a_folder_in_the_wild(tmp_path, capsys):
+    "A labeled folder with an unreadable file: one warning, the run finishes, result.json reports per-class accuracy; --strict refuses it."
+    import warnings
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    data = tmp_path/'data'
+    for c, level in (('dark', 40), ('light', 215)):           # two classes a model can tell apart at once
+        (data/c).mkdir(parents=True)
+        for i in range(24):
+            Image.fromarray(np.clip(rng.normal(level, 20, (20, 20)), 0, 255).astype(np.uint8)).convert('RGB' if i % 2 else 'L').save(data/c/f'{i}.png')
+    (data/'dark'/'broken.jpg').write_bytes(b'\xff\xd8 truncated')
+    rc, _, err = _main(capsys, 'finetune', '--data', str(data), '--out', str(tmp_path/'ft'))       # 1 % of 38 images: no batch of 64
+    assert rc == 2 and 'fewer than one batch of bs=64: raise --label_fraction or lower --bs' in err
+    opts = ['finetune', '--data', str(data), '--label_fraction', '1', '--arch', 'nano_28', '--depth', '1', '--epochs', '2', '--bs', '8',
+            '--out', str(tmp_path/'ft')]
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        rc, out, err = _main(capsys, *opts)
+    assert rc == 0, err
+    assert [str(x.message) for x in w if 'unreadable' in str(x.message)][0].startswith('skipping 1 unreadable image file(s) of 49')
+    (run,) = list((tmp_path/'ft').iterdir())
+    res = json.loads((run/'result.json').read_text())
+    assert sorted(res['per_class_accuracy']) == ['dark', 'light'] and all(0 <= v <= 1 for v in res['per_class_accuracy'].values())
+    rc, _, err = _main(capsys, *opts, '--strict')
+    assert rc == 2 and 'broken.jpg' in err and len(err.strip().splitlines()) == 1

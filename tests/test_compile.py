@@ -14,3 +14,20 @@ def test_compile_fullgraph_matches_eager():
         assert torch.equal(mask, emask)                         # masks are integer work: bit-identical
         torch.testing.assert_close(out, eout, rtol=1e-5, atol=1e-5)   # fused float kernels may round differently
     assert not torch.equal(compiled(x, 'gmml', key=rng_key(0))[1], compiled(x, 'gmml', key=rng_key(1))[1])
+
+def test_compiled_learner_trains_with_the_same_parameter_names(tmp_path):
+    "compile=True: nn.Module.compile() in place, so the state dict (checkpoints, exported encoder) keeps its names, and it trains."
+    from gmml_fast.data import fmnist_pretrain_dls
+    from gmml_fast.learner import gmml_learner
+    dls = fmnist_pretrain_dls(bs=32, fraction=256/60000, valid=0.01, n_valid=32)
+    kw = dict(arch='nano_32', encoder_kwargs=dict(depth=1), seed=0, lr=1e-3, path=tmp_path)
+    eager, compiled = gmml_learner(dls, **kw), gmml_learner(dls, compile=True, **kw)
+    assert list(eager.model.state_dict()) == list(compiled.model.state_dict())
+    torch._dynamo.reset()
+    with compiled.no_bar(), compiled.no_logging(): compiled.fit(2)
+    losses = [float(v) for v in compiled.recorder.losses]
+    assert all(v == v for v in losses) and sum(losses[-3:]) < sum(losses[:3])
+    compiled.export_encoder('enc.safetensors')                  # plain timm names: loads into a fresh encoder
+    from gmml_fast.patches import create_encoder
+    from gmml_fast.models import load_encoder
+    load_encoder(create_encoder('nano_32', in_chans=1, depth=1), tmp_path/'enc.safetensors')

@@ -2,7 +2,7 @@
 import math, time
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st, HealthCheck
+from hypothesis import assume, given, settings, strategies as st, HealthCheck
 
 from gmml_fast.masking import (gmml_block_mask, beit_block_mask, random_token_mask, mask_coverage, rng_key, hash_uniform)
 from gmml_fast.aliens import gmml_corrupt, Alien, RECIPES, GMMLCorruption, batch_derangement
@@ -24,9 +24,7 @@ sizes = st.tuples(st.floats(0.01, 1), st.floats(0.01, 1)).map(sorted).map(tuple)
 def test_gmml_block_mask_exact_coverage(geom, ratio, size, B, seed):
     H, W, align = geom
     units = (H//align)*(W//align)
-    if ratio[1] > 0 and math.floor(ratio[1]*units) < 1:
-        with pytest.raises(ValueError, match='less than one unit'): gmml_block_mask(B, (H, W), ratio, size, align, seed=seed)
-        return
+    assume(not (ratio[1] > 0 and math.floor(ratio[1]*units) < 1))     # budgets under one unit: the next test
     t0 = time.perf_counter()
     m = gmml_block_mask(B, (H, W), ratio, size, align, seed=seed)
     assert time.perf_counter() - t0 < 20                      # bounded: a fixed number of rounds, never a hang
@@ -35,6 +33,14 @@ def test_gmml_block_mask_exact_coverage(geom, ratio, size, B, seed):
     assert (covered >= math.floor(ratio[0]*units)).all() and (covered <= math.floor(ratio[1]*units)).all()
     assert torch.equal(m, m[:, :, ::align, ::align].repeat_interleave(align, 2).repeat_interleave(align, 3))
     assert torch.equal(m, gmml_block_mask(B, (H, W), ratio, size, align, seed=seed))
+
+@FAST
+@given(image_geometry(), st.floats(1e-6, 1), st.integers(1, 6))
+def test_gmml_block_mask_refuses_a_budget_under_one_unit(geom, share, B):
+    H, W, align = geom
+    units = (H//align)*(W//align)
+    ratio = share/units*0.999                                  # a positive ratio that buys less than one unit
+    with pytest.raises(ValueError, match='less than one unit'): gmml_block_mask(B, (H, W), (0, ratio), 0.5, align, seed=0)
 
 @FAST
 @given(st.integers(1, 20), st.integers(1, 20), st.floats(0.01, 1), st.integers(1, 32), st.integers(0, 2**40))

@@ -31,7 +31,7 @@ def test_two_cpu_processes_train_one_model(tmp_path, mode):
     # only rank 0 wrote the checkpoint, atomically (no temporary file left), and it holds the trained weights
     assert len(fin[0]['saved']) == 1 and fin[1]['saved'] == []
     assert sorted(p.name for p in tmp_path.iterdir() if 'ckpt' in p.name) == ['ckpt.pth']
-    ck = torch.load(tmp_path/'ckpt.pth', weights_only=False)
+    ck = torch.load(tmp_path/'ckpt.pth', weights_only=True)
     assert ck['epoch'] == 0 and ck['n_epoch'] == 1 and ck['world_size'] == 2 and len(ck['rng']) == 2
     for k, v in ck['model'].items(): assert torch.equal(v, fin[0]['model'][k]), k
 
@@ -53,8 +53,8 @@ def _tiny(path, method='gmml'):
     learn.remove_cb(ProgressCallback)
     return learn
 
-@pytest.mark.parametrize('method', ['gmml', 'mae'])
-def test_kill_and_resume_is_exact(tmp_path, method):
+def test_kill_and_resume_is_exact_for_mae(tmp_path, method='mae'):
+    "The in-process kill-and-resume check of nbs/95_distributed.ipynb (GMML there), for MAE's learner."
     from fastai.callback.core import Callback, CancelFitException
     from gmml_fast.distributed import CheckpointEveryEpoch, resume_fit_one_cycle, load_checkpoint
     N, k, lr = 2, 0, 2e-3
@@ -67,13 +67,13 @@ def test_kill_and_resume_is_exact(tmp_path, method):
             if self.epoch == k: raise CancelFitException
     a = _tiny(tmp_path, method)
     a.fit_one_cycle(N, lr, cbs=[CheckpointEveryEpoch('ck.pth', fit_kwargs=dict(lr_max=lr)), Crash()])
-    assert torch.load(tmp_path/'ck.pth', weights_only=False)['epoch'] == k
+    assert torch.load(tmp_path/'ck.pth', weights_only=True)['epoch'] == k
     b = _tiny(tmp_path, method)     # a fresh process would build the learner the same way
     resume_fit_one_cycle(b, 'ck.pth', cbs=CheckpointEveryEpoch('ck.pth'))
     # CPU, one process: every input of the remaining epochs is restored, so the weights are bit-identical (tolerance 0)
     for (n, p), q in zip(ref.model.state_dict().items(), b.model.state_dict().values()):
         torch.testing.assert_close(q, p, rtol=0, atol=0, msg=n)
-    assert torch.load(tmp_path/'ck.pth', weights_only=False)['epoch'] == N - 1
+    assert torch.load(tmp_path/'ck.pth', weights_only=True)['epoch'] == N - 1
     # and the schedule really restarted at epoch k+1: the recorder saw only the remaining epochs' training batches
     assert len(b.recorder.losses) == (N - k - 1)*len(b.dls.train)
     with pytest.raises(FileNotFoundError): load_checkpoint(b, 'nope.pth')
@@ -106,7 +106,7 @@ def test_train_cli_two_processes_stop_and_resume(tmp_path):
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     (part,) = list((tmp_path/'part').iterdir())
     assert (part/'resume.pth').exists() and not (part/'encoder.safetensors').exists()
-    assert torch.load(part/'resume.pth', weights_only=False)['world_size'] == 2
+    assert torch.load(part/'resume.pth', weights_only=True)['world_size'] == 2
     r = train_cli(None, '--resume', str(part))
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     a, b = load_file(full/'encoder.safetensors'), load_file(part/'encoder.safetensors')
@@ -126,3 +126,20 @@ def test_train_cli_two_processes_stop_and_resume(tmp_path):
     # a finished run is not resumed again: one clear line, nothing overwritten
     r = train_cli(None, '--resume', str(part), nproc=1)
     assert r.returncode != 0 and 'already finished' in r.stderr
+
+def test_every_seeded_callback_draws_its_own_stream_per_rank_and_the_same_on_rerun(tmp_path):
+    "GMML, MAE, DRLoc and ME with seed=0 in 2 processes: rank 0 and rank 1 draw different keys, a rerun draws the same keys again."
+    script = Path(__file__).parent/'dist_scripts'/'seeded_streams.py'
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MPLBACKEND': 'Agg'}
+    runs = []
+    for i in range(2):
+        out = tmp_path/f'run{i}'; out.mkdir()
+        r = subprocess.run([sys.executable, '-m', 'gmml_fast.launch', '--nproc', '2', str(script), str(out)],
+                           capture_output=True, text=True, timeout=240, env=env)
+        assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+        runs.append([json.loads((out/f'streams{k}.json').read_text()) for k in (0, 1)])
+    (a0, a1), (b0, b1) = runs
+    assert sorted(a0) == ['DRLoc', 'GMML', 'MAE', 'ME']
+    for name in a0:
+        assert a0[name] != a1[name], name                          # each rank its own stream
+        assert (a0[name], a1[name]) == (b0[name], b1[name]), name  # the same streams on a rerun

@@ -25,7 +25,8 @@ def main(argv=None):
     shutil.copy2(fig, DST)
     c, r = json.loads(cfg.read_text()), json.loads(res.read_text())
     keep = ('method', 'arch', 'size', 'depth', 'epochs', 'bs', 'lr', 'fraction', 'corruption', 'no_augment', 'seed', 'train_images')
-    meta = dict(run=a.run.name, **{k: c.get(k) for k in keep},
+    opts = {**c['config'], **c['resolved']}          # the options as given, with arch/size/depth as the run resolved them
+    meta = dict(run=a.run.name, **{k: opts.get(k, c.get(k)) for k in keep},
                 **{k: r[k] for k in ('valid_loss_before', 'valid_loss_after', 'minutes') if k in r})
     DST.with_suffix('.json').write_text(json.dumps(meta, indent=1) + '\n')
     print(f"wrote {DST.relative_to(ROOT)} and {DST.with_suffix('.json').relative_to(ROOT)}")
