@@ -22,3 +22,12 @@ def cpu_name() -> str:
 class SkipValidation(Callback):
     "Skip fastai's per-epoch validation: the benchmarks evaluate once, after training."
     def before_validate(self): raise CancelValidException()
+
+
+def write_results(stem: str, res: dict, md: list) -> None:
+    "Write `res` to benchmarks/results/<stem>.json and the markdown lines `md` to <stem>.md, and print the markdown."
+    import json
+    out = Path(__file__).parent/'results'; out.mkdir(exist_ok=True)
+    (out/f'{stem}.json').write_text(json.dumps(res, indent=1))
+    (out/f'{stem}.md').write_text('\n'.join(md) + '\n')
+    print('\n'.join(md))

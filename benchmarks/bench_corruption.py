@@ -6,14 +6,14 @@ algorithm, and the corruption's share of a ViT-Tiny training step at 32 px. All 
 
 Writes benchmarks/results/corruption.json and corruption.md.
 """
-import argparse, json, math, platform, random, statistics, time
-from pathlib import Path
+import argparse, math, platform, random, statistics, time
 
 import torch
 import torch.nn.functional as F
 
 from gmml_fast.aliens import gmml_corrupt, get_recipe, to_grayscale
 from gmml_fast.patches import create_encoder
+from bench_common import write_results
 
 # ---------------------------------------------------------------- the per-image loop baseline (same algorithm)
 def _loop_block_mask(rng, gh, gw, budget, n_blocks, hmin, hmax, wmin, wmax):
@@ -116,16 +116,13 @@ def main(quick=False):
     res = dict(machine=f'{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, '
                        f'torch {torch.__version__}, no GPU' if not torch.cuda.is_available() else torch.cuda.get_device_name(),
                command='python benchmarks/bench_corruption.py' + (' --quick' if quick else ''), rows=rows, step=share)
-    out = Path(__file__).parent/'results'; out.mkdir(exist_ok=True)
-    (out/'corruption.json').write_text(json.dumps(res, indent=1))
     md = ['# gmml_corrupt throughput', '', f"Machine: {res['machine']}. Command: `{res['command']}`.", '',
           '| batch | recipe | batched (img/s) | per-image loop (img/s) | speed-up |', '|---|---|---|---|---|']
     md += [f"| {o['shape']} | {o['recipe']} | {o['batched_img_s']:.0f} | {o['loop_img_s']:.0f} | {o['speedup']:.1f}× |" for o in rows]
     md += ['', f"ViT-Tiny (patch 4) forward+backward+AdamW step on 256×3×32×32: {share['vit_tiny_step_ms']:.0f} ms; "
                f"`gmml_corrupt` ('gmml' recipe) on the same batch: {share['corruption_ms']:.1f} ms = "
                f"{100*share['share_of_step']:.1f} % of the step including corruption."]
-    (out/'corruption.md').write_text('\n'.join(md) + '\n')
-    print('\n'.join(md))
+    write_results('corruption', res, md)
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])

@@ -8,7 +8,7 @@
 
 Writes benchmarks/results/gpu.{json,md}. Without a CUDA device it stops at once with one line.
 """
-import argparse, json, os, platform, subprocess, sys, time
+import argparse, json, platform, subprocess, sys, time
 from datetime import datetime, timezone
 from pathlib import Path
 

@@ -6,8 +6,7 @@ same GMML step, all measured in one run on real Fashion-MNIST batches.
 
 Writes benchmarks/results/pretrain.json and pretrain.md.
 """
-import argparse, json, platform, statistics, time
-from pathlib import Path
+import argparse, platform, statistics, time
 
 import torch
 from fastai.callback.core import Callback
@@ -18,7 +17,7 @@ from gmml_fast.losses import MaskedL1Loss
 from gmml_fast.aliens import GMMLCorruption
 from gmml_fast.masking import rng_key
 from gmml_fast.callbacks import no_decay_params
-from bench_common import RECIPE_BEFORE
+from bench_common import RECIPE_BEFORE, write_results
 
 class TrainTimer(Callback):
     "Wall time of the training phase of each epoch (no validation)."
@@ -77,13 +76,10 @@ def main(quick=False):
                command='python benchmarks/bench_pretrain.py' + (' --quick' if quick else ''),
                setup=f'3×32×32 Fashion-MNIST batches of {bs}, {n_batches} batches per epoch, median of {epochs - 1} epochs after one warm-up epoch',
                images_per_s=rows, ratios=ratios)
-    out = Path(__file__).parent/'results'; out.mkdir(exist_ok=True)
-    (out/'pretrain.json').write_text(json.dumps(res, indent=1))
     md = ['# Pretraining step throughput', '', f"Machine: {res['machine']}. Command: `{res['command']}`. {res['setup']}.", '',
           '| step | images/s |', '|---|---|'] + [f'| {k} | {v:.1f} |' for k, v in rows.items()]
     md += ['', '| ratio | value |', '|---|---|'] + [f"| {k} | {v:.2f}{'' if 'overhead' not in k else f' ({100*v:.1f} %)'} |" for k, v in ratios.items()]
-    (out/'pretrain.md').write_text('\n'.join(md) + '\n')
-    print('\n'.join(md))
+    write_results('pretrain', res, md)
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])

@@ -2,7 +2,7 @@
 GMML / MAE / finetuning steps, and fastai vs a raw PyTorch loop. Each ratio divides two numbers measured in this
 same run (same process, same machine state), so it is meaningful even where absolute timings drift between runs.
 
-    python benchmarks/bench_throughput.py             # ~6 minutes on 2 CPU cores
+    python benchmarks/bench_throughput.py             # ~10 minutes on 2 CPU cores
     python benchmarks/bench_throughput.py --quick     # fewer steps (~2 minutes), written to throughput_quick.*
 
 Writes benchmarks/results/throughput.json and throughput.md (refuses to overwrite them without --overwrite).
@@ -59,7 +59,22 @@ def main(quick=False, overwrite=False, threads=None):
     raw_model = gmml_learner(dls, 'tiny_32', lr=1e-4, seed=0, **RECIPE_BEFORE).model
     rows['GMML step (raw PyTorch loop)'] = raw_gmml_rate(dls, raw_model, GMMLCorruption('gmml'), 1e-4, 0.05, epochs)
 
+    # 3. precision and compilation at the default encoder of the quick start (ViT-Nano, 6 blocks, 28 px, 7×7 tokens)
+    frac = n_batches*bs/60000 + 1e-6
+    ndls = fmnist_pretrain_dls(bs=bs, size=28, fraction=frac, n_valid=128, seed=0)
+    nfdls = fmnist_finetune_dls(bs=bs, label_fraction=frac, size=28, n_valid=128, seed=0)
+    nano = dict(encoder_kwargs=dict(depth=6))
+    builders = {'GMML': lambda **k: gmml_learner(ndls, 'nano_28', lr=1e-4, seed=0, **nano, **k),
+                'MAE': lambda **k: mae_learner(ndls, 'nano_28', lr=1e-4, seed=0, **nano, **k),   # default decoder: 96-d × 2
+                'finetune': lambda **k: finetune_learner(nfdls, arch='nano_28', lr=1e-4, **nano, **k)}
+    for name, build in builders.items():
+        for label, kw in (('float32', {}), ('bf16', dict(precision='bf16')), ('compiled', dict(compile=True))):
+            torch._dynamo.reset()
+            rows[f'{name} step, ViT-Nano/6 at 28 px, {label} (fastai)'] = rate(build(**kw))
+    print('precision and compilation done', flush=True)
+
     g = rows['GMML step (fastai)']
+    nano_rate = lambda name, label: rows[f'{name} step, ViT-Nano/6 at 28 px, {label} (fastai)']
     ratios = {
         'corruption: batched / per-image loop': rows['gmml_corrupt, batched (256×3×32×32)']/rows['gmml_corrupt, per-image loop (256×3×32×32)'],
         'MAE (192×4) step / GMML step': rows['MAE step, decoder 192-d × 4 (fastai)']/g,
@@ -67,6 +82,9 @@ def main(quick=False, overwrite=False, threads=None):
         'finetune CE step / GMML step': rows['finetune step, CE (fastai)']/g,
         'finetune CE+DRLoc+ME step / CE step': rows['finetune step, CE + DRLoc + ME (fastai)']/rows['finetune step, CE (fastai)'],
         'fastai / raw loop (GMML step)': g/rows['GMML step (raw PyTorch loop)'],
+        'MAE / GMML step, ViT-Nano/6 (default decoders)': nano_rate('MAE', 'float32')/nano_rate('GMML', 'float32'),
+        **{f'{n} step, ViT-Nano/6: {label} / float32': nano_rate(n, label)/nano_rate(n, 'float32')
+           for n in builders for label in ('bf16', 'compiled')},
     }
     wall = time.perf_counter() - t_start
     res = dict(machine=f'{cpu_name()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, '
@@ -80,6 +98,9 @@ def main(quick=False, overwrite=False, threads=None):
           f"Setup: {res['setup']}.", '', '| what | images/s |', '|---|---|'] + [f'| {k} | {v:.1f} |' for k, v in rows.items()]
     md += ['', 'Ratios, each of two numbers measured in this run:', '', '| ratio | value |', '|---|---|']
     md += [f'| {k} | {v:.2f}× |' for k, v in ratios.items()]
+    if not torch.cuda.is_available():
+        md += ['', 'Measured on a CPU: a ratio below 1 is reported as it is. Mixed precision and compilation are aimed at GPUs; '
+                   '`benchmarks/gpu_check.sh` measures them on one.']
     (out/f'{stem}.md').write_text('\n'.join(md) + '\n')
     print('\n'.join(md))
 

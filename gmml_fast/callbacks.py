@@ -4,13 +4,18 @@
 
 # %% ../nbs/70_callbacks.ipynb #c068e888
 from __future__ import annotations
+import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
+import torch.nn.functional as F
 from torch import nn
 from fastai.callback.core import Callback
+from fastai.learner import Recorder, ValueMetric
 from fastai.torch_core import rank_distrib
+from fastai.vision.core import TensorImage
+from fastcore.foundation import L
 
 from .augment import PretrainAugment
 from .aliens import GMMLCorruption, show_corruption
@@ -21,7 +26,7 @@ from .models import GMMLModel
 
 # %% auto #0
 __all__ = ['SeededCallback', 'GMML', 'MAE', 'no_decay_params', 'NoDecayCallback', 'TrainedEpochCallback', 'ReconstructionFigures',
-           'show_block_reconstructions']
+           'embed_images', 'knn_accuracy', 'KNNMonitor', 'show_block_reconstructions']
 
 # %% ../nbs/70_callbacks.ipynb #062a87a9
 class SeededCallback(Callback):
@@ -158,6 +163,51 @@ class ReconstructionFigures(TrainedEpochCallback):
         fn = path/f'recon_epoch{self.epoch + 1:03d}.png'
         fig.savefig(fn, dpi=90); plt.close(fig)
         self.saved.append(fn)
+
+# %% ../nbs/70_callbacks.ipynb #50820b6d
+@torch.no_grad()
+def embed_images(encoder: nn.Module, x: torch.Tensor, bs: int = 256) -> torch.Tensor:
+    "Frozen features of the normalised images `x` (B×C×H×W): the mean of the encoder's final patch tokens, in evaluation mode; B×D float32 on the CPU."
+    with eval_mode(encoder) as enc:
+        dev = next(enc.parameters()).device
+        return torch.cat([enc.forward_features(c.to(dev))[:, enc.num_prefix_tokens:].mean(1).float().cpu() for c in x.split(bs)])
+
+def knn_accuracy(bank: torch.Tensor, bank_labels: torch.Tensor, query: torch.Tensor, query_labels: torch.Tensor,
+                 k: int = 20, T: float = 0.07) -> float:
+    "Accuracy of a weighted k-NN vote: each query's `k` most cosine-similar bank features vote for their labels with weight exp(similarity/T)."
+    if k < 1: raise ValueError(f"k must be >= 1, got {k}")
+    bank, query = F.normalize(bank.float(), dim=1), F.normalize(query.float(), dim=1)
+    w, idx = (query @ bank.T).topk(min(k, len(bank)), dim=1)
+    n_cls = int(max(bank_labels.max(), query_labels.max())) + 1
+    votes = torch.zeros(len(query), n_cls).scatter_add_(1, bank_labels[idx], (w/T).exp())
+    return (votes.argmax(1) == query_labels).float().mean().item()
+
+class KNNMonitor(Callback):
+    "Every `every` epochs, k-NN accuracy of the encoder's frozen features on a small labeled set: a `knn` column in the Recorder (and history.csv)."
+    order = Recorder.order - 1                   # the value must be ready when the Recorder reads the metrics
+    def __init__(self, bank: tuple, query: tuple, every: int = 1, k: int = 20):
+        if every < 1: raise ValueError(f"every must be >= 1, got {every}")
+        self.bank, self.query, self.every, self.k = bank, query, every, k
+        self.value, self.seconds = None, []
+
+    def _prep(self, x):
+        "Raw images through the validation loader's batch transforms (to float, resize, normalise), as the model sees them."
+        return self.learn.dls.valid.after_batch((TensorImage(x),))[0]
+
+    def before_fit(self):
+        self.metric = ValueMetric(lambda: self.value, 'knn')
+        self.learn.metrics = L(self.learn.metrics) + [self.metric]
+        self.value = None
+
+    def after_validate(self):
+        if not hasattr(self.learn, 'n_epoch') or (self.epoch + 1) % self.every: self.value = None; return
+        t0 = time.perf_counter()
+        enc = unwrap_model(self.learn.model).encoder
+        (xb, yb), (xq, yq) = self.bank, self.query
+        self.value = knn_accuracy(embed_images(enc, self._prep(xb)), yb, embed_images(enc, self._prep(xq)), yq, self.k)
+        self.seconds.append(time.perf_counter() - t0)
+
+    def after_fit(self): self.learn.metrics = L(m for m in self.learn.metrics if m is not self.metric)
 
 # %% ../nbs/70_callbacks.ipynb #53d49084
 def show_block_reconstructions(model: GMMLModel, x: torch.Tensor, corruption='gmml', blocks=None, n: int = 2,

@@ -18,10 +18,11 @@ from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.progress import CSVLogger, ProgressCallback
 from fastai.torch_core import num_distrib, set_seed
 
-from .data import fmnist_pretrain_dls, fmnist_finetune_dls, folder_dls
+from .data import fmnist_pretrain_dls, fmnist_finetune_dls, folder_dls, load_fashion_mnist
 from .patches import ENCODER_PRESETS
 from .aliens import RECIPES
-from .callbacks import ReconstructionFigures
+import torch
+from .callbacks import ReconstructionFigures, KNNMonitor
 from .core import local_dl
 from .learner import gmml_learner, mae_learner, finetune_learner
 from .finetune import fgsm_accuracy
@@ -179,6 +180,7 @@ class PretrainConfig(CommandConfig):
     fraction: float = option(0.5, "fraction of the Fashion-MNIST training images to use (0-1]")
     n_valid: int = option(1000, "number of Fashion-MNIST test images used for validation (1-10000)")
     strict: bool = option(False, "--data DIR: stop at the first unreadable image file instead of skipping unreadable files with a warning", flag=True)
+    monitor: int = option(2000, "Fashion-MNIST: after every epoch, k-NN accuracy of the encoder on this many labeled training images (and a quarter as many queries), the 'knn' column of history.csv; 0: off")
     corruption: str = option('gmml', f"GMML recipe: {', '.join(RECIPES)}")
     align: int = option(1, "GMML block alignment in pixels (1: pixel-level; the patch size: aligned to tokens)")
     ratio: float | None = option(None, "rescale the GMML recipe to this total corrupted share (0-1]")
@@ -203,6 +205,7 @@ class PretrainConfig(CommandConfig):
         if self.corruption not in RECIPES: raise ValueError(f"corruption must be one of {', '.join(RECIPES)}, got {self.corruption!r}")
         if not 0 < self.fraction <= 1: raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
         if not 0 <= self.warmup < 1: raise ValueError(f"warmup must be in [0, 1), got {self.warmup}")
+        if not 0 <= self.monitor <= 40000: raise ValueError(f"monitor must be in 0..40000 (0: off), got {self.monitor}")
 
 # %% ../nbs/98_train.ipynb #97cfc07f
 @dataclass
@@ -277,11 +280,21 @@ def _pretrain_finish(cfg: PretrainConfig, learn, run, meta):
         res['checkpoint'] = str(run/'models'/'checkpoint.pth')
     return res
 
+def _monitor_cbs(cfg: PretrainConfig) -> list:
+    "The k-NN monitor of `--monitor`: labeled Fashion-MNIST training images as bank and queries (labels never reach the pretraining)."
+    if not cfg.monitor: return []
+    if cfg.data != 'fmnist':
+        _say("--monitor reads Fashion-MNIST's labels; with --data DIR it is off"); return []
+    x, y = load_fashion_mnist('train', download=cfg.download)
+    n = cfg.monitor
+    pick = torch.randperm(len(y), generator=torch.Generator().manual_seed(cfg.seed))[:n + max(1, n//4)]
+    return [KNNMonitor((x[pick[:n]], y[pick[:n]]), (x[pick[n:]], y[pick[n:]]))]
+
 _PRETRAIN = _Job(data=_pretrain_data, learner=_pretrain_learner, finish=_pretrain_finish,
                  describe=lambda cfg, learn, meta, run: (f"{cfg.method} pretraining of {cfg.arch} "
                      f"({sum(p.numel() for p in learn.model.parameters())/1e6:.2f} M parameters) on {meta['train_images']} images, {cfg.epochs} epochs"),
                  fit_kwargs=lambda cfg: dict(fit='fit_warmup_cosine', warmup=cfg.warmup),
-                 cbs=lambda cfg: [ReconstructionFigures()] if cfg.show else [],
+                 cbs=lambda cfg: ([ReconstructionFigures()] if cfg.show else []) + _monitor_cbs(cfg),
                  extra_meta=lambda learn: dict(valid_loss_before=round(learn.validate()[0], 4)))
 
 def pretrain(resume: str | None = None, stop_after: int | None = None, **options) -> dict:

@@ -13,6 +13,9 @@ def test_pretrain_writes_a_run_folder(tmp_path):
         assert (run_dir/f).exists(), f
     res = json.loads((run_dir/'result.json').read_text())
     assert res['valid_loss_after'] < res['valid_loss_before']
+    import pandas as pd
+    knn = pd.read_csv(run_dir/'history.csv')['knn']                 # the k-NN monitor's column, on by default
+    assert len(knn) == 1 and 0.2 < knn[0] <= 1                       # well above the 10 % of chance after one epoch
     # a second run never touches the first one
     r2 = run('pretrain', '--method', 'mae', '--out', str(tmp_path), '--depth', '2', '--epochs', '1', '--fraction', '0.01',
              '--n_valid', '200', '--bs', '64', '--show', 'False', '--no_augment', '--clip', '0')
@@ -42,7 +45,7 @@ def test_help_documents_every_option(capsys):
     assert rc == 0
     for opt in ('--method', '--data', '--arch', '--size', '--patch_size', '--depth', '--epochs', '--bs', '--lr', '--fraction',
                 '--n_valid', '--corruption', '--align', '--ratio', '--mask_ratio', '--no_augment', '--warmup', '--wd', '--wd_end',
-                '--clip', '--drop_path', '--precision', '--compile', '--out', '--seed', '--download', '--show', '--resume', '--stop_after'):
+                '--clip', '--drop_path', '--precision', '--compile', '--monitor', '--strict', '--out', '--seed', '--download', '--show', '--resume', '--stop_after'):
         assert opt in out, opt
     rc, out, _ = _main(capsys, 'finetune', '--help')
     assert rc == 0
@@ -91,3 +94,13 @@ def test_finetune_on_a_folder_in_the_wild(tmp_path, capsys):
     assert sorted(res['per_class_accuracy']) == ['dark', 'light'] and all(0 <= v <= 1 for v in res['per_class_accuracy'].values())
     rc, _, err = _main(capsys, *opts, '--strict')
     assert rc == 2 and 'broken.jpg' in err and len(err.strip().splitlines()) == 1
+
+def test_quick_start_flow_shortened_pretraining_helps(tmp_path):
+    "The README's flow, shortened (12k images, 1 pretraining epoch, 8 finetuning epochs): the pretrained encoder ends ahead of random init."
+    from gmml_fast.train import pretrain, finetune
+    pre = pretrain(fraction=0.2, epochs=1, n_valid=256, out=str(tmp_path/'pre'), show=False)
+    common = dict(epochs=8, n_valid=1000, out=str(tmp_path/'ft'))
+    rnd = finetune(**common)
+    ft = finetune(pretrained=pre['run'], **common)
+    assert ft['accuracy'] > rnd['accuracy'] + 0.02, (ft['accuracy'], rnd['accuracy'])
+    assert ft['compared_with'] == rnd['run'] and 'ahead of random initialisation' in ft['pretrained_vs_random_init']
