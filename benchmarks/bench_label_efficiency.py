@@ -246,7 +246,7 @@ def finetune(init, f, seed, cfg, encoders):
     eval_s = time.perf_counter() - t2
     rec = dict(method=init, protocol='finetune', label_fraction=f, seed=seed, test_accuracy=round(acc, 4), test_loss=round(loss, 4),
                test_images=len(dls.valid.images), train_images=len(dls.train.images), finetune_epochs=epochs,
-               finetune_steps=len(learn.recorder.losses), finetune_bs=dls.train.bs, params=sum(p.numel() for p in learn.model.parameters()),
+               finetune_steps=epochs*len(dls.train), finetune_bs=dls.train.bs, params=sum(p.numel() for p in learn.model.parameters()),
                **{k: v for k, v in hp.items()}, loss_curve=curve.curve, train_minutes=round(train_s/60, 3),
                eval_minutes=round(eval_s/60, 3), minutes=round((time.perf_counter() - t0)/60, 3))
     log(f"{init:8s} finetune {f:.0%} ({rec['train_images']} images, {epochs} epochs, {rec['finetune_steps']} steps) seed {seed}: "
@@ -339,7 +339,15 @@ def write_markdown(res, path):
          f"(pretraining {res['stage_minutes']['pretraining']:.1f}, frozen features {res['stage_minutes']['frozen']:.1f}, "
          f"finetuning + evaluation {res['stage_minutes']['finetuning']:.1f})",
          f"- Seeds {', '.join(map(str, cfg['seeds']))}: a seed fixes the labeled subset, the head/random-encoder init, "
-         "shuffling and augmentation; pretraining seed 0.", '',
+         "shuffling and augmentation; pretraining seed 0."]
+    if res.get('note'): L.append(f"- Note: {res['note']}")
+    if res['not_run']:
+        groups = {}
+        for init, f, s in res['not_run']: groups.setdefault(f, []).append(f"{NAMES[init]} seed {s}")
+        L.append(f"- **Not run in this report** ({len(res['not_run'])} finetunes, written with `--report` before they ran): "
+                 + '; '.join(f"{f:.0%} labels: " + ', '.join(v) for f, v in groups.items())
+                 + ". The frozen protocols cover every fraction and seed.")
+    L += ['',
          '## Test accuracy (%)', '',
          f"mean ± std over {len(cfg['seeds'])} seeds" + ('' if len(cfg['seeds']) > 1 else ' (one seed: no std)') + "; "
          "`finetune` trains the whole network, `linear` and `k-NN` read frozen features.", '',
@@ -424,6 +432,7 @@ def targets(recs, summ, fr):
                          f"**{'yes' if cnn['mean'] > 0 else 'no'}** ({pm(cnn)} points).")
     if 0.1 in fr:
         g = summ.get('gmml|finetune|0.1')
+        if g is None: T.append(f"GMML finetuned at 10 % labels ≥ {100*TARGETS['gmml_10pct']:.0f} %: **not measured** (those finetunes were not run)."); return T
         T.append(f"GMML finetuned at 10 % labels ≥ {100*TARGETS['gmml_10pct']:.0f} %: **{'met' if g['mean'] >= TARGETS['gmml_10pct'] else 'not met'}** ({pm(g)} %).")
     return T
 
@@ -436,6 +445,8 @@ def main(argv=None):
     ap.add_argument('--fresh', action='store_true', help='discard the finished stages in --state and start over')
     ap.add_argument('--threads', type=int, default=2, help='torch threads (default 2)')
     ap.add_argument('--overwrite', action='store_true', help='replace existing result files')
+    ap.add_argument('--note', default=None, help='a sentence for the report on how the run went (e.g. other work on the machine)')
+    ap.add_argument('--report', action='store_true', help='write the report from the finetunes already finished in --state, without running the others (they are listed as not run)')
     args = ap.parse_args(argv)
     mode = 'quick' if args.quick else 'full'
     cfg = dict(MODES[mode])
@@ -481,11 +492,16 @@ def main(argv=None):
         frozen[init] = stage(state/f'frozen_{init}.json', lambda: frozen_records(
             init, random_encoder() if init == 'random' else load_vit(encoders[init]), cfg, ((x, y), (xt, yt), subsets)))
         recs += frozen[init]['records']
+    not_run = []
     for f in cfg['fractions']:
         for s in cfg['seeds']:
             for init in cfg['ft_inits'][f]:
-                recs.append(stage(state/f'finetune_{init}_{f}_{s}.json', lambda: finetune(init, f, s, cfg, encoders)))
+                path = state/f'finetune_{init}_{f}_{s}.json'
+                if args.report and not path.exists(): not_run.append((init, f, s)); continue
+                recs.append(stage(path, lambda: finetune(init, f, s, cfg, encoders)))
 
+    for r in recs:   # drop_last: every epoch is train_images // bs steps (stages saved before this field was counted this way)
+        if r['protocol'] == 'finetune': r['finetune_steps'] = r['finetune_epochs']*(r['train_images']//r['finetune_bs'])
     summ = summarize(recs)
     frozen_minutes = {k: v['embed_minutes'] + sum(r['minutes'] for r in v['records']) for k, v in frozen.items()}
     ft_minutes = sum(r['minutes'] for r in recs if r['protocol'] == 'finetune')
@@ -498,7 +514,7 @@ def main(argv=None):
                            pretrain_fraction=cfg['pretrain_fraction'], pretrain_epochs=cfg['pretrain_epochs'], mae_time_epochs=mae_epochs,
                            seeds=list(cfg['seeds']), fractions=list(cfg['fractions']), n_bank=cfg['n_bank'], n_query=cfg['n_query'],
                            ft_epochs={str(k): v for k, v in cfg['ft_epochs'].items()}, n_test=len(yt)),
-               pretraining=pre, records=recs, summary=summ, targets=targets(recs, summ, cfg['fractions']),
+               pretraining=pre, records=recs, summary=summ, targets=targets(recs, summ, cfg['fractions']), not_run=not_run, note=args.note,
                cnn_params=params.get('cnn', 0), vit_params=params.get('random', 0),
                json=str(files['json']), plot=str(files['png']), curves=str(files['curves']))
     plot_bars(summ, cfg['fractions'], files['png'], f"Fashion-MNIST, ViT-Nano ({DEPTH} blocks) pretrained {cfg['pretrain_epochs']} epochs, "
