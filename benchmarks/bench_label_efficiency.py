@@ -314,7 +314,9 @@ def plot_curves(pre, recs, fractions, path):
             mean = [statistics.mean(v) for v in zip(*cs)]
             ax.plot(range(1, len(mean) + 1), mean, color=COLORS[init], label=NAMES[init])
         ax.set_xlabel('finetuning epoch'); ax.set_ylabel('training loss (mean over seeds)')
-        ax.set_title(f'finetuning at {f:.0%} labels', fontsize=10); ax.grid(alpha=.3); ax.legend(fontsize=7)
+        ax.set_title(f'finetuning at {f:.0%} labels', fontsize=10); ax.grid(alpha=.3)
+        if ax.lines: ax.legend(fontsize=7)
+        else: ax.text(0.5, 0.5, 'not run in this report', ha='center', va='center', transform=ax.transAxes, color='#777777')
     fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
 
 def flatness(curve):
