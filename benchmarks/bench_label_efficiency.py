@@ -426,12 +426,15 @@ def targets(recs, summ, fr):
     T = []
     if 0.01 in fr:
         g, gain, cnn = summ.get('gmml|finetune|0.01'), paired_gain(recs, 'gmml', 'random', 0.01), paired_gain(recs, 'gmml', 'cnn', 0.01)
-        T.append(f"GMML finetuned at 1 % labels ≥ {100*TARGETS['gmml_1pct']:.0f} %: **{'met' if g['mean'] >= TARGETS['gmml_1pct'] else 'not met'}** "
-                 f"({pm(g)} %).")
-        T.append(f"GMML − random init at 1 % ≥ +{100*TARGETS['gain_1pct']:.0f} points (paired by seed): "
-                 f"**{'met' if gain['mean'] >= TARGETS['gain_1pct'] else 'not met'}** ({pm(gain)} points).")
-        if cnn: T.append(f"GMML-pretrained ViT beats the ResNet trained from scratch on the same 600 images: "
-                         f"**{'yes' if cnn['mean'] > 0 else 'no'}** ({pm(cnn)} points).")
+        if g is None or gain is None:
+            T.append("GMML finetuned at 1 % labels: **not measured** (those finetunes were not run).")
+        else:
+            T.append(f"GMML finetuned at 1 % labels ≥ {100*TARGETS['gmml_1pct']:.0f} %: **{'met' if g['mean'] >= TARGETS['gmml_1pct'] else 'not met'}** "
+                     f"({pm(g)} %).")
+            T.append(f"GMML − random init at 1 % ≥ +{100*TARGETS['gain_1pct']:.0f} points (paired by seed): "
+                     f"**{'met' if gain['mean'] >= TARGETS['gain_1pct'] else 'not met'}** ({pm(gain)} points).")
+            if cnn: T.append(f"GMML-pretrained ViT beats the ResNet trained from scratch on the same 600 images: "
+                             f"**{'yes' if cnn['mean'] > 0 else 'no'}** ({pm(cnn)} points).")
     if 0.1 in fr:
         g = summ.get('gmml|finetune|0.1')
         if g is None: T.append(f"GMML finetuned at 10 % labels ≥ {100*TARGETS['gmml_10pct']:.0f} %: **not measured** (those finetunes were not run)."); return T
