@@ -333,7 +333,7 @@ class FinetuneConfig(CommandConfig):
     download: bool = option(False, "let torchvision download Fashion-MNIST if it is not installed")
 
 def per_class_accuracy(learn, dl=None) -> dict[str, float]:
-    "Accuracy of `learn` on each class of `dl` (default: the validation set; rank 0's own loader), by class name."
+    "Accuracy of `learn` on each class of `dl` (default: the validation set), by class name; in a multi-process run every rank must call it (the predictions are gathered)."
     dl = local_dl(dl or learn.dls.valid)
     preds, targs = learn.get_preds(dl=dl)
     right, vocab = preds.argmax(1) == targs, learn.dls.vocab
@@ -375,9 +375,8 @@ def _finetune_learner(cfg: FinetuneConfig, dls, run, r):
 
 def _finetune_finish(cfg: FinetuneConfig, learn, run, meta):
     acc = float(learn.validate()[1])                 # gathered across processes, like the loss
-    res = dict(accuracy=round(acc, 4))
+    res = dict(accuracy=round(acc, 4), per_class_accuracy=per_class_accuracy(learn))   # every rank: get_preds gathers
     if is_rank0():
-        res['per_class_accuracy'] = per_class_accuracy(learn)
         learn.save('checkpoint')
         learn.model.export_classifier(run/'classifier.safetensors')
         res.update(fgsm_accuracy_1_255=round(fgsm_accuracy(learn, 1/255), 4), classifier=str(run/'classifier.safetensors'))

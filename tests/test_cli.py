@@ -1,6 +1,5 @@
 "The command line: `python -m gmml_fast.train pretrain` end to end, help texts, clear errors."
 import json, subprocess, sys
-from pathlib import Path
 
 def run(*args, timeout=900):
     return subprocess.run([sys.executable, '-m', 'gmml_fast.train', *args], capture_output=True, text=True, timeout=timeout)
@@ -94,13 +93,3 @@ def test_finetune_on_a_folder_in_the_wild(tmp_path, capsys):
     assert sorted(res['per_class_accuracy']) == ['dark', 'light'] and all(0 <= v <= 1 for v in res['per_class_accuracy'].values())
     rc, _, err = _main(capsys, *opts, '--strict')
     assert rc == 2 and 'broken.jpg' in err and len(err.strip().splitlines()) == 1
-
-def test_quick_start_flow_shortened_pretraining_helps(tmp_path):
-    "The README's flow, shortened (12k images, 1 pretraining epoch, 8 finetuning epochs): the pretrained encoder ends ahead of random init."
-    from gmml_fast.train import pretrain, finetune
-    pre = pretrain(fraction=0.2, epochs=1, n_valid=256, out=str(tmp_path/'pre'), show=False)
-    common = dict(epochs=8, n_valid=1000, out=str(tmp_path/'ft'))
-    rnd = finetune(**common)
-    ft = finetune(pretrained=pre['run'], **common)
-    assert ft['accuracy'] > rnd['accuracy'] + 0.02, (ft['accuracy'], rnd['accuracy'])
-    assert ft['compared_with'] == rnd['run'] and 'ahead of random initialisation' in ft['pretrained_vs_random_init']
