@@ -1,7 +1,8 @@
 """Peak memory of one training step, so that users can size their batches: GMML, MAE and finetuning (CE + DRLoc + ME)
 at ViT-Tiny on 32-px images (batch 64) and ViT-S on 224-px images (batch 8). Each configuration runs in a fresh process:
 on the CPU the number is the growth of the process's peak resident memory (RSS) over three training steps, measured
-from just before the first step (model, optimizer state and data already built); on a GPU it is
+from just before the first step (weights and data already in memory; the optimizer's moment buffers are created during
+the first step, so they are counted); on a GPU it is
 `torch.cuda.max_memory_allocated` over the same steps.
 
     python benchmarks/bench_memory.py            # writes benchmarks/results/memory.{json,md}
@@ -71,7 +72,7 @@ def main(argv=None):
     kind = 'growth of peak GPU memory (`max_memory_allocated`)' if where != 'CPU' else 'growth of peak resident memory (RSS)'
     md = ['# Memory of a training step', '', f"Device: {where}; torch {res['torch']}; precision {a.precision}. Command: `{res['command']}` "
           f"({res['minutes']} min). Per configuration, in a fresh process: the {kind} over three training steps, from just before the "
-          "first one (weights, optimizer state, data already in memory), and the process's peak.", '',
+          "first one (weights and data already in memory; the optimizer's moment buffers are created in the first step and counted), and the process's peak.", '',
           '| step | encoder | images | batch | step memory (MiB) | process peak (MiB) |', '|---|---|---|---|---|---|']
     md += [f"| {r['method']}{' (CE + DRLoc + ME)' if r['method'] == 'finetune' else ''} | {r['arch']} | {r['size']} px | {r['bs']} | "
            f"{r['step_mib']:.0f} | {r['peak_mib']:.0f} |" for r in rows]

@@ -157,7 +157,8 @@ class MAEModel(nn.Module):
         n_vis = ids.shape[1]
         h = self.decoder_embed(latent)
         d = h.shape[-1]
-        grid = self.mask_token.expand(B, N, d).scatter(1, ids[..., None].expand(-1, -1, d), h[:, P:P + n_vis])
+        # under mixed precision h is bf16/fp16 while the mask token stays float32: scatter needs one dtype
+        grid = self.mask_token.to(h.dtype).expand(B, N, d).scatter(1, ids[..., None].expand(-1, -1, d), h[:, P:P + n_vis])
         h = torch.cat([h[:, :P], grid, h[:, P + n_vis:]], 1) + self.decoder_pos_embed
         h = self.decoder_norm(self.decoder_blocks(h))
         return self.decoder_pred(h[:, P:P + N])
