@@ -36,8 +36,9 @@ from fastai.optimizer import Adam
 from fastai.torch_core import set_seed
 
 from gmml_fast.data import (fmnist_pretrain_dls, fmnist_finetune_dls, load_fashion_mnist, stratified_subset,
-                            tensor_dls, image_batch_tfms, FMNIST_STATS)
+                            tensor_dls, image_batch_tfms, FMNIST_STATS, VALID_SUBSET_SEED_OFFSET)
 from gmml_fast.learner import gmml_learner, mae_learner, finetune_learner, BatchAugment
+from gmml_fast.callbacks import embed_images, knn_accuracy
 from gmml_fast.models import load_encoder
 from gmml_fast.patches import create_encoder
 from bench_common import cpu_name, SkipValidation
@@ -91,20 +92,9 @@ def stage(path, fn):
 def pixels_dl(x, bs=500):
     return tensor_dls(x, x[:1], bs=bs, shuffle=False, drop_last=False, after_batch=image_batch_tfms(FMNIST_STATS, SIZE, 'pad', 1)).train
 
-@torch.no_grad()
 def embed(encoder, x):
-    "Mean of the final (normed) patch tokens: the frozen feature of every protocol that does not train the encoder."
-    was = encoder.training; encoder.eval()
-    out = torch.cat([encoder.forward_features(xb)[:, encoder.num_prefix_tokens:].mean(1) for (xb,) in pixels_dl(x)])
-    encoder.train(was)
-    return out
-
-def knn_accuracy(fb, yb, fq, yq, k=KNN_K, T=KNN_T, n_cls=10):
-    "Weighted k-NN vote (cosine similarity, temperature T), as in DINO's read-out."
-    fb, fq = F.normalize(fb, dim=1), F.normalize(fq, dim=1)
-    w, idx = (fq @ fb.T).topk(min(k, len(fb)), dim=1)
-    votes = torch.zeros(len(fq), n_cls).scatter_add_(1, yb[idx], (w/T).exp())
-    return (votes.argmax(1) == yq).float().mean().item()
+    "Frozen features of raw images `x`: through the loaders' batch transforms, then the library's `embed_images` (mean of the final patch tokens)."
+    return torch.cat([embed_images(encoder, xb) for (xb,) in pixels_dl(x)])
 
 def linear_probe_accuracy(fb, yb, fq, yq, n_cls=10, steps=300, wd=1e-4, seed=0):
     "Logistic regression on standardised frozen features (full-batch L-BFGS, a fixed small L2): accuracy on the queries."
@@ -489,7 +479,7 @@ def main(argv=None):
 
     x, y = load_fashion_mnist('train'); xt, yt = load_fashion_mnist('test')
     if cfg['n_test']:
-        keep = stratified_subset(yt, cfg['n_test']/len(yt), 7)   # the same test subset as fmnist_finetune_dls(n_valid=..., seed=0)
+        keep = stratified_subset(yt, cfg['n_test']/len(yt), VALID_SUBSET_SEED_OFFSET)   # the same test subset as fmnist_finetune_dls(n_valid=..., seed=0)
         xt, yt = xt[keep], yt[keep]
     subsets = {(f, s): stratified_subset(y, f, s) for f in cfg['fractions'] for s in cfg['seeds']}
     frozen, recs = {}, []

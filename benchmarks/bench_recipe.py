@@ -16,11 +16,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from fastai.torch_core import set_seed
 
 from gmml_fast.data import load_fashion_mnist, tensor_dls, image_batch_tfms, FMNIST_STATS
 from gmml_fast.learner import gmml_learner
+from gmml_fast.callbacks import embed_images, knn_accuracy
 from bench_common import cpu_name, SkipValidation, RECIPE_BEFORE
 
 ARCH, DEPTH, BS, LR = 'nano_32', 6, 128, 1e-3
@@ -42,19 +42,10 @@ def split(n_pretrain, n_bank, n_query, seed=0):
     q, b = p[:n_query], p[n_query:n_query + n_bank]
     return q, b, p[n_query:n_query + n_pretrain]            # pretraining may see the bank images (unlabeled), never the queries
 
-@torch.no_grad()
 def embed(encoder, x, bs=500):
-    "L2-normalised mean of the final patch tokens, through the same batch transforms as pretraining (in order)."
-    encoder.eval()
+    "Frozen features: the images through the pretraining batch transforms, then the library's `embed_images`."
     dl = tensor_dls(x, x[:1], bs=bs, shuffle=False, drop_last=False, after_batch=image_batch_tfms(FMNIST_STATS, 32, 'pad', 1)).train
-    out = [F.normalize(encoder.forward_features(xb)[:, encoder.num_prefix_tokens:].mean(1), dim=1) for (xb,) in dl]
-    return torch.cat(out)
-
-def knn_accuracy(fb, yb, fq, yq, k=20, T=0.07, n_cls=10):
-    sim = fq @ fb.T
-    w, idx = sim.topk(k, dim=1)
-    votes = torch.zeros(len(fq), n_cls).scatter_add_(1, yb[idx], (w/T).exp())
-    return (votes.argmax(1) == yq).float().mean().item()
+    return torch.cat([embed_images(encoder, xb) for (xb,) in dl])
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
