@@ -1,8 +1,8 @@
-"""Label efficiency, the central claim: pretrain a ViT on all 60,000 Fashion-MNIST training images without labels (GMML
-and MAE), then use it with 1 % and 10 % of the labels, and compare with what the same labeled images give without
+"""Label efficiency, the central claim: pretrain a ViT on all 60,000 Fashion-MNIST training images without labels (GMML,
+MAE and SimMIM), then use it with 1 % and 10 % of the labels, and compare with what the same labeled images give without
 pretraining — over 3 seeds, on the 10,000 test images, under three protocols:
 
-- `finetune`: the whole network is trained on the labeled images (random-init ViT, GMML, MAE, and a small ResNet
+- `finetune`: the whole network is trained on the labeled images (random-init ViT, GMML, MAE, SimMIM, and a small ResNet
   trained from scratch with the same augmentation and budget);
 - `linear`:   a logistic-regression probe on frozen, mean-pooled final tokens;
 - `knn`:      k-NN (k = 20, cosine similarity) on the same frozen features, the labeled images as the memory bank.
@@ -37,8 +37,8 @@ from fastai.torch_core import set_seed
 
 from gmml_fast.data import (fmnist_pretrain_dls, fmnist_finetune_dls, load_fashion_mnist, stratified_subset,
                             tensor_dls, image_batch_tfms, FMNIST_STATS, VALID_SUBSET_SEED_OFFSET)
-from gmml_fast.learner import gmml_learner, mae_learner, finetune_learner, BatchAugment
-from gmml_fast.callbacks import embed_images, knn_accuracy
+from gmml_fast.learner import gmml_learner, mae_learner, simmim_learner, finetune_learner, BatchAugment
+from gmml_fast.callbacks import embed_images, knn_accuracy, linear_probe_accuracy
 from gmml_fast.models import load_encoder
 from gmml_fast.patches import create_encoder
 from bench_common import cpu_name, SkipValidation
@@ -50,17 +50,18 @@ FINETUNE = dict(bs=64, wd=0.05, label_smoothing=0.1, augment='trivialaugment')
 # (label_efficiency_calibration.md, measured with this script's previous version at commit a743ee2)
 FT_HP = {'random': dict(lr=1e-3, layer_decay=1.0, pool='cls'), 'gmml': dict(lr=2e-3, layer_decay=0.9, pool='avg'),
          'mae': dict(lr=1e-3, layer_decay=1.0, pool='cls'), 'mae_time': dict(lr=1e-3, layer_decay=1.0, pool='cls'),
+         'simmim': dict(lr=2e-3, layer_decay=0.9, pool='avg'),    # not calibrated: GMML's (both train the encoder through all patch tokens)
          'cnn': dict(lr=2e-3)}
 KNN_K, KNN_T = 20, 0.07
-INITS = ('random', 'gmml', 'mae', 'mae_time', 'cnn')
-NAMES = {'random': 'random init', 'gmml': 'GMML', 'mae': 'MAE (equal epochs)', 'mae_time': 'MAE (equal time)',
+INITS = ('random', 'gmml', 'mae', 'mae_time', 'simmim', 'cnn')
+NAMES = {'random': 'random init', 'gmml': 'GMML', 'mae': 'MAE (equal epochs)', 'mae_time': 'MAE (equal time)', 'simmim': 'SimMIM',
          'cnn': 'ResNet from scratch'}
 PROTOCOLS = ('finetune', 'linear', 'knn')
 
 MODES = {
     'full':  dict(pretrain_fraction=1.0, pretrain_epochs=5, seeds=(0, 1, 2), fractions=(0.01, 0.10),
                   ft_epochs={0.01: 80, 0.10: 10}, n_test=None, n_bank=10000, n_query=2000,
-                  ft_inits={0.01: INITS, 0.10: ('random', 'gmml', 'mae', 'cnn')}),
+                  ft_inits={0.01: INITS, 0.10: ('random', 'gmml', 'mae', 'simmim', 'cnn')}),
     'quick': dict(pretrain_fraction=0.05, pretrain_epochs=1, seeds=(0,), fractions=(0.01,),
                   ft_epochs={0.01: 5}, n_test=1000, n_bank=1000, n_query=500, ft_inits={0.01: INITS}),
 }
@@ -96,20 +97,6 @@ def embed(encoder, x):
     "Frozen features of raw images `x`: through the loaders' batch transforms, then the library's `embed_images` (mean of the final patch tokens)."
     return torch.cat([embed_images(encoder, xb) for (xb,) in pixels_dl(x)])
 
-def linear_probe_accuracy(fb, yb, fq, yq, n_cls=10, steps=300, wd=1e-4, seed=0):
-    "Logistic regression on standardised frozen features (full-batch L-BFGS, a fixed small L2): accuracy on the queries."
-    m, s = fb.mean(0), fb.std(0) + 1e-6
-    xb, xq = (fb - m)/s, (fq - m)/s
-    torch.manual_seed(seed)
-    lin = nn.Linear(xb.shape[1], n_cls)
-    opt = torch.optim.LBFGS(lin.parameters(), lr=1, max_iter=steps, history_size=20, line_search_fn='strong_wolfe')
-    def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(lin(xb), yb) + wd*lin.weight.pow(2).sum()
-        loss.backward(); return loss
-    opt.step(closure)
-    with torch.no_grad(): return (lin(xq).argmax(1) == yq).float().mean().item()
-
 class KNNMonitor(Callback):
     "k-NN read-out of the encoder on held-out training images before training and after every epoch; times training only."
     order = 100
@@ -134,11 +121,11 @@ def heldout_split(cfg):
 
 # ---------------------------------------------------------------- pretraining
 def pretrain(name, method, epochs, cfg, state, split):
-    "Pretrain GMML or MAE (seed 0) on the unlabeled training images with the library's defaults; k-NN curve; export the encoder."
+    "Pretrain GMML, MAE or SimMIM (seed 0) on the unlabeled training images with the library's defaults; k-NN curve; export the encoder."
     set_seed(0)
     dls = fmnist_pretrain_dls(bs=PRETRAIN['bs'], size=SIZE, fraction=cfg['pretrain_fraction'], n_valid=100, seed=0)
     kw = dict(arch=ARCH, seed=0, lr=PRETRAIN['lr'], encoder_kwargs=dict(depth=DEPTH))
-    learn = gmml_learner(dls, **kw) if method == 'gmml' else mae_learner(dls, **kw)
+    learn = dict(gmml=gmml_learner, mae=mae_learner, simmim=simmim_learner)[method](dls, **kw)
     mon = KNNMonitor(*split)
     log(f"{name}: pretraining {method.upper()} {ARCH} depth {DEPTH} on {len(dls.train.images)} unlabeled images, {epochs} epochs "
         f"({len(dls.train)*epochs} steps of {PRETRAIN['bs']})")
@@ -262,19 +249,19 @@ def pm(s, f=100):
     if s is None: return '—'
     return f"{f*s['mean']:.1f} ± {f*s['std']:.1f}" if s['n'] > 1 else f"{f*s['mean']:.1f}"
 
-COLORS = {'random': '#999999', 'gmml': '#d62728', 'mae': '#1f77b4', 'mae_time': '#9ecae1', 'cnn': '#2ca02c'}
+COLORS = {'random': '#999999', 'gmml': '#d62728', 'mae': '#1f77b4', 'mae_time': '#9ecae1', 'simmim': '#9467bd', 'cnn': '#2ca02c'}
 
 def plot_bars(summ, fractions, path, title):
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, len(fractions), figsize=(5.2*len(fractions), 4), squeeze=False)
     for ax, f in zip(axs[0], fractions):
-        width = 0.16
+        width = 0.8/len(INITS)
         for j, init in enumerate(INITS):
             for i, p in enumerate(PROTOCOLS):
                 s = summ.get(f"{init}|{p}|{f}")
                 if s is None: continue
-                x = i + (j - 2)*width
+                x = i + (j - (len(INITS) - 1)/2)*width
                 ax.bar(x, 100*s['mean'], width, yerr=100*(s['std'] if s['n'] > 1 else 0), capsize=3, color=COLORS[init],
                        label=NAMES[init] if i == 0 or (init != 'cnn' and p == 'linear' and f"{init}|finetune|{f}" not in summ) else None)
                 ax.scatter([x]*s['n'], [100*v for v in s['values']], s=6, color='k', zorder=3)
@@ -350,7 +337,8 @@ def write_markdown(res, path):
             if any(f"{init}|{p}|{f}" in summ for f in fr):
                 L.append(f"| {NAMES[init]} | {p} | " + ' | '.join(cell(init, p, f) for f in fr) + ' |')
     L += ['', '| finetuned, paired by seed (points) | ' + ' | '.join(f"{f:.0%}" for f in fr) + ' |', '|---|' + '---|'*len(fr)]
-    for a, b in (('gmml', 'random'), ('mae', 'random'), ('mae_time', 'random'), ('gmml', 'mae'), ('gmml', 'mae_time'), ('gmml', 'cnn')):
+    for a, b in (('gmml', 'random'), ('mae', 'random'), ('mae_time', 'random'), ('simmim', 'random'), ('gmml', 'mae'), ('gmml', 'mae_time'),
+                 ('gmml', 'simmim'), ('gmml', 'cnn')):
         gs = [paired_gain(recs, a, b, f) for f in fr]
         if any(gs): L.append(f"| {NAMES[a]} − {NAMES[b]} | " + ' | '.join(pm(g) for g in gs) + ' |')
     L += ['', '![label efficiency](' + Path(res['plot']).name + ')', '', '## Targets', '']
@@ -386,7 +374,8 @@ def write_markdown(res, path):
           f"- Pretraining (seed 0, the library's default recipe for each method): batch {PRETRAIN['bs']}, peak lr {PRETRAIN['lr']:g}, "
           f"`fit_warmup_cosine` ({PRETRAIN['warmup']:.0%} warm-up); GMML: crop/flip augmentation, the `gmml` corruption, masked L1, "
           "weight decay 0.04 → 0.4, gradient clipping 3, drop-path 0.1; MAE: crop/flip augmentation, 75 % of the tokens masked, "
-          "decoder scaled to the encoder (96-d × 2 blocks), weight decay 0.05. "
+          "decoder scaled to the encoder (96-d × 2 blocks), weight decay 0.05; SimMIM: crop/flip augmentation, 60 % of the tokens "
+          "replaced by a mask token, a linear head, L1 on the hidden pixels, weight decay 0.05, clipping 3, drop-path 0.1. "
           f"GMML and MAE (equal epochs): {pre['gmml']['epochs']} epoch(s); MAE (equal time): {pre['mae_time']['epochs']} epoch(s), as many as "
           "fit in GMML's measured training time at MAE's measured speed.",
           f"- Finetuning, identical for every initialisation at a label fraction: the same labeled images per seed, batch {FINETUNE['bs']}, "
@@ -432,6 +421,12 @@ def targets(recs, summ, fr):
     return T
 
 # ---------------------------------------------------------------- main
+def compatible_state(old: dict, new: dict) -> bool:
+    "Whether the finished stages of a state folder with settings `old` are valid for settings `new`: the same, except that `new` may finetune more initialisations."
+    o, n = dict(old), dict(new)
+    oi, ni = o.pop('ft_inits', {}), n.pop('ft_inits', {})
+    return o == n and all(set(v) <= set(ni.get(k, ())) for k, v in oi.items())
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument('--quick', action='store_true', help='smoke test: 3k pretraining images, 1 epoch, seed 0, 1 %% labels, 1k test images')
@@ -460,7 +455,7 @@ def main(argv=None):
     if args.fresh and state.exists(): shutil.rmtree(state)
     state.mkdir(parents=True, exist_ok=True)
     cfg_file = state/'config.json'
-    if cfg_file.exists() and cfg_file.read_text() != key:
+    if cfg_file.exists() and not compatible_state(json.loads(cfg_file.read_text()), json.loads(key)):
         print(f"error: {state} holds the stages of a run with other settings; pass --fresh to discard them or --state another folder",
               file=sys.stderr); return 2
     cfg_file.write_text(key)
@@ -475,6 +470,7 @@ def main(argv=None):
     # equal wall time: the epochs MAE runs in the time GMML trained, at the speed measured in this run
     mae_epochs = max(1, round(pre['gmml']['train_minutes']/(pre['mae']['train_minutes']/pre['mae']['epochs'])))
     pre['mae_time'] = stage(state/'pretrain_mae_time.json', lambda: pretrain('mae_time', 'mae', mae_epochs, cfg, state, split))
+    pre['simmim'] = stage(state/'pretrain_simmim.json', lambda: pretrain('simmim', 'simmim', cfg['pretrain_epochs'], cfg, state, split))
     encoders = {k: p['encoder'] for k, p in pre.items()}
 
     x, y = load_fashion_mnist('train'); xt, yt = load_fashion_mnist('test')
@@ -483,7 +479,7 @@ def main(argv=None):
         xt, yt = xt[keep], yt[keep]
     subsets = {(f, s): stratified_subset(y, f, s) for f in cfg['fractions'] for s in cfg['seeds']}
     frozen, recs = {}, []
-    for init in ('random', 'gmml', 'mae', 'mae_time'):
+    for init in ('random', 'gmml', 'mae', 'mae_time', 'simmim'):
         frozen[init] = stage(state/f'frozen_{init}.json', lambda: frozen_records(
             init, random_encoder() if init == 'random' else load_vit(encoders[init]), cfg, ((x, y), (xt, yt), subsets)))
         recs += frozen[init]['records']

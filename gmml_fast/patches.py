@@ -194,9 +194,17 @@ def block_outputs(encoder: VisionTransformer, x: torch.Tensor, blocks=(6, 8, 10,
                                          stop_early=stop_early, intermediates_only=True)
 
 # %% ../nbs/10_patches.ipynb #df47a138
-def embed_tokens(encoder: VisionTransformer, x: torch.Tensor) -> torch.Tensor:
-    "The token sequence a timm ViT feeds its blocks for images `x`: patch embedding, prefix tokens and positional embeddings, B×(prefix + N)×D."
-    return encoder._pos_embed(encoder.patch_embed(x))
+def embed_tokens(encoder: VisionTransformer, x: torch.Tensor, mask: torch.Tensor | None = None,
+                 mask_token: torch.Tensor | None = None) -> torch.Tensor:
+    "The token sequence a timm ViT feeds its blocks for images `x`: patch embedding (masked patches replaced by `mask_token`), prefix tokens and positional embeddings, B×(prefix + N)×D."
+    t = encoder.patch_embed(x)
+    if mask is not None:
+        if mask_token is None: raise ValueError("mask_token (1×1×D) is needed with mask")
+        if t.ndim != 3: raise ValueError("mask needs an encoder with flat patch tokens B×N×D (dynamic_img_size=False)")
+        if mask.dtype != torch.bool or tuple(mask.shape) != tuple(t.shape[:2]):
+            raise ValueError(f"mask must be a bool B×N token mask of shape {tuple(t.shape[:2])}, got {mask.dtype} {tuple(mask.shape)}")
+        t = torch.where(mask[..., None], mask_token.to(t.dtype), t)
+    return encoder._pos_embed(t)
 
 def zero_patch_token(patch_embed: nn.Module, pos: torch.Tensor) -> torch.Tensor:
     "The patch embedding of an all-zero patch plus the position `pos` (1×1×D): a dummy token, 1×1×D."

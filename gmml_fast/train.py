@@ -4,7 +4,7 @@
 
 # %% ../nbs/98_train.ipynb #f13f8e97
 from __future__ import annotations
-import argparse, json, sys, time
+import argparse, json, sys, time, warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field, fields, asdict
 from typing import Callable
@@ -24,7 +24,7 @@ from .aliens import RECIPES
 import torch
 from .callbacks import ReconstructionFigures, KNNMonitor
 from .core import local_dl
-from .learner import gmml_learner, mae_learner, finetune_learner
+from .learner import gmml_learner, mae_learner, simmim_learner, finetune_learner
 from .finetune import fgsm_accuracy
 from .distributed import (setup_distrib, teardown_distrib, distrib_ctx, is_rank0, CheckpointEveryEpoch,
                                    resume_fit)
@@ -168,7 +168,7 @@ class CommandConfig:
 class PretrainConfig(CommandConfig):
     "Pretrain a ViT encoder without labels (GMML or MAE) and save it with figures, history and checkpoints."
     command = 'pretrain'
-    method: str = option('gmml', "pretraining method: gmml or mae")
+    method: str = option('gmml', "pretraining method: gmml, mae or simmim")
     data: str = option('fmnist', "'fmnist' (embedded Fashion-MNIST) or the path of an ImageFolder-style directory")
     arch: str = option('nano_28', "encoder preset (see gmml_fast.patches.ENCODER_PRESETS) or timm ViT name")
     size: int | None = option(None, "image side in pixels (default: the preset's)")
@@ -180,17 +180,19 @@ class PretrainConfig(CommandConfig):
     fraction: float = option(0.5, "fraction of the Fashion-MNIST training images to use (0-1]")
     n_valid: int = option(1000, "number of Fashion-MNIST test images used for validation (1-10000)")
     strict: bool = option(False, "--data DIR: stop at the first unreadable image file instead of skipping unreadable files with a warning", flag=True)
-    monitor: int = option(2000, "Fashion-MNIST: after every epoch, k-NN accuracy of the encoder on this many labeled training images (and a quarter as many queries), the 'knn' column of history.csv; 0: off")
+    monitor: int = option(2000, "after every epoch, k-NN accuracy of the encoder on this many labeled training images (and a quarter as many queries), the 'knn' column of history.csv: Fashion-MNIST's labels, or the class folders of --data DIR; 0: off")
+    monitor_linear: bool = option(False, "with --monitor: also a linear probe (logistic regression, 100 L-BFGS steps) on the same features, the 'linear' column", flag=True)
     corruption: str = option('gmml', f"GMML recipe: {', '.join(RECIPES)}")
     align: int = option(1, "GMML block alignment in pixels (1: pixel-level; the patch size: aligned to tokens)")
     ratio: float | None = option(None, "rescale the GMML recipe to this total corrupted share (0-1]")
-    mask_ratio: float = option(0.75, "MAE: share of masked tokens [0-1)")
+    mask_ratio: float | None = option(None, "MAE and SimMIM: share of hidden tokens (0-1) (default: mae 0.75, simmim 0.6)")
+    mask: str = option('random', "SimMIM: random or blockwise (BEiT) token masks")
     no_augment: bool = option(False, "pretrain on the images as they are (default: random resized crops and flips, plus colour jitter on 3-channel data)", flag=True)
     warmup: float = option(0.1, "share of the steps that warm the learning rate up linearly before its cosine decay [0-1)")
-    wd: float | None = option(None, "weight decay (default: gmml 0.04, rising along a cosine to --wd_end; mae 0.05)")
-    wd_end: float | None = option(None, "final weight decay of the cosine schedule (default: gmml 0.4; mae: constant)")
-    clip: float | None = option(None, "clip the gradient norm at this value (default: gmml 3.0, mae off; 0: off)")
-    drop_path: float | None = option(None, "stochastic depth of the encoder [0-1) (default: gmml 0.1, mae 0)")
+    wd: float | None = option(None, "weight decay (default: gmml 0.04, rising along a cosine to --wd_end; mae and simmim 0.05)")
+    wd_end: float | None = option(None, "final weight decay of the cosine schedule (default: gmml 0.4; mae and simmim: constant)")
+    clip: float | None = option(None, "clip the gradient norm at this value (default: gmml and simmim 3.0, mae off; 0: off)")
+    drop_path: float | None = option(None, "stochastic depth of the encoder [0-1) (default: gmml and simmim 0.1, mae 0)")
     out: str = option('outputs/pretrain', "parent folder of the run folder")
     precision: str = option('32', "numeric precision: 32, bf16 (CPUs and GPUs) or fp16 (CUDA only)")
     compile: bool = option(False, "compile the model with torch.compile (the first steps pay for the compilation)", flag=True)
@@ -200,7 +202,9 @@ class PretrainConfig(CommandConfig):
 
     def check(self):
         "Raise one clear error for a value out of range."
-        if self.method not in ('gmml', 'mae'): raise ValueError(f"method must be 'gmml' or 'mae', got {self.method!r}")
+        if self.method not in ('gmml', 'mae', 'simmim'): raise ValueError(f"method must be 'gmml', 'mae' or 'simmim', got {self.method!r}")
+        if self.mask_ratio is not None and not 0 < self.mask_ratio < 1: raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        if self.mask not in ('random', 'blockwise'): raise ValueError(f"mask must be 'random' or 'blockwise', got {self.mask!r}")
         super().check()
         if self.corruption not in RECIPES: raise ValueError(f"corruption must be one of {', '.join(RECIPES)}, got {self.corruption!r}")
         if not 0 < self.fraction <= 1: raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
@@ -267,8 +271,10 @@ def _pretrain_learner(cfg: PretrainConfig, dls, run, resolved):
     common = dict(arch=cfg.arch, patch_size=cfg.patch_size, lr=cfg.lr, seed=cfg.seed, path=run, augment=not cfg.no_augment,
                   precision=cfg.precision, compile=cfg.compile,
                   encoder_kwargs=dict(depth=cfg.depth) if cfg.depth else None, **recipe)
+    masking = {} if cfg.mask_ratio is None else dict(mask_ratio=cfg.mask_ratio)
     if cfg.method == 'gmml': return gmml_learner(dls, corruption=cfg.corruption, align=cfg.align, ratio=cfg.ratio, **common)
-    return mae_learner(dls, mask_ratio=cfg.mask_ratio, **common)
+    if cfg.method == 'simmim': return simmim_learner(dls, mask=cfg.mask, **masking, **common)
+    return mae_learner(dls, **masking, **common)
 
 def _pretrain_finish(cfg: PretrainConfig, learn, run, meta):
     last = learn.validate()[0]                       # every rank takes part: the loss is gathered across processes
@@ -276,19 +282,37 @@ def _pretrain_finish(cfg: PretrainConfig, learn, run, meta):
     if is_rank0():
         learn.save('checkpoint')
         res['encoder'] = str(learn.export_encoder('encoder.safetensors'))
-        if cfg.show: (learn.gmml if cfg.method == 'gmml' else learn.mae).show(n=6).savefig(run/'reconstruction.png', dpi=90)
+        if cfg.show: getattr(learn, cfg.method).show(n=6).savefig(run/'reconstruction.png', dpi=90)
         res['checkpoint'] = str(run/'models'/'checkpoint.pth')
     return res
 
+def _folder_images(root, size: int, n: int, seed: int, strict: bool):
+    "Up to `n` labeled images of an image folder whose class is its parent folder, as raw image tensors (resized, before normalisation) and labels; None if the folder has fewer than 2 classes."
+    from fastai.data.transforms import parent_label, get_image_files
+    if len({parent_label(f) for f in get_image_files(root)}) < 2: return None
+    with warnings.catch_warnings():                  # the pretraining loaders already warned about unreadable files
+        warnings.simplefilter('ignore')
+        dl = folder_dls(root, size=size, labeled=True, bs=64, seed=seed, strict=strict).train
+    items = dl.dataset
+    pick = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed))[:n].tolist()
+    x, y = zip(*(dl.do_item(i) for i in pick))            # once, before the fit: decode and resize each image
+    return torch.stack([t.as_subclass(torch.Tensor) for t in x]), torch.stack([t.as_subclass(torch.Tensor) for t in y])
+
 def _monitor_cbs(cfg: PretrainConfig) -> list:
-    "The k-NN monitor of `--monitor`: labeled Fashion-MNIST training images as bank and queries (labels never reach the pretraining)."
+    "The k-NN monitor of `--monitor`: labeled training images as bank and queries, from Fashion-MNIST or the class folders of `--data` (labels never reach the pretraining)."
     if not cfg.monitor: return []
-    if cfg.data != 'fmnist':
-        _say("--monitor reads Fashion-MNIST's labels; with --data DIR it is off"); return []
-    x, y = load_fashion_mnist('train', download=cfg.download)
-    n = cfg.monitor
-    pick = torch.randperm(len(y), generator=torch.Generator().manual_seed(cfg.seed))[:n + max(1, n//4)]
-    return [KNNMonitor((x[pick[:n]], y[pick[:n]]), (x[pick[n:]], y[pick[n:]]))]
+    n, nq = cfg.monitor, max(1, cfg.monitor//4)
+    if cfg.data == 'fmnist':
+        x, y = load_fashion_mnist('train', download=cfg.download)
+        pick = torch.randperm(len(y), generator=torch.Generator().manual_seed(cfg.seed))[:n + nq]
+        x, y = x[pick], y[pick]
+    else:
+        found = _folder_images(cfg.data, cfg.size or ENCODER_PRESETS[cfg.arch]['img_size'], n + nq, cfg.seed, cfg.strict)
+        if found is None:
+            _say(f"--monitor needs labels: {cfg.data} has no class folders (root/<class>/<image>), so the monitor is off"); return []
+        x, y = found
+        n = len(y) - max(1, len(y)//5) if len(y) < n + nq else n      # a small folder: 80 % bank, 20 % queries
+    return [KNNMonitor((x[:n], y[:n]), (x[n:], y[n:]), linear=cfg.monitor_linear)]
 
 _PRETRAIN = _Job(data=_pretrain_data, learner=_pretrain_learner, finish=_pretrain_finish,
                  describe=lambda cfg, learn, meta, run: (f"{cfg.method} pretraining of {cfg.arch} "
@@ -325,6 +349,7 @@ class FinetuneConfig(CommandConfig):
     augment: str | None = option(None, "randaugment, autoaugment or trivialaugment (default: none)")
     drloc: float | None = option(None, "weight of the DRLoc auxiliary loss (default: off)")
     me: float | None = option(None, "weight of the masked-embedding auxiliary loss (default: off)")
+    mae: float | None = option(None, "weight of the MAE auxiliary loss: the encoder also reconstructs hidden patches of the same images (SSAT; default: off)")
     n_valid: int = option(2000, "number of Fashion-MNIST test images used for validation (1-10000)")
     out: str = option('outputs/finetune', "parent folder of the run folder")
     precision: str = option('32', "numeric precision: 32, bf16 (CPUs and GPUs) or fp16 (CUDA only)")
@@ -370,7 +395,7 @@ def _finetune_data(cfg: FinetuneConfig):
 def _finetune_learner(cfg: FinetuneConfig, dls, run, r):
     return finetune_learner(dls, pretrained=r['pretrained'], arch=r['arch'], patch_size=cfg.patch_size, pool=cfg.pool, lr=cfg.lr,
                             layer_decay=cfg.layer_decay, label_smoothing=cfg.label_smoothing, mixup=cfg.mixup, cutmix=cfg.cutmix,
-                            augment=cfg.augment, drloc=cfg.drloc, me=cfg.me, seed=cfg.seed, precision=cfg.precision, compile=cfg.compile,
+                            augment=cfg.augment, drloc=cfg.drloc, me=cfg.me, mae=cfg.mae, seed=cfg.seed, precision=cfg.precision, compile=cfg.compile,
                             encoder_kwargs=dict(depth=r['depth']) if r['depth'] else None, path=run)
 
 def _finetune_finish(cfg: FinetuneConfig, learn, run, meta):

@@ -4,7 +4,8 @@ from pathlib import Path
 
 BENCH = Path(__file__).parent.parent/'benchmarks'
 RESULTS = BENCH/'results'
-NAMES = {'random': 'random init', 'gmml': 'GMML', 'mae': 'MAE (equal epochs)', 'mae_time': 'MAE (equal time)', 'cnn': 'ResNet from scratch'}
+NAMES = {'random': 'random init', 'gmml': 'GMML', 'mae': 'MAE (equal epochs)', 'mae_time': 'MAE (equal time)', 'simmim': 'SimMIM',
+         'cnn': 'ResNet from scratch'}
 
 def _mean_std(v): return round(100*statistics.mean(v), 1), round(100*statistics.stdev(v), 1)
 
@@ -13,12 +14,12 @@ def test_label_efficiency_results_are_complete_and_consistent():
     assert isinstance(recs, list)
     # one record per initialisation × protocol × label fraction × seed, accuracy on the 10k test images
     keys = sorted((r['method'], r['protocol'], r['label_fraction'], r['seed']) for r in recs)
-    frozen = [(m, p, f, s) for m in ('random', 'gmml', 'mae', 'mae_time') for p in ('knn', 'linear') for f in (0.01, 0.1) for s in (0, 1, 2)]
+    frozen = [(m, p, f, s) for m in ('random', 'gmml', 'mae', 'mae_time', 'simmim') for p in ('knn', 'linear') for f in (0.01, 0.1) for s in (0, 1, 2)]
     ft = [(m, 'finetune', 0.01, s) for m in NAMES for s in (0, 1, 2)]
-    ft10 = [(m, 'finetune', 0.1, s) for m in ('random', 'gmml', 'mae', 'cnn') for s in (0, 1, 2)]
+    ft10 = [(m, 'finetune', 0.1, s) for m in ('random', 'gmml', 'mae', 'simmim', 'cnn') for s in (0, 1, 2)]
     md = (RESULTS/'label_efficiency.md').read_text()
     if not any(k[1:3] == ('finetune', 0.1) for k in keys):    # a report written with --report before the 10 % finetunes ran says so
-        assert '**Not run in this report** (12 finetunes' in md
+        assert '**Not run in this report** (15 finetunes' in md
         ft10 = []
     assert keys == sorted(frozen + ft + ft10)
     for r in recs:
@@ -66,7 +67,7 @@ def test_label_efficiency_quick_runs_and_resumes(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     recs = json.loads((out/'label_efficiency_quick.json').read_text())
     assert {(x['method'], x['protocol']) for x in recs} == (
-        {(m, p) for m in ('random', 'gmml', 'mae', 'mae_time') for p in ('knn', 'linear')} | {(m, 'finetune') for m in NAMES})
+        {(m, p) for m in ('random', 'gmml', 'mae', 'mae_time', 'simmim') for p in ('knn', 'linear')} | {(m, 'finetune') for m in NAMES})
     for f in ('md', 'png'): assert (out/f'label_efficiency_quick.{f}').stat().st_size > 0
     assert (out/'label_efficiency_quick_curves.png').stat().st_size > 0
     # an interrupted run continues: drop one finished finetune, rerun; only that stage is computed again, with the same result
@@ -77,7 +78,7 @@ def test_label_efficiency_quick_runs_and_resumes(tmp_path):
     assert '**Not run in this report** (1 finetunes' in (out/'label_efficiency_quick.md').read_text()
     r = _run('--out', str(out), '--state', str(state), '--threads', '1', '--overwrite')
     assert r.returncode == 0, r.stderr[-2000:]
-    assert '11 finished stages found: continuing' in r.stdout
+    assert '14 finished stages found: continuing' in r.stdout
     assert len(re.findall(r'finetune \d+% \(', r.stdout)) == 1 and not re.search(r'\] \w+: pretraining', r.stdout)
     after = json.loads(lost.read_text())
     assert after['test_accuracy'] == before['test_accuracy'] and after['loss_curve'] == before['loss_curve']

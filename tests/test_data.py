@@ -1,5 +1,5 @@
 "The embedded Fashion-MNIST data and the DataLoaders built on it."
-import gzip, os, subprocess, sys
+import gzip
 import numpy as np
 import pytest
 import torch

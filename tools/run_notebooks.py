@@ -143,8 +143,8 @@ def _clean(nb):
         return clean_nb(nb, cfg.clear_all, keys('allowed_metadata_keys'), keys('allowed_cell_metadata_keys'), cfg.clean_ids)
     _nbdev_clean(nb)
 
-def execute(nb_path, dpi=72, seed=0, png_colors=256) -> dict:
-    "Run one notebook (in this process) and return it with its outputs, stamped and cleaned. Raises CellError."
+def execute(nb_path, dpi=72, seed=0, png_colors=256, timings: dict | None = None) -> dict:
+    "Run one notebook (in this process) and return it with its outputs, stamped and cleaned; `timings` (if given) gets each cell's seconds by index. Raises CellError."
     nb_path = Path(nb_path).resolve()
     _, cells = plan(nb_path)          # cells of a notebook nbdev_test skips as a whole carry that reason
     nb = json.loads(nb_path.read_text(encoding='utf-8'))
@@ -160,10 +160,12 @@ def execute(nb_path, dpi=72, seed=0, png_colors=256) -> dict:
         cell.setdefault('metadata', {}).pop(STAMP_KEY, None)
         if c.skip: continue
         rec = _Recorder(displays)
+        t_cell = time.time()
         try: cell['outputs'] = _run_cell(shell, c.run_source, rec)
         except CellError as e:
             raise CellError(f'{nb_path.name}: cell {c.idx} failed\n--- cell {c.idx} ---\n{c.source}\n---\n{e}') from None
         cell['metadata'][STAMP_KEY] = {'src': src_hash(c.source)}
+        if timings is not None: timings[c.idx] = time.time() - t_cell
     import matplotlib.pyplot as plt
     plt.close('all')
     for c in cells:
@@ -187,12 +189,13 @@ def _worker(job):
     "Run one notebook in a fresh process and write it: (path, ok, message, wall time)."
     from execnb.nbio import write_nb
     nb_path, dpi, seed, png_colors = job
-    t0 = time.time()
-    try: nb = execute(nb_path, dpi, seed, png_colors)
+    t0, timings = time.time(), {}
+    try: nb = execute(nb_path, dpi, seed, png_colors, timings)
     except CellError as e: return nb_path, False, f'FAILED {e}', time.time() - t0
     except Exception: return nb_path, False, f'FAILED {Path(nb_path).name}\n{traceback.format_exc()}', time.time() - t0
     write_nb(nb, nb_path)
-    return nb_path, True, '', time.time() - t0
+    slowest = sorted(timings.items(), key=lambda kv: -kv[1])[:3]      # where a contributor would look first
+    return nb_path, True, 'slowest cells: ' + ', '.join(f'#{i} {t:.1f} s' for i, t in slowest), time.time() - t0
 
 def resolve(names) -> list[Path]:
     if not names: return sorted(NBS.glob('*.ipynb'))
@@ -223,7 +226,7 @@ def main(argv=None):
     with get_context('spawn').Pool(max(1, min(args.n_workers, len(jobs))), maxtasksperchild=1) as pool:
         for path, ok, msg, wall in pool.imap_unordered(_worker, jobs):
             p = Path(path)
-            if ok: print(f'{p.name:32s} {wall:7.1f} s  {p.stat().st_size/1024:8.1f} KiB', flush=True)
+            if ok: print(f'{p.name:32s} {wall:7.1f} s  {p.stat().st_size/1024:8.1f} KiB  ({msg})', flush=True)
             else:
                 failed.append(p.name)
                 print(f'{p.name:32s} {wall:7.1f} s  not written', flush=True)
