@@ -13,7 +13,7 @@ on held-out *training* images after every epoch (accuracy against pretraining mi
 per-epoch training loss (does it flatten?).
 
     python benchmarks/bench_label_efficiency.py            # full run (see results/label_efficiency.md for its time)
-    python benchmarks/bench_label_efficiency.py --quick    # smoke test, 1-2 min: 3k images, 1 seed, 1 % labels
+    python benchmarks/bench_label_efficiency.py --quick    # smoke test, 1-2 min: 1.2k images, 1 seed, 1 % labels
 
 Every stage (a pretraining, a feature extraction, one finetune) saves its result in the state folder (--state,
 default /tmp/gmml_fast_label_efficiency_<mode>) as it finishes; running the same command again continues where an
@@ -62,8 +62,8 @@ MODES = {
     'full':  dict(pretrain_fraction=1.0, pretrain_epochs=5, seeds=(0, 1, 2), fractions=(0.01, 0.10),
                   ft_epochs={0.01: 80, 0.10: 10}, n_test=None, n_bank=10000, n_query=2000,
                   ft_inits={0.01: INITS, 0.10: ('random', 'gmml', 'mae', 'simmim', 'cnn')}),
-    'quick': dict(pretrain_fraction=0.05, pretrain_epochs=1, seeds=(0,), fractions=(0.01,),
-                  ft_epochs={0.01: 5}, n_test=1000, n_bank=1000, n_query=500, ft_inits={0.01: INITS}),
+    'quick': dict(pretrain_fraction=0.02, pretrain_epochs=1, seeds=(0,), fractions=(0.01,),   # a smoke test of every stage
+                  ft_epochs={0.01: 2}, n_test=500, n_bank=500, n_query=250, ft_inits={0.01: INITS}),
 }
 STEM = {'full': 'label_efficiency', 'quick': 'label_efficiency_quick'}
 TARGETS = dict(gmml_1pct=0.80, gain_1pct=0.12, gmml_10pct=0.87)
@@ -429,7 +429,7 @@ def compatible_state(old: dict, new: dict) -> bool:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument('--quick', action='store_true', help='smoke test: 3k pretraining images, 1 epoch, seed 0, 1 %% labels, 1k test images')
+    ap.add_argument('--quick', action='store_true', help='smoke test: 1.2k pretraining images, 1 epoch, seed 0, 1 %% labels (2 finetuning epochs), 500 test images')
     ap.add_argument('--out', default=str(Path(__file__).parent/'results'), help='folder of the results (default: benchmarks/results)')
     ap.add_argument('--state', default=None, help='folder of the finished stages (default /tmp/gmml_fast_label_efficiency_<mode>)')
     ap.add_argument('--fresh', action='store_true', help='discard the finished stages in --state and start over')

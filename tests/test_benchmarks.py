@@ -63,7 +63,7 @@ def test_label_efficiency_refuses_to_overwrite(tmp_path):
 
 def test_label_efficiency_quick_runs_and_resumes(tmp_path):
     out, state = tmp_path/'out', tmp_path/'state'
-    r = _run('--out', str(out), '--state', str(state), '--threads', '1')
+    r = _run('--out', str(out), '--state', str(state), '--threads', '2')
     assert r.returncode == 0, r.stderr[-2000:]
     recs = json.loads((out/'label_efficiency_quick.json').read_text())
     assert {(x['method'], x['protocol']) for x in recs} == (
@@ -73,10 +73,10 @@ def test_label_efficiency_quick_runs_and_resumes(tmp_path):
     # an interrupted run continues: drop one finished finetune, rerun; only that stage is computed again, with the same result
     lost = state/'finetune_gmml_0.01_0.json'
     before = json.loads(lost.read_text()); lost.unlink()
-    r = _run('--out', str(out), '--state', str(state), '--threads', '1', '--overwrite', '--report')   # report what is there
+    r = _run('--out', str(out), '--state', str(state), '--threads', '2', '--overwrite', '--report')   # report what is there
     assert r.returncode == 0 and not lost.exists()
     assert '**Not run in this report** (1 finetunes' in (out/'label_efficiency_quick.md').read_text()
-    r = _run('--out', str(out), '--state', str(state), '--threads', '1', '--overwrite')
+    r = _run('--out', str(out), '--state', str(state), '--threads', '2', '--overwrite')
     assert r.returncode == 0, r.stderr[-2000:]
     assert '14 finished stages found: continuing' in r.stdout
     assert len(re.findall(r'finetune \d+% \(', r.stdout)) == 1 and not re.search(r'\] \w+: pretraining', r.stdout)

@@ -65,7 +65,7 @@ def test_gmml_corrupt_properties(geom, B, C, kind_list, ratio, seed):
     H, W, align = geom
     units = (H//align)*(W//align)
     per_step = ratio/len(kind_list)
-    if math.floor(per_step*units) < 1: return                 # covered by the error test above
+    assume(math.floor(per_step*units) >= 1)                  # budgets under one unit: covered by the error test above
     steps = [Alien(k, per_step) if k not in ('grayscale', 'blur') else Alien(k, n_blocks=1, size=(0.05, 1.0)) for k in kind_list]
     x = torch.randn(B, C, H, W, generator=torch.Generator().manual_seed(seed % 2**31))
     xc, m = gmml_corrupt(x, steps, align=align, seed=seed)
