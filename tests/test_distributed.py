@@ -26,7 +26,7 @@ def test_two_cpu_processes_train_one_model(tmp_path, mode):
     if mode == 'pretrain': assert fin[0]['stream'] != fin[1]['stream']        # seed + rank: one corruption stream per rank
     # validation is reduced across ranks: both ranks logged the same loss and metrics (finetune: accuracy, ce, me) although
     # each validated its own half of the images; the training loss column is each rank's own smoothed loss
-    assert [r[1:] for r in fin[0]['values']] == [r[1:] for r in fin[1]['values']] and len(fin[0]['values'][0]) >= (2 if mode == 'pretrain' else 5)
+    assert [r[1:] for r in fin[0]['values']] == [r[1:] for r in fin[1]['values']] and len(fin[0]['values'][0]) >= (2 if mode == 'pretrain' else 6)
     # only rank 0 wrote the checkpoint, atomically (no temporary file left), and it holds the trained weights
     assert len(fin[0]['saved']) == 1 and fin[1]['saved'] == []
     assert sorted(p.name for p in tmp_path.iterdir() if 'ckpt' in p.name) == ['ckpt.pth']

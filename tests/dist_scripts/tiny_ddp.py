@@ -18,7 +18,7 @@ if mode == 'pretrain':
     learn = gmml_learner(dls, seed=0, path=out, **tiny)      # the GMML callback adds the rank: one stream per rank
 elif mode == 'finetune':
     dls = fmnist_finetune_dls(bs=32, label_fraction=512/60000, valid=0.01, n_valid=64)
-    learn = finetune_learner(dls, path=out, me=0.1, **tiny)   # with an auxiliary term: its column must be reduced too
+    learn = finetune_learner(dls, path=out, me=0.1, mae=0.1, **tiny)   # auxiliary terms: their columns must be reduced too; MAE re-runs the shared encoder under DDP
 else: raise ValueError(f"mode must be pretrain or finetune, got {mode!r}")
 learn.remove_cb(ProgressCallback)
 rank = rank_distrib()
