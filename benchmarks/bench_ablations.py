@@ -28,7 +28,7 @@ from gmml_fast.data import fmnist_pretrain_dls, fmnist_finetune_dls
 from gmml_fast.learner import gmml_learner, finetune_learner
 from gmml_fast.masking import mask_coverage
 from gmml_fast.models import default_blocks
-from bench_common import cpu_name, SkipValidation, RECIPE_BEFORE
+from bench_common import gmml_decoder_before, cpu_name, SkipValidation, RECIPE_BEFORE
 
 RESULTS = Path(__file__).resolve().parent/'results'
 STEM = 'ablations'
@@ -120,7 +120,7 @@ def run_variant(corruption='gmml', ratio=None, blocks=None, seed: int = 0, p: di
     set_seed(seed)                                       # same initial weights and data order for every variant of a seed
     dls = pretrain_dls(p)
     learn = gmml_learner(dls, p['arch'], corruption=corruption, ratio=ratio, blocks=blocks, lr=p['lr'], seed=seed,
-                         encoder_kwargs=dict(depth=p['depth']), **RECIPE_BEFORE)
+                         encoder_kwargs=dict(depth=p['depth']), decoder=gmml_decoder_before(96), **RECIPE_BEFORE)
     res = dict(corruption=corruption, ratio=DEFAULT_RATIO if ratio is None else ratio, blocks=list(learn.model.blocks),
                seed=seed, pretrained=pretrain)
     if pretrain:

@@ -9,6 +9,10 @@ from fastai.callback.core import Callback, CancelValidException
 # explicitly so that their committed numbers stay reproducible.
 RECIPE_BEFORE = dict(augment=False, wd=0.05, wd_end=None, clip=None, drop_path=0.0)
 
+# GMML's decoder the committed ablation, recipe, pretraining and label-efficiency results were measured with: hidden width
+# 4x the encoder's (capped at 2048). The library's default became the encoder's own width (bench_decoder.py).
+def gmml_decoder_before(embed_dim: int) -> dict: return dict(hidden_dim=min(4*embed_dim, 2048))
+
 
 def cpu_name() -> str:
     "The CPU's model name from /proc/cpuinfo, else what `platform` knows."
@@ -31,3 +35,24 @@ def write_results(stem: str, res: dict, md: list) -> None:
     (out/f'{stem}.json').write_text(json.dumps(res, indent=1))
     (out/f'{stem}.md').write_text('\n'.join(md) + '\n')
     print('\n'.join(md))
+
+
+def heldout_split(n_pretrain: int, n_bank: int, n_query: int, seed: int = 0):
+    "Disjoint index sets of the 60k Fashion-MNIST training images: queries (held out from everything), the labeled bank, the pretraining images (which may include the bank, unlabeled, never the queries)."
+    import torch
+    p = torch.randperm(60000, generator=torch.Generator().manual_seed(seed))
+    return p[:n_query], p[n_query:n_query + n_bank], p[n_query:n_query + n_pretrain]
+
+
+def heldout_cli(doc: str, stem: str, modes: dict):
+    "The command line the held-out benchmarks share (--quick, --threads, --overwrite): returns (args, mode, settings, output path without suffix); refuses to overwrite results."
+    import argparse, sys, torch
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument('--quick', action='store_true'); ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--overwrite', action='store_true')
+    a = ap.parse_args()
+    mode = 'quick' if a.quick else 'full'
+    torch.set_num_threads(a.threads)
+    out = Path(__file__).parent/'results'/(stem + ('_quick' if a.quick else ''))
+    if out.with_suffix('.json').exists() and not a.overwrite: sys.exit(f"{out}.json exists; pass --overwrite to replace it")
+    return a, mode, modes[mode], out

@@ -41,7 +41,7 @@ from gmml_fast.learner import gmml_learner, mae_learner, simmim_learner, finetun
 from gmml_fast.callbacks import embed_images, knn_accuracy, linear_probe_accuracy
 from gmml_fast.models import load_encoder
 from gmml_fast.patches import create_encoder
-from bench_common import cpu_name, SkipValidation
+from bench_common import cpu_name, SkipValidation, gmml_decoder_before
 
 ARCH, DEPTH, SIZE = 'nano_28', 6, 28   # ViT-Nano (96-d, 3 heads), 6 blocks, 28 px images in 4 px patches: 7×7 tokens
 PRETRAIN = dict(bs=128, lr=1e-3, warmup=0.1)   # both methods: the library's default recipe, fit_warmup_cosine
@@ -125,6 +125,7 @@ def pretrain(name, method, epochs, cfg, state, split):
     set_seed(0)
     dls = fmnist_pretrain_dls(bs=PRETRAIN['bs'], size=SIZE, fraction=cfg['pretrain_fraction'], n_valid=100, seed=0)
     kw = dict(arch=ARCH, seed=0, lr=PRETRAIN['lr'], encoder_kwargs=dict(depth=DEPTH))
+    if method == 'gmml': kw['decoder'] = gmml_decoder_before(96)      # the decoder the committed results were measured with
     learn = dict(gmml=gmml_learner, mae=mae_learner, simmim=simmim_learner)[method](dls, **kw)
     mon = KNNMonitor(*split)
     log(f"{name}: pretraining {method.upper()} {ARCH} depth {DEPTH} on {len(dls.train.images)} unlabeled images, {epochs} epochs "

@@ -17,7 +17,7 @@ from gmml_fast.losses import MaskedL1Loss
 from gmml_fast.aliens import GMMLCorruption
 from gmml_fast.masking import rng_key
 from gmml_fast.callbacks import no_decay_params
-from bench_common import RECIPE_BEFORE, write_results
+from bench_common import RECIPE_BEFORE, write_results, gmml_decoder_before
 
 class TrainTimer(Callback):
     "Wall time of the training phase of each epoch (no validation)."
@@ -56,7 +56,7 @@ def main(quick=False):
     dls = fmnist_pretrain_dls(bs=bs, size=32, channels=3, fraction=n_batches*bs/60000 + 1e-6, n_valid=128, seed=0)
     n_batches = len(dls.train)
     rows = {}
-    gl = gmml_learner(dls, 'tiny_32', corruption='gmml', lr=1e-4, seed=0, **RECIPE_BEFORE)
+    gl = gmml_learner(dls, 'tiny_32', corruption='gmml', lr=1e-4, seed=0, decoder=gmml_decoder_before(192), **RECIPE_BEFORE)
     gl.remove_cb(gl.progress)
     rows['GMML step (ViT-Tiny, fastai)'] = fastai_rate(gl, n_batches, epochs)
     ml = mae_learner(dls, 'tiny_32', mask_ratio=0.75, lr=1e-4, seed=0, **RECIPE_BEFORE)            # the lightweight-MAE paper's decoder: 192-d, 4 blocks
@@ -65,7 +65,7 @@ def main(quick=False):
     ml2 = mae_learner(dls, 'tiny_32', mask_ratio=0.75, decoder_dim=128, decoder_depth=1, decoder_heads=4, lr=1e-4, seed=0, **RECIPE_BEFORE)
     ml2.remove_cb(ml2.progress)
     rows['MAE step, 75 % masked, decoder 128-d × 1 (fastai)'] = fastai_rate(ml2, n_batches, epochs)
-    gl2 = gmml_learner(dls, 'tiny_32', corruption='gmml', lr=1e-4, seed=0, **RECIPE_BEFORE)
+    gl2 = gmml_learner(dls, 'tiny_32', corruption='gmml', lr=1e-4, seed=0, decoder=gmml_decoder_before(192), **RECIPE_BEFORE)
     rows['GMML step (ViT-Tiny, raw PyTorch loop)'] = raw_gmml_rate(dls, gl2.model, GMMLCorruption('gmml'), 1e-4, 0.05, epochs)
     g, r = rows['GMML step (ViT-Tiny, fastai)'], rows['GMML step (ViT-Tiny, raw PyTorch loop)']
     ratios = {'MAE (192×4) / GMML': rows['MAE step, 75 % masked, decoder 192-d × 4 (fastai)']/g,

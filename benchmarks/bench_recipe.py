@@ -11,7 +11,7 @@ is never loaded.
     python benchmarks/bench_recipe.py               # writes benchmarks/results/recipe.{json,md}
     python benchmarks/bench_recipe.py --quick       # a smoke test (recipe_quick.*)
 """
-import argparse, json, os, subprocess, sys, time
+import json, os, subprocess, time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from fastai.torch_core import set_seed
 from gmml_fast.data import load_fashion_mnist, tensor_dls, image_batch_tfms, FMNIST_STATS
 from gmml_fast.learner import gmml_learner
 from gmml_fast.callbacks import embed_images, knn_accuracy
-from bench_common import cpu_name, SkipValidation, RECIPE_BEFORE
+from bench_common import cpu_name, SkipValidation, RECIPE_BEFORE, gmml_decoder_before, heldout_split, heldout_cli
 
 ARCH, DEPTH, BS, LR = 'nano_32', 6, 128, 1e-3
 OLD = dict(RECIPE_BEFORE, corruption='gmml')
@@ -35,35 +35,20 @@ MODES = {'full': dict(n_pretrain=12000, epochs=2, n_bank=10000, n_query=2000),
 T0 = time.perf_counter()
 def log(msg): print(f"[{(time.perf_counter() - T0)/60:6.2f} min] {msg}", flush=True)
 
-def split(n_pretrain, n_bank, n_query, seed=0):
-    "Disjoint index sets of the 60k training images: queries (held out from everything), bank, pretraining images."
-    g = torch.Generator().manual_seed(seed)
-    p = torch.randperm(60000, generator=g)
-    q, b = p[:n_query], p[n_query:n_query + n_bank]
-    return q, b, p[n_query:n_query + n_pretrain]            # pretraining may see the bank images (unlabeled), never the queries
-
 def embed(encoder, x, bs=500):
     "Frozen features: the images through the pretraining batch transforms, then the library's `embed_images`."
     dl = tensor_dls(x, x[:1], bs=bs, shuffle=False, drop_last=False, after_batch=image_batch_tfms(FMNIST_STATS, 32, 'pad', 1)).train
     return torch.cat([embed_images(encoder, xb) for (xb,) in dl])
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--quick', action='store_true'); ap.add_argument('--threads', type=int, default=2)
-    ap.add_argument('--overwrite', action='store_true')
-    a = ap.parse_args()
-    mode = 'quick' if a.quick else 'full'
-    cfg = MODES[mode]
-    torch.set_num_threads(a.threads)
-    out = Path(__file__).parent/'results'/('recipe' + ('_quick' if a.quick else ''))
-    if out.with_suffix('.json').exists() and not a.overwrite: sys.exit(f"{out}.json exists; pass --overwrite to replace it")
+    a, mode, cfg, out = heldout_cli(__doc__, 'recipe', MODES)
     x, y = load_fashion_mnist('train')
-    q, b, p = split(cfg['n_pretrain'], cfg['n_bank'], cfg['n_query'])
+    q, b, p = heldout_split(cfg['n_pretrain'], cfg['n_bank'], cfg['n_query'])
     records = []
     for name, kw, fit in STEPS:
         set_seed(0)
         dls = tensor_dls(x[p], x[q[:256]], bs=BS, after_batch=image_batch_tfms(FMNIST_STATS, 32, 'pad', 1))
-        learn = gmml_learner(dls, ARCH, lr=LR, seed=0, encoder_kwargs=dict(depth=DEPTH), **kw)
+        learn = gmml_learner(dls, ARCH, lr=LR, seed=0, encoder_kwargs=dict(depth=DEPTH), decoder=gmml_decoder_before(96), **kw)
         t = time.perf_counter()
         with learn.no_bar(), learn.no_logging(): getattr(learn, fit)(cfg['epochs'], cbs=[SkipValidation()])
         minutes = (time.perf_counter() - t)/60

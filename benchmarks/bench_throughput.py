@@ -25,6 +25,34 @@ from gmml_fast.callbacks import KNNMonitor
 from gmml_fast.train import PretrainConfig
 
 
+NANO = 'ViT-Nano/6 at 28 px'
+MODELS = ('GMML', 'MAE', 'SimMIM', 'finetune')
+
+def compute_ratios(rows: dict) -> dict:
+    "Every ratio of the report, from the measured images/s `rows` alone (so that `--report` can rebuild it from the JSON)."
+    g = rows['GMML step (fastai)']
+    nano_rate = lambda name, label: rows[f'{name} step, {NANO}, {label} (fastai)']
+    cli = PretrainConfig()
+    epoch_s = 60000*cli.fraction/nano_rate('GMML', 'float32')         # one epoch of the default pretraining job
+    monitors = {k.split(' monitor read-out')[0]: k for k in rows if 'monitor read-out' in k}
+    n_images = cli.monitor + cli.monitor//4
+    return {
+        'corruption: batched / per-image loop': rows['gmml_corrupt, batched (256×3×32×32)']/rows['gmml_corrupt, per-image loop (256×3×32×32)'],
+        'MAE (192×4) step / GMML step': rows['MAE step, decoder 192-d × 4 (fastai)']/g,
+        'MAE (128×1) step / GMML step': rows['MAE step, decoder 128-d × 1 (fastai)']/g,
+        'GMML step time / classification (CE) step time, ViT-Tiny (target ≤ 1.1×)': rows['finetune step, CE (fastai)']/g,
+        'GMML step time / classification (CE) step time, ViT-Nano/6 (target ≤ 1.1×)': nano_rate('finetune', 'float32')/nano_rate('GMML', 'float32'),
+        'finetune CE+DRLoc+ME step / CE step': rows['finetune step, CE + DRLoc + ME (fastai)']/rows['finetune step, CE (fastai)'],
+        'fastai / raw loop (GMML step)': g/rows['GMML step (raw PyTorch loop)'],
+        'MAE / GMML step, ViT-Nano/6 (default decoders)': nano_rate('MAE', 'float32')/nano_rate('GMML', 'float32'),
+        'SimMIM / GMML step, ViT-Nano/6': nano_rate('SimMIM', 'float32')/nano_rate('GMML', 'float32'),
+        **{f'{n} step, ViT-Nano/6: {label} / float32': nano_rate(n, label)/nano_rate(n, 'float32')
+           for n in MODELS for label in ('bf16', 'compiled')},
+        **{f'{label} monitor / one epoch of the default pretrain job ({60000*cli.fraction:,.0f} images, GMML ViT-Nano/6 step rate)':
+           n_images/rows[k]/epoch_s for label, k in monitors.items()},
+    }
+
+
 def main(quick=False, overwrite=False, threads=None):
     if threads: torch.set_num_threads(threads)
     out = Path(__file__).parent/'results'; out.mkdir(exist_ok=True)
@@ -47,9 +75,9 @@ def main(quick=False, overwrite=False, threads=None):
     # 2. training steps on real Fashion-MNIST batches (3×32×32), ViT-Tiny, median epoch after a warm-up epoch
     dls = fmnist_pretrain_dls(bs=bs, size=32, channels=3, fraction=n_batches*bs/60000 + 1e-6, n_valid=128, seed=0)
     nb = len(dls.train)
-    def rate(learn):
+    def rate(learn):            # images/s over the learner's own training batches (the loaders of a row may differ in length)
         learn.remove_cb(learn.progress)
-        return fastai_rate(learn, nb, epochs)
+        return fastai_rate(learn, len(learn.dls.train), epochs)
     rows['GMML step (fastai)'] = rate(gmml_learner(dls, 'tiny_32', lr=1e-4, seed=0, **RECIPE_BEFORE))
     rows['MAE step, decoder 192-d × 4 (fastai)'] = rate(mae_learner(dls, 'tiny_32', lr=1e-4, seed=0, **RECIPE_BEFORE))
     rows['MAE step, decoder 128-d × 1 (fastai)'] = rate(mae_learner(dls, 'tiny_32', decoder_dim=128, decoder_depth=1,
@@ -88,26 +116,10 @@ def main(quick=False, overwrite=False, threads=None):
         mlearn.remove_cb(mlearn.progress)
         mlearn.fit(2, cbs=[mon])
         monitor_s[label] = min(mon.seconds)          # the second read-out: warm caches, as in a long run
-    epoch_s = 60000*cli.fraction/rows['GMML step, ViT-Nano/6 at 28 px, float32 (fastai)']
     for label, sec in monitor_s.items(): rows[f'{label} monitor read-out ({n_bank:,} + {n_query} images)'] = (n_bank + n_query)/sec
     print('monitor done', flush=True)
 
-    g = rows['GMML step (fastai)']
-    nano_rate = lambda name, label: rows[f'{name} step, ViT-Nano/6 at 28 px, {label} (fastai)']
-    ratios = {
-        'corruption: batched / per-image loop': rows['gmml_corrupt, batched (256×3×32×32)']/rows['gmml_corrupt, per-image loop (256×3×32×32)'],
-        'MAE (192×4) step / GMML step': rows['MAE step, decoder 192-d × 4 (fastai)']/g,
-        'MAE (128×1) step / GMML step': rows['MAE step, decoder 128-d × 1 (fastai)']/g,
-        'finetune CE step / GMML step': rows['finetune step, CE (fastai)']/g,
-        'finetune CE+DRLoc+ME step / CE step': rows['finetune step, CE + DRLoc + ME (fastai)']/rows['finetune step, CE (fastai)'],
-        'fastai / raw loop (GMML step)': g/rows['GMML step (raw PyTorch loop)'],
-        'MAE / GMML step, ViT-Nano/6 (default decoders)': nano_rate('MAE', 'float32')/nano_rate('GMML', 'float32'),
-        'SimMIM / GMML step, ViT-Nano/6': nano_rate('SimMIM', 'float32')/nano_rate('GMML', 'float32'),
-        **{f'{n} step, ViT-Nano/6: {label} / float32': nano_rate(n, label)/nano_rate(n, 'float32')
-           for n in builders for label in ('bf16', 'compiled')},
-        **{f'{label} monitor / one epoch of the default pretrain job ({60000*cli.fraction:,.0f} images, GMML ViT-Nano/6 step rate)': sec/epoch_s
-           for label, sec in monitor_s.items()},
-    }
+    ratios = compute_ratios(rows)
     wall = time.perf_counter() - t_start
     res = dict(machine=f'{cpu_name()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, '
                        + (torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'),
@@ -115,6 +127,12 @@ def main(quick=False, overwrite=False, threads=None):
                setup=f'ViT-Tiny (192-d, 12 blocks, patch 4) on 3×32×32 Fashion-MNIST batches of {bs}; {nb} batches per epoch, '
                      f'median of {epochs - 1} epoch(s) after one warm-up epoch; corruption on random 256×3×32×32 batches',
                images_per_s=rows, ratios=ratios, wall_s=round(wall, 1))
+    write_report(out, stem, res)
+
+
+def write_report(out: Path, stem: str, res: dict) -> None:
+    "Write `res` (rows, ratios, setup) to <stem>.json and the table to <stem>.md, and print the table."
+    rows, ratios, wall = res['images_per_s'], res['ratios'], res['wall_s']
     (out/f'{stem}.json').write_text(json.dumps(res, indent=1))
     md = ['# Throughput, collected', '', f"Machine: {res['machine']}.  ", f"Command: `{res['command']}` (wall time {wall/60:.1f} min).  ",
           f"Setup: {res['setup']}.", '', '| what | images/s |', '|---|---|'] + [f'| {k} | {v:.1f} |' for k, v in rows.items()]
@@ -132,5 +150,11 @@ if __name__ == '__main__':
     ap.add_argument('--quick', action='store_true', help='fewer steps; writes throughput_quick.*')
     ap.add_argument('--overwrite', action='store_true', help='replace existing results')
     ap.add_argument('--threads', type=int, default=None, help='torch threads (default: torch\'s choice)')
+    ap.add_argument('--report', action='store_true', help='rebuild the ratios and the table from the saved JSON without measuring')
     a = ap.parse_args()
-    main(a.quick, a.overwrite, a.threads)
+    if a.report:
+        out, stem = Path(__file__).parent/'results', 'throughput_quick' if a.quick else 'throughput'
+        res = json.loads((out/f'{stem}.json').read_text())
+        res['ratios'] = compute_ratios(res['images_per_s'])
+        write_report(out, stem, res)
+    else: main(a.quick, a.overwrite, a.threads)
