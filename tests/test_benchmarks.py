@@ -1,4 +1,4 @@
-"The label-efficiency benchmark: its committed results are complete and consistent, its quick mode runs and resumes, and it never overwrites results."
+"The label-efficiency benchmark: its committed results are complete and consistent, its quick mode runs and resumes, it never overwrites results; and its longer-finetune follow-up matches it."
 import json, re, statistics, subprocess, sys
 from pathlib import Path
 
@@ -89,3 +89,22 @@ def test_label_efficiency_quick_runs_and_resumes(tmp_path):
     (state/'config.json').write_text('{}')
     r = _run('--out', str(out), '--state', str(state), '--overwrite')
     assert r.returncode == 2 and '--fresh' in r.stderr
+
+def test_longer_finetune_results_match_the_study_and_the_script_refuses_a_missing_state(tmp_path):
+    "benchmarks/bench_longer_finetune.py: the same finetunes as the study (subset, settings, test set), only longer; its table shows the JSON."
+    d = json.loads((RESULTS/'label_efficiency_longer.json').read_text())
+    md = (RESULTS/'label_efficiency_longer.md').read_text()
+    study = {(r['method'], r['seed']): r for r in json.loads((RESULTS/'label_efficiency.json').read_text())
+             if r['protocol'] == 'finetune' and r['label_fraction'] == 0.1}
+    assert {r['method'] for r in d['rows']} == {'random', 'gmml'}
+    for r in d['rows']:
+        short, longer = r['short'], r['longer']
+        assert short['test_accuracy'] == study[(r['method'], r['seed'])]['test_accuracy']      # the study's own 10-epoch record
+        assert longer['finetune_epochs'] > short['finetune_epochs'] and longer['finetune_steps'] == longer['finetune_epochs']*93
+        for k in ('train_images', 'test_images', 'lr', 'layer_decay', 'pool', 'finetune_bs'): assert longer[k] == short[k], k
+        assert len(longer['loss_curve']) == longer['finetune_epochs'] and longer['test_accuracy'] > 0.3
+        assert f"| {r['seed']} | {100*short['test_accuracy']:.1f} |" in md and f"| {100*longer['test_accuracy']:.1f} |" in md
+    p = subprocess.run([sys.executable, str(BENCH/'bench_longer_finetune.py'), '--state', str(tmp_path/'none')],
+                       capture_output=True, text=True, timeout=300, cwd=BENCH)
+    last = p.stderr.strip().splitlines()[-1]                  # one error line (after any library warnings), no traceback
+    assert p.returncode != 0 and last.startswith('error:') and 'lacks the study' in last and 'Traceback' not in p.stderr
