@@ -106,19 +106,20 @@ def gmml_learner(dls, arch: str = 'tiny_32', img_size=None, patch_size=None, cor
                  precision: str = '32', compile: bool = False, encoder_kwargs: dict | None = None, cbs=None,
                  **learner_kwargs) -> Learner:
     "A fastai `Learner` that pretrains a ViT with GMML on (unlabeled) `dls`: corruption on device, fused-block light decoder, masked L1."
-    enc, bs = _build_encoder(dls, arch, img_size, patch_size, encoder_kwargs, drop_path)
+    enc, _ = _build_encoder(dls, arch, img_size, patch_size, encoder_kwargs, drop_path)
     model = GMMLModel(enc, blocks=blocks, fusion=fusion, decoder=decoder)
     corr = corruption if isinstance(corruption, GMMLCorruption) else GMMLCorruption(corruption, align, ratio)
     return _pretrainer(dls, model, GMML(corr, seed=seed, valid_seed=valid_seed, augment=augment), MaskedL1Loss(whole_image),
-                       lr or base_lr*bs/256, wd, wd_end, beta2, clip, figures_every, precision, compile, cbs, learner_kwargs)
+                       lr, base_lr, wd, wd_end, beta2, clip, figures_every, precision, compile, cbs, learner_kwargs)
 
-def _pretrainer(dls, model, method_cb, loss_func, lr, wd, wd_end, beta2, clip, figures_every, precision, compile, cbs,
+def _pretrainer(dls, model, method_cb, loss_func, lr, base_lr, wd, wd_end, beta2, clip, figures_every, precision, compile, cbs,
                 learner_kwargs) -> Learner:
-    "The `Learner` every pretraining builder makes: the method's callback, no decay on 1-d parameters and tokens, optional gradient clipping and figures, AdamW, the weight-decay schedule's end, precision and compilation."
+    "The `Learner` every pretraining builder makes: the method's callback, the learning rate (`lr`, else `base_lr` scaled by batch size/256), no decay on 1-d parameters and tokens, optional gradient clipping and figures, AdamW, the weight-decay schedule's end, precision and compilation."
     if clip is not None and not clip > 0: raise ValueError(f"clip must be None (off) or > 0, got {clip}")
     cbs = ([method_cb, NoDecayCallback()] + ([GradientClip(max_norm=clip)] if clip else [])
            + ([ReconstructionFigures(every=figures_every)] if figures_every else []) + list(cbs or []))
-    learn = Learner(dls, model, loss_func=loss_func, opt_func=_adamw(beta2), lr=lr, wd=wd, cbs=cbs, **learner_kwargs)
+    learn = Learner(dls, model, loss_func=loss_func, opt_func=_adamw(beta2), lr=lr or base_lr*dls.train.bs/256, wd=wd, cbs=cbs,
+                    **learner_kwargs)
     learn.wd_end = wd_end
     return _speed(learn, precision, compile)
 
@@ -131,13 +132,13 @@ def mae_learner(dls, arch: str = 'tiny_32', img_size=None, patch_size=None, mask
                 valid_seed: int = 0, figures_every: int | None = None, precision: str = '32', compile: bool = False,
                 encoder_kwargs: dict | None = None, cbs=None, **learner_kwargs) -> Learner:
     "A fastai `Learner` that pretrains a ViT as a (lightweight) MAE on (unlabeled) `dls`: visible-token encoder, small decoder, MSE (+ α·visible)."
-    enc, bs = _build_encoder(dls, arch, img_size, patch_size, encoder_kwargs, drop_path)
+    enc, _ = _build_encoder(dls, arch, img_size, patch_size, encoder_kwargs, drop_path)
     dec = {**mae_decoder_for(enc), **{k: v for k, v in dict(decoder_dim=decoder_dim, decoder_depth=decoder_depth,
                                                               decoder_heads=decoder_heads).items() if v is not None}}
     model = MAEModel(enc, mask_ratio=mask_ratio, dummy_token=dummy_token, **dec)
     return _pretrainer(dls, model, MAE(seed=seed, valid_seed=valid_seed, augment=augment),
                        MAELoss(norm_pix=norm_pix, alpha=alpha, patch_size=model.patch_size),
-                       lr or base_lr*bs/256, wd, wd_end, beta2, clip, figures_every, precision, compile, cbs, learner_kwargs)
+                       lr, base_lr, wd, wd_end, beta2, clip, figures_every, precision, compile, cbs, learner_kwargs)
 
 def simmim_learner(dls, arch: str = 'tiny_32', img_size=None, patch_size=None, mask_ratio: float = 0.6, mask: str = 'random',
                    decoder=None, augment: PretrainAugment | bool = True, lr: float | None = None, base_lr: float = 5e-4,
@@ -146,10 +147,10 @@ def simmim_learner(dls, arch: str = 'tiny_32', img_size=None, patch_size=None, m
                    precision: str = '32', compile: bool = False, encoder_kwargs: dict | None = None, cbs=None,
                    **learner_kwargs) -> Learner:
     "A fastai `Learner` that pretrains a ViT with SimMIM on (unlabeled) `dls`: mask token in place of hidden patches, all tokens through the encoder, linear head, L1 on hidden pixels."
-    enc, bs = _build_encoder(dls, arch, img_size, patch_size, encoder_kwargs, drop_path)
+    enc, _ = _build_encoder(dls, arch, img_size, patch_size, encoder_kwargs, drop_path)
     model = SimMIMModel(enc, mask_ratio=mask_ratio, mask=mask, decoder=decoder)
     return _pretrainer(dls, model, SimMIM(seed=seed, valid_seed=valid_seed, augment=augment), MaskedL1Loss(),
-                       lr or base_lr*bs/256, wd, wd_end, beta2, clip, figures_every, precision, compile, cbs, learner_kwargs)
+                       lr, base_lr, wd, wd_end, beta2, clip, figures_every, precision, compile, cbs, learner_kwargs)
 
 # %% ../nbs/90_learner.ipynb #3a78d1f7
 @patch
