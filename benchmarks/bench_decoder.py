@@ -22,8 +22,8 @@ from fastai.callback.core import Callback
 sys.path.insert(0, str(Path(__file__).parent))
 from gmml_fast.data import load_fashion_mnist, tensor_dls, image_batch_tfms, FMNIST_STATS
 from gmml_fast.learner import gmml_learner
-from gmml_fast.callbacks import embed_images, knn_accuracy, linear_probe_accuracy
-from bench_common import cpu_name, SkipValidation, heldout_split, heldout_cli
+from gmml_fast.callbacks import knn_accuracy, linear_probe_accuracy
+from bench_common import cpu_name, SkipValidation, heldout_split, heldout_cli, frozen_features
 
 ARCH, DEPTH, SIZE, BS, LR = 'nano_28', 6, 28, 128, 1e-3
 DECODERS = [('hidden 4×D = 384, 2 convs (before)', dict(hidden_dim=384, depth=2)),
@@ -47,9 +47,6 @@ def main():
     x, y = load_fashion_mnist('train')
     q, b, p = heldout_split(cfg['n_pretrain'], cfg['n_bank'], cfg['n_query'])
     tfms = image_batch_tfms(FMNIST_STATS, SIZE, 'pad', 1)
-    def embed(enc, xs):
-        dl = tensor_dls(xs, xs[:1], bs=500, shuffle=False, drop_last=False, after_batch=tfms).train
-        return torch.cat([embed_images(enc, xb) for (xb,) in dl])
     records = []
     for seed in cfg['seeds']:
         for name, dec in DECODERS:
@@ -61,7 +58,7 @@ def main():
             with learn.no_bar(), learn.no_logging(): learn.fit_warmup_cosine(cfg['epochs'], cbs=[SkipValidation(), timer])
             minutes = (time.perf_counter() - t)/60
             enc = learn.model.encoder.eval()
-            with torch.no_grad(): fb, fq = embed(enc, x[b]), embed(enc, x[q])
+            fb, fq = frozen_features(enc, x[b], SIZE), frozen_features(enc, x[q], SIZE)
             knn = knn_accuracy(fb, y[b], fq, y[q])
             lin = linear_probe_accuracy(fb, y[b], fq, y[q])
             records.append(dict(decoder=name, settings=dec, seed=seed, knn_accuracy=round(100*knn, 2), linear_accuracy=round(100*lin, 2),

@@ -36,12 +36,12 @@ from fastai.optimizer import Adam
 from fastai.torch_core import set_seed
 
 from gmml_fast.data import (fmnist_pretrain_dls, fmnist_finetune_dls, load_fashion_mnist, stratified_subset,
-                            tensor_dls, image_batch_tfms, FMNIST_STATS, VALID_SUBSET_SEED_OFFSET)
+                            VALID_SUBSET_SEED_OFFSET)
 from gmml_fast.learner import gmml_learner, mae_learner, simmim_learner, finetune_learner, BatchAugment
-from gmml_fast.callbacks import embed_images, knn_accuracy, linear_probe_accuracy
+from gmml_fast.callbacks import knn_accuracy, linear_probe_accuracy
 from gmml_fast.models import load_encoder
 from gmml_fast.patches import create_encoder
-from bench_common import cpu_name, SkipValidation, gmml_decoder_before
+from bench_common import cpu_name, SkipValidation, gmml_decoder_before, frozen_features
 
 ARCH, DEPTH, SIZE = 'nano_28', 6, 28   # ViT-Nano (96-d, 3 heads), 6 blocks, 28 px images in 4 px patches: 7×7 tokens
 PRETRAIN = dict(bs=128, lr=1e-3, warmup=0.1)   # both methods: the library's default recipe, fit_warmup_cosine
@@ -90,12 +90,9 @@ def stage(path, fn):
     return res
 
 # ---------------------------------------------------------------- features and frozen read-outs
-def pixels_dl(x, bs=500):
-    return tensor_dls(x, x[:1], bs=bs, shuffle=False, drop_last=False, after_batch=image_batch_tfms(FMNIST_STATS, SIZE, 'pad', 1)).train
-
 def embed(encoder, x):
-    "Frozen features of raw images `x`: through the loaders' batch transforms, then the library's `embed_images` (mean of the final patch tokens)."
-    return torch.cat([embed_images(encoder, xb) for (xb,) in pixels_dl(x)])
+    "Frozen features of raw images `x` at this study's image size (bench_common.frozen_features)."
+    return frozen_features(encoder, x, SIZE)
 
 class KNNMonitor(Callback):
     "k-NN read-out of the encoder on held-out training images before training and after every epoch; times training only."
@@ -120,12 +117,13 @@ def heldout_split(cfg):
     return (x[b], y[b]), (x[q], y[q])
 
 # ---------------------------------------------------------------- pretraining
-def pretrain(name, method, epochs, cfg, state, split):
-    "Pretrain GMML, MAE or SimMIM (seed 0) on the unlabeled training images with the library's defaults; k-NN curve; export the encoder."
+def pretrain(name, method, epochs, cfg, state, split, library_decoder=False):
+    """Pretrain GMML, MAE or SimMIM (seed 0) on the unlabeled training images with the library's defaults; k-NN curve; export the encoder.
+    GMML keeps the decoder the committed results were measured with unless `library_decoder` (then: the library's current default)."""
     set_seed(0)
     dls = fmnist_pretrain_dls(bs=PRETRAIN['bs'], size=SIZE, fraction=cfg['pretrain_fraction'], n_valid=100, seed=0)
     kw = dict(arch=ARCH, seed=0, lr=PRETRAIN['lr'], encoder_kwargs=dict(depth=DEPTH))
-    if method == 'gmml': kw['decoder'] = gmml_decoder_before(96)      # the decoder the committed results were measured with
+    if method == 'gmml' and not library_decoder: kw['decoder'] = gmml_decoder_before(96)
     learn = dict(gmml=gmml_learner, mae=mae_learner, simmim=simmim_learner)[method](dls, **kw)
     mon = KNNMonitor(*split)
     log(f"{name}: pretraining {method.upper()} {ARCH} depth {DEPTH} on {len(dls.train.images)} unlabeled images, {epochs} epochs "
@@ -141,7 +139,8 @@ def pretrain(name, method, epochs, cfg, state, split):
                lr=PRETRAIN['lr'], train_loss_first=round(float(learn.recorder.losses[0]), 4),
                train_loss_last_smoothed=round(float(learn.recorder.smooth_loss.value), 4),
                train_minutes=round(mon.train_s/60, 2), images_per_s=round(steps*PRETRAIN['bs']/mon.train_s, 1),
-               minutes=round((time.perf_counter() - t0)/60, 2), knn_curve=mon.curve, encoder=str(path))
+               minutes=round((time.perf_counter() - t0)/60, 2), knn_curve=mon.curve, encoder=str(path),
+               **({'decoder_hidden': learn.model.decoder.hidden_dim} if method == 'gmml' else {}))
     log(f"{name}: {res['images_per_s']} img/s, {res['train_minutes']} min of training, final k-NN {mon.curve[-1]['knn_accuracy']:.4f}")
     return res
 

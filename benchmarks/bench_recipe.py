@@ -20,8 +20,8 @@ from fastai.torch_core import set_seed
 
 from gmml_fast.data import load_fashion_mnist, tensor_dls, image_batch_tfms, FMNIST_STATS
 from gmml_fast.learner import gmml_learner
-from gmml_fast.callbacks import embed_images, knn_accuracy
-from bench_common import cpu_name, SkipValidation, RECIPE_BEFORE, gmml_decoder_before, heldout_split, heldout_cli
+from gmml_fast.callbacks import knn_accuracy
+from bench_common import cpu_name, SkipValidation, RECIPE_BEFORE, gmml_decoder_before, heldout_split, heldout_cli, frozen_features
 
 ARCH, DEPTH, BS, LR = 'nano_32', 6, 128, 1e-3
 OLD = dict(RECIPE_BEFORE, corruption='gmml')
@@ -35,10 +35,9 @@ MODES = {'full': dict(n_pretrain=12000, epochs=2, n_bank=10000, n_query=2000),
 T0 = time.perf_counter()
 def log(msg): print(f"[{(time.perf_counter() - T0)/60:6.2f} min] {msg}", flush=True)
 
-def embed(encoder, x, bs=500):
-    "Frozen features: the images through the pretraining batch transforms, then the library's `embed_images`."
-    dl = tensor_dls(x, x[:1], bs=bs, shuffle=False, drop_last=False, after_batch=image_batch_tfms(FMNIST_STATS, 32, 'pad', 1)).train
-    return torch.cat([embed_images(encoder, xb) for (xb,) in dl])
+def embed(encoder, x):
+    "Frozen features at this benchmark's 32 px (bench_common.frozen_features)."
+    return frozen_features(encoder, x, 32)
 
 def main():
     a, mode, cfg, out = heldout_cli(__doc__, 'recipe', MODES)
