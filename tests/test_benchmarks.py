@@ -1,4 +1,4 @@
-"The label-efficiency benchmark: its committed results are complete and consistent, its quick mode runs and resumes, it never overwrites results; and its longer-finetune follow-up matches it."
+"The label-efficiency benchmark: its committed results are complete and consistent, its quick mode runs and resumes, it never overwrites results; and its follow-ups (longer finetunes, longer pretraining) match it."
 import json, re, statistics, subprocess, sys
 import pytest
 from pathlib import Path
@@ -91,24 +91,59 @@ def test_label_efficiency_quick_runs_and_resumes(tmp_path):
     r = _run('--out', str(out), '--state', str(state), '--overwrite')
     assert r.returncode == 2 and '--fresh' in r.stderr
 
-def test_longer_finetune_results_match_the_study_and_the_script_refuses_a_missing_state(tmp_path):
+@pytest.mark.parametrize('stem,fraction,steps_per_epoch', [('label_efficiency_longer', 0.1, 93), ('label_efficiency_longer_1pct', 0.01, 9)])
+def test_longer_finetune_results_match_the_study_and_the_script_refuses_a_missing_state(tmp_path, stem, fraction, steps_per_epoch):
     "benchmarks/bench_longer_finetune.py: the same finetunes as the study (subset, settings, test set), only longer; its table shows the JSON."
-    d = json.loads((RESULTS/'label_efficiency_longer.json').read_text())
-    md = (RESULTS/'label_efficiency_longer.md').read_text()
+    d = json.loads((RESULTS/f'{stem}.json').read_text())
+    md = (RESULTS/f'{stem}.md').read_text()
     study = {(r['method'], r['seed']): r for r in json.loads((RESULTS/'label_efficiency.json').read_text())
-             if r['protocol'] == 'finetune' and r['label_fraction'] == 0.1}
-    assert {r['method'] for r in d['rows']} == {'random', 'gmml'}
+             if r['protocol'] == 'finetune' and r['label_fraction'] == fraction}
+    assert {r['method'] for r in d['rows']} == {'random', 'gmml'} and {r['label_fraction'] for r in d['rows']} == {fraction}
     for r in d['rows']:
         short, longer = r['short'], r['longer']
-        assert short['test_accuracy'] == study[(r['method'], r['seed'])]['test_accuracy']      # the study's own 10-epoch record
-        assert longer['finetune_epochs'] > short['finetune_epochs'] and longer['finetune_steps'] == longer['finetune_epochs']*93
+        assert short['test_accuracy'] == study[(r['method'], r['seed'])]['test_accuracy']      # the study's own record
+        assert longer['finetune_epochs'] > short['finetune_epochs'] and longer['finetune_steps'] == longer['finetune_epochs']*steps_per_epoch
         for k in ('train_images', 'test_images', 'lr', 'layer_decay', 'pool', 'finetune_bs'): assert longer[k] == short[k], k
         assert len(longer['loss_curve']) == longer['finetune_epochs'] and longer['test_accuracy'] > 0.3
         assert f"| {r['seed']} | {100*short['test_accuracy']:.1f} |" in md and f"| {100*longer['test_accuracy']:.1f} |" in md
     sys.path.insert(0, str(BENCH))                            # in-process: one more interpreter would cost ~10 s
     try:
         import bench_longer_finetune
-        with pytest.raises(SystemExit) as e: bench_longer_finetune.main(['--state', str(tmp_path/'none')])
+        with pytest.raises(SystemExit) as e: bench_longer_finetune.main(['--state', str(tmp_path/'none'), '--fraction', str(fraction)])
     finally: sys.path.remove(str(BENCH))
     msg = str(e.value.code)                                   # sys.exit(message): one line, no traceback, nothing written
     assert msg.startswith('error:') and 'lacks the study' in msg and '\n' not in msg
+
+def test_longer_pretrain_results_match_the_study_and_the_script_refuses_a_missing_state(tmp_path):
+    "benchmarks/bench_longer_pretrain.py: only GMML's pretraining (epochs, decoder) differs from the study; the finetunes and read-outs are the study's; its table shows the JSON."
+    d = json.loads((RESULTS/'label_efficiency_longer_pretrain.json').read_text())
+    md = (RESULTS/'label_efficiency_longer_pretrain.md').read_text()
+    pre, before = d['pretraining'], d['study_pretraining']
+    assert pre['epochs'] > before['epochs'] and pre['steps'] == pre['epochs']*468 and pre['decoder_hidden'] == 96
+    for k in ('images', 'bs', 'lr', 'method'): assert pre[k] == before[k], k
+    assert len(pre['knn_curve']) == pre['epochs'] + 1
+    assert pre['knn_curve'][0]['knn_accuracy'] == before['knn_curve'][0]['knn_accuracy']     # the same seed-0 encoder before training
+    study = {(r['method'], r['protocol'], r['label_fraction'], r['seed']): r for r in json.loads((RESULTS/'label_efficiency.json').read_text())}
+    longer = {(r['method'], r['seed']): r['longer'] for r in json.loads((RESULTS/'label_efficiency_longer.json').read_text())['rows']}
+    fts = [r for r in d['records'] if r['protocol'] == 'finetune']
+    assert sorted((r['label_fraction'], r['seed']) for r in fts) == [(f, s) for f in (0.01, 0.1) for s in (0, 1, 2)]
+    for r in fts:
+        ref = study[('gmml', 'finetune', 0.01, r['seed'])] if r['label_fraction'] == 0.01 else longer[('gmml', r['seed'])]
+        for k in ('train_images', 'test_images', 'lr', 'layer_decay', 'pool', 'finetune_bs', 'finetune_epochs'): assert r[k] == ref[k], k
+        assert r['method'] == 'gmml' and len(r['loss_curve']) == r['finetune_epochs'] and r['test_accuracy'] > 0.3
+    for row in d['finetunes']:                                 # the comparison columns are the study's and the longer finetunes' records
+        f = row['label_fraction']
+        for init in ('random', 'gmml'):
+            ref = [study[(init, 'finetune', 0.01, s)] if f == 0.01 else longer[(init, s)] for s in row['seeds']]
+            assert row['test_accuracy'][init] == [r['test_accuracy'] for r in ref]
+        new = row['test_accuracy']['new']
+        assert f"**{100*statistics.mean(new):.1f} ± {100*statistics.stdev(new):.1f}**" in md
+    frozen = [r for r in d['records'] if r['protocol'] in ('knn', 'linear')]
+    assert len(frozen) == 12 and all(r['test_images'] == 10000 for r in frozen)
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_longer_pretrain
+        with pytest.raises(SystemExit) as e: bench_longer_pretrain.main(['--state', str(tmp_path/'none')])
+    finally: sys.path.remove(str(BENCH))
+    msg = str(e.value.code)
+    assert msg.startswith('error:') and 'lacks' in msg and '\n' not in msg and not (tmp_path/'none').exists()
