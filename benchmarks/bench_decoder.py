@@ -42,30 +42,35 @@ class StepTimer(Callback):
         self.n += 1
         if self.training and self.n > 3: self.times.append(time.perf_counter() - self.t)
 
+def pretrain_and_read(x, y, split, cfg, seed, arch=ARCH, decoder=None, depth=DEPTH, size=SIZE):
+    "Pretrain GMML (seed `seed`) on the pretraining images of `split` = (queries, bank, pretraining indices), then read the frozen encoder out: k-NN and linear probe, bank -> queries; time the step."
+    q, b, p = split
+    set_seed(seed)
+    dls = tensor_dls(x[p], x[q[:256]], bs=BS, after_batch=image_batch_tfms(FMNIST_STATS, size, 'pad', 1))
+    learn = gmml_learner(dls, arch, lr=LR, seed=seed, decoder=decoder, encoder_kwargs=dict(depth=depth))
+    timer = StepTimer()
+    t = time.perf_counter()
+    with learn.no_bar(), learn.no_logging(): learn.fit_warmup_cosine(cfg['epochs'], cbs=[SkipValidation(), timer])
+    minutes = (time.perf_counter() - t)/60
+    enc = learn.model.encoder.eval()
+    fb, fq = frozen_features(enc, x[b], size), frozen_features(enc, x[q], size)
+    knn, lin = knn_accuracy(fb, y[b], fq, y[q]), linear_probe_accuracy(fb, y[b], fq, y[q])
+    return dict(seed=seed, knn_accuracy=round(100*knn, 2), linear_accuracy=round(100*lin, 2),
+                encoder_params=sum(p_.numel() for p_ in learn.model.encoder.parameters()),
+                decoder_params=sum(p_.numel() for p_ in learn.model.decoder.parameters()),
+                step_ms=round(1000*statistics.median(timer.times), 1), pretrain_minutes=round(minutes, 2),
+                last_train_loss=round(float(learn.recorder.losses[-1]), 4))
+
 def main():
     a, mode, cfg, out = heldout_cli(__doc__, 'decoder', MODES)
     x, y = load_fashion_mnist('train')
-    q, b, p = heldout_split(cfg['n_pretrain'], cfg['n_bank'], cfg['n_query'])
-    tfms = image_batch_tfms(FMNIST_STATS, SIZE, 'pad', 1)
+    split = heldout_split(cfg['n_pretrain'], cfg['n_bank'], cfg['n_query'])
     records = []
     for seed in cfg['seeds']:
         for name, dec in DECODERS:
-            set_seed(seed)
-            dls = tensor_dls(x[p], x[q[:256]], bs=BS, after_batch=tfms)
-            learn = gmml_learner(dls, ARCH, lr=LR, seed=seed, decoder=dec, encoder_kwargs=dict(depth=DEPTH))
-            timer = StepTimer()
-            t = time.perf_counter()
-            with learn.no_bar(), learn.no_logging(): learn.fit_warmup_cosine(cfg['epochs'], cbs=[SkipValidation(), timer])
-            minutes = (time.perf_counter() - t)/60
-            enc = learn.model.encoder.eval()
-            fb, fq = frozen_features(enc, x[b], SIZE), frozen_features(enc, x[q], SIZE)
-            knn = knn_accuracy(fb, y[b], fq, y[q])
-            lin = linear_probe_accuracy(fb, y[b], fq, y[q])
-            records.append(dict(decoder=name, settings=dec, seed=seed, knn_accuracy=round(100*knn, 2), linear_accuracy=round(100*lin, 2),
-                                decoder_params=sum(p_.numel() for p_ in learn.model.decoder.parameters()),
-                                step_ms=round(1000*statistics.median(timer.times), 1), pretrain_minutes=round(minutes, 2),
-                                last_train_loss=round(float(learn.recorder.losses[-1]), 4)))
-            log(f"seed {seed}, {name}: k-NN {100*knn:.2f} %, linear {100*lin:.2f} %, step {records[-1]['step_ms']} ms ({minutes:.1f} min)")
+            records.append(dict(decoder=name, settings=dec, **pretrain_and_read(x, y, split, cfg, seed, decoder=dec)))
+            r = records[-1]
+            log(f"seed {seed}, {name}: k-NN {r['knn_accuracy']:.2f} %, linear {r['linear_accuracy']:.2f} %, step {r['step_ms']} ms ({r['pretrain_minutes']:.1f} min)")
     commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
     meta = dict(mode=mode, **{k: v for k, v in cfg.items() if k != 'seeds'}, seeds=list(cfg['seeds']), arch=ARCH, depth=DEPTH,
                 size=SIZE, bs=BS, lr=LR, command='python benchmarks/bench_decoder.py' + (' --quick' if a.quick else ''), commit=commit,
