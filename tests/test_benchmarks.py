@@ -147,3 +147,18 @@ def test_longer_pretrain_results_match_the_study_and_the_script_refuses_a_missin
     finally: sys.path.remove(str(BENCH))
     msg = str(e.value.code)
     assert msg.startswith('error:') and 'lacks' in msg and '\n' not in msg and not (tmp_path/'none').exists()
+
+def test_encoder_width_results_are_complete_and_their_table_shows_them():
+    "benchmarks/bench_encoder_width.py: both encoders for every seed, under one setting, read out on held-out training images; the table is the JSON's."
+    d = json.loads((RESULTS/'encoder_width.json').read_text())
+    md = (RESULTS/'encoder_width.md').read_text()
+    m, recs = d['meta'], d['records']
+    assert m['mode'] == 'full' and m['n_query'] == 2000 and m['n_bank'] == 10000
+    assert sorted((r['arch'], r['seed']) for r in recs) == sorted((a, s) for a in ('nano_28', 'tiny_28') for s in m['seeds'])
+    params = {r['arch']: r['encoder_params'] for r in recs}
+    assert params['tiny_28'] > 3*params['nano_28']                     # twice the width: about 4x the weights
+    for arch in ('nano_28', 'tiny_28'):
+        rs = [r for r in recs if r['arch'] == arch]
+        for k in ('knn_accuracy', 'linear_accuracy'):
+            assert all(30 < r[k] < 100 for r in rs)
+            assert f"| {statistics.mean(r[k] for r in rs):.2f} |" in md
