@@ -61,16 +61,21 @@ def pretrain_and_read(x, y, split, cfg, seed, arch=ARCH, decoder=None, depth=DEP
                 step_ms=round(1000*statistics.median(timer.times), 1), pretrain_minutes=round(minutes, 2),
                 last_train_loss=round(float(learn.recorder.losses[-1]), 4))
 
-def main():
-    a, mode, cfg, out = heldout_cli(__doc__, 'decoder', MODES)
+def run_variants(cfg, variants):
+    "`pretrain_and_read` every variant for every seed of `cfg`: `variants` = [(name, record fields, pretrain_and_read kwargs)]; one record each."
     x, y = load_fashion_mnist('train')
     split = heldout_split(cfg['n_pretrain'], cfg['n_bank'], cfg['n_query'])
     records = []
     for seed in cfg['seeds']:
-        for name, dec in DECODERS:
-            records.append(dict(decoder=name, settings=dec, **pretrain_and_read(x, y, split, cfg, seed, decoder=dec)))
+        for name, fields, kw in variants:
+            records.append(dict(fields, **pretrain_and_read(x, y, split, cfg, seed, **kw)))
             r = records[-1]
             log(f"seed {seed}, {name}: k-NN {r['knn_accuracy']:.2f} %, linear {r['linear_accuracy']:.2f} %, step {r['step_ms']} ms ({r['pretrain_minutes']:.1f} min)")
+    return records
+
+def main():
+    a, mode, cfg, out = heldout_cli(__doc__, 'decoder', MODES)
+    records = run_variants(cfg, [(name, dict(decoder=name, settings=dec), dict(decoder=dec)) for name, dec in DECODERS])
     commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
     meta = dict(mode=mode, **{k: v for k, v in cfg.items() if k != 'seeds'}, seeds=list(cfg['seeds']), arch=ARCH, depth=DEPTH,
                 size=SIZE, bs=BS, lr=LR, command='python benchmarks/bench_decoder.py' + (' --quick' if a.quick else ''), commit=commit,

@@ -18,22 +18,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gmml_fast.data import load_fashion_mnist
-from bench_common import cpu_name, heldout_split, heldout_cli
-from bench_decoder import pretrain_and_read, MODES, DEPTH, SIZE, BS, LR, log
+from bench_common import cpu_name, heldout_cli
+from bench_decoder import run_variants, MODES, DEPTH, SIZE, BS, LR
 
 ENCODERS = [('ViT-Nano (96-d)', 'nano_28'), ('ViT-Tiny (192-d)', 'tiny_28')]
 
 def main():
     a, mode, cfg, out = heldout_cli(__doc__, 'encoder_width', MODES)
-    x, y = load_fashion_mnist('train')
-    split = heldout_split(cfg['n_pretrain'], cfg['n_bank'], cfg['n_query'])
-    records = []
-    for seed in cfg['seeds']:
-        for name, arch in ENCODERS:
-            records.append(dict(encoder=name, arch=arch, **pretrain_and_read(x, y, split, cfg, seed, arch=arch)))
-            r = records[-1]
-            log(f"seed {seed}, {name}: k-NN {r['knn_accuracy']:.2f} %, linear {r['linear_accuracy']:.2f} %, step {r['step_ms']} ms ({r['pretrain_minutes']:.1f} min)")
+    records = run_variants(cfg, [(name, dict(encoder=name, arch=arch), dict(arch=arch)) for name, arch in ENCODERS])
     commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
     meta = dict(mode=mode, **{k: v for k, v in cfg.items() if k != 'seeds'}, seeds=list(cfg['seeds']), depth=DEPTH, size=SIZE, bs=BS, lr=LR,
                 command='python benchmarks/bench_encoder_width.py' + (' --quick' if a.quick else ''), commit=commit,

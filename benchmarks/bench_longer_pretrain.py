@@ -85,7 +85,7 @@ def main(argv=None):
     stage_minutes = dict(pretraining=pre['minutes'], frozen=frozen['embed_minutes'] + sum(r['minutes'] for r in frozen['records']),
                          finetuning=sum(r['minutes'] for r in ft.values()))
     res = dict(meta=meta, pretraining=pre, study_pretraining={k: v for k, v in study_pre.items() if k != 'encoder'}, finetunes=rows,
-               frozen={k: v for k, v in frozen_rows.items()}, stage_minutes=stage_minutes,
+               frozen=frozen_rows, stage_minutes=stage_minutes,
                records=[dict(r, pretraining_run=name) for r in list(ft.values()) + frozen['records']])
     out.with_suffix('.json').write_text(json.dumps(res, indent=1))
 
