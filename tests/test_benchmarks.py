@@ -162,3 +162,70 @@ def test_encoder_width_results_are_complete_and_their_table_shows_them():
         for k in ('knn_accuracy', 'linear_accuracy'):
             assert all(30 < r[k] < 100 for r in rs)
             assert f"| {statistics.mean(r[k] for r in rs):.2f} |" in md
+
+def _recipe_script():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_finetune_recipe
+        return bench_finetune_recipe
+    finally: sys.path.remove(str(BENCH))
+
+def test_finetune_recipe_quick_runs_resumes_and_chooses_by_heldout_accuracy(tmp_path):
+    "benchmarks/bench_finetune_recipe.py --quick: selection finetunes on held-out training images, the best variant per init goes to the test; a rerun computes nothing."
+    from gmml_fast.patches import create_encoder
+    from gmml_fast.models import export_encoder
+    state = tmp_path/'state'; state.mkdir()
+    enc = export_encoder(create_encoder('nano_28', in_chans=1, depth=6), state/'enc.safetensors')   # a stand-in for the study's GMML encoder
+    (state/'pretrain_gmml.json').write_text(json.dumps({'encoder': str(enc)}))
+    run = lambda: subprocess.run([sys.executable, str(BENCH/'bench_finetune_recipe.py'), '--state', str(state), '--quick'],
+                                 capture_output=True, text=True, timeout=600, cwd=BENCH)
+    r = run()
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = json.loads((state/'finetune_recipe_quick.json').read_text())
+    sel = {(x['method'], x['variant']): x['heldout_accuracy'] for x in d['selection']}
+    assert set(sel) == {('gmml', 'study'), ('gmml', 'drloc'), ('random', 'study')}
+    assert d['chosen'] == {'gmml': max(('study', 'drloc'), key=lambda v: sel[('gmml', v)]), 'random': 'study'}
+    assert {(x['method'], x['variant']) for x in d['test']} == set(d['chosen'].items())
+    stages = sorted(p.name for p in state.glob('quick_recipe_*.json'))
+    assert len(stages) == 5 and all('select' in s for s in stages[:3]) and all('test' in s for s in stages[3:])
+    sel_rec = json.loads((state/'quick_recipe_select_gmml_drloc_0.json').read_text())
+    assert sel_rec['extra'] == {'drloc': 0.1} and sel_rec['evaluated_on'].startswith('5%') and sel_rec['test_images'] == 3000
+    assert sel_rec['train_images'] == 600                                      # the study's count, drawn from the other training images
+    r = run()                                                                  # every stage is read back: no finetune runs again
+    assert r.returncode == 0 and 'finetune 1%' not in r.stdout
+    assert json.loads((state/'finetune_recipe_quick.json').read_text())['selection'] == d['selection']
+
+def test_finetune_recipe_choice_and_missing_state(tmp_path):
+    "choose() takes the best mean held-out accuracy (a tie goes to the variant listed first); a missing state is one line."
+    m = _recipe_script()
+    sel = {('gmml', v, s): {'test_accuracy': a} for v, accs in {'study': (0.7, 0.8), 'drloc': (0.8, 0.7), 'me': (0.6, 0.7)}.items()
+           for s, a in enumerate(accs)}
+    assert m.choose(sel, {'gmml': ['study', 'drloc', 'me']}, [0, 1]) == {'gmml': 'study'}
+    sel[('gmml', 'me', 1)] = {'test_accuracy': 0.95}
+    assert m.choose(sel, {'gmml': ['study', 'drloc', 'me']}, [0, 1]) == {'gmml': 'me'}
+    with pytest.raises(SystemExit) as e: m.main(['--state', str(tmp_path/'none')])
+    msg = str(e.value.code)
+    assert msg.startswith('error:') and 'pretrain_gmml.json' in msg and '\n' not in msg
+
+def test_finetune_recipe_results_chose_on_heldout_images_and_tested_on_the_studys_subsets():
+    "benchmarks/results/finetune_recipe.*: every variant for every seed on held-out training images, the choice is their best mean, the test runs are the study's finetunes with the chosen arguments; the tables show the JSON."
+    m = _recipe_script()
+    d = json.loads((RESULTS/'finetune_recipe.json').read_text())
+    md = (RESULTS/'finetune_recipe.md').read_text()
+    seeds, plan = d['meta']['seeds'], d['plan']
+    assert seeds == [0, 1, 2] and plan == m.PLAN and d['variants'] == m.VARIANTS and d['meta']['finetune_epochs'] == 80
+    sel = {(x['method'], x['variant'], x['seed']): {'test_accuracy': x['heldout_accuracy']} for x in d['selection']}
+    assert sorted(sel) == sorted((i, v, s) for i, vs in plan.items() for v in vs for s in seeds)
+    assert d['chosen'] == m.choose(sel, plan, seeds)
+    study = {(r['method'], r['seed']): r['test_accuracy'] for r in json.loads((RESULTS/'label_efficiency.json').read_text())
+             if r['protocol'] == 'finetune' and r['label_fraction'] == 0.01}
+    test = {(x['method'], x['seed']): x for x in d['test']}
+    assert sorted(test) == sorted((i, s) for i in plan for s in seeds)
+    for (i, s), x in test.items():
+        assert x['variant'] == d['chosen'][i]
+        if x['variant'] == 'study': assert x['test_accuracy'] == study[(i, s)]      # the study's own record, not a rerun
+        assert x['test_accuracy'] > 0.3
+    for init, vs in plan.items():
+        for v in vs:
+            acc = [100*sel[(init, v, s)]['test_accuracy'] for s in seeds]
+            assert f"| {' / '.join(f'{a:.1f}' for a in acc)} | {statistics.mean(acc):.1f} ± {statistics.stdev(acc):.1f} |" in md
