@@ -20,7 +20,7 @@ the study's records are the comparison. Every finetune saves its record in the s
     python benchmarks/bench_finetune_recipe.py --state /work/le_state/gmml_fast_label_efficiency_full
     python benchmarks/bench_finetune_recipe.py --state DIR --quick      # smoke test: 1 seed, 2 epochs, 2 variants
 """
-import argparse, json, os, statistics, subprocess, sys, time
+import argparse, json, os, shlex, statistics, subprocess, sys, time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -81,7 +81,7 @@ def main(argv=None):
                                               lambda: le.finetune(init, F, s, cfg, encoders, extra=VARIANTS[v]))
     study = {(i, s): json.loads((state/f'finetune_{i}_{F}_{s}.json').read_text()) for i in plan for s in seeds} if not a.quick else {}
     commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
-    meta = dict(command='python benchmarks/bench_finetune_recipe.py ' + ' '.join(argv if argv is not None else sys.argv[1:]), commit=commit,
+    meta = dict(command='python benchmarks/bench_finetune_recipe.py ' + shlex.join(argv if argv is not None else sys.argv[1:]), commit=commit,
                 machine=f"{cpu_name()}, {os.cpu_count()} logical CPUs, {a.threads} torch threads, torch {torch.__version__}, no GPU",
                 date=datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'), minutes_this_call=round((time.perf_counter() - t0)/60, 1),
                 seeds=seeds, label_fraction=F, heldout=HELDOUT, finetune_epochs=cfg['ft_epochs'][F], note=a.note,
