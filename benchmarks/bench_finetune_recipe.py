@@ -59,6 +59,9 @@ def main(argv=None):
     out = state/'finetune_recipe_quick' if a.quick else Path(__file__).parent/'results'/'finetune_recipe'   # a smoke test writes no results
     if not (state/'pretrain_gmml.json').exists():
         sys.exit(f"error: {state} holds no GMML encoder (pretrain_gmml.json): run bench_label_efficiency.py --state {state} first")
+    missing = [f'finetune_{i}_{F}_{s}.json' for i in PLAN for s in a.seeds if not (state/f'finetune_{i}_{F}_{s}.json').exists()]
+    if missing and not a.quick:       # the study's records are the comparison (and the test result of its own recipe)
+        sys.exit(f"error: {state} lacks the study's 1 % finetunes {', '.join(missing)} (--seeds must be seeds the study ran)")
     if out.with_suffix('.json').exists() and not (a.overwrite or a.quick): sys.exit(f"error: {out}.json exists; pass --overwrite to replace it")
     torch.set_num_threads(a.threads)
     seeds, plan = ([0], {'gmml': ['study', 'drloc'], 'random': ['study']}) if a.quick else (a.seeds, PLAN)

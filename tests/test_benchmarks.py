@@ -206,6 +206,10 @@ def test_finetune_recipe_choice_and_missing_state(tmp_path):
     with pytest.raises(SystemExit) as e: m.main(['--state', str(tmp_path/'none')])
     msg = str(e.value.code)
     assert msg.startswith('error:') and 'pretrain_gmml.json' in msg and '\n' not in msg
+    (tmp_path/'st').mkdir(); (tmp_path/'st'/'pretrain_gmml.json').write_text('{}')           # an encoder, but no study finetunes for seed 7
+    with pytest.raises(SystemExit) as e: m.main(['--state', str(tmp_path/'st'), '--seeds', '7'])
+    msg = str(e.value.code)
+    assert msg.startswith('error:') and 'finetune_gmml_0.01_7.json' in msg and '\n' not in msg
 
 def test_finetune_recipe_results_chose_on_heldout_images_and_tested_on_the_studys_subsets():
     "benchmarks/results/finetune_recipe.*: every variant for every seed on held-out training images, the choice is their best mean, the test runs are the study's finetunes with the chosen arguments; the tables show the JSON."
