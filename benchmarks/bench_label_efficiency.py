@@ -117,16 +117,17 @@ def heldout_split(cfg):
     return (x[b], y[b]), (x[q], y[q])
 
 # ---------------------------------------------------------------- pretraining
-def pretrain(name, method, epochs, cfg, state, split, library_decoder=False):
+def pretrain(name, method, epochs, cfg, state, split, library_decoder=False, arch=ARCH):
     """Pretrain GMML, MAE or SimMIM (seed 0) on the unlabeled training images with the library's defaults; k-NN curve; export the encoder.
-    GMML keeps the decoder the committed results were measured with unless `library_decoder` (then: the library's current default)."""
+    GMML keeps the decoder the committed results were measured with unless `library_decoder` (then: the library's current default).
+    `arch`: another encoder preset of the same depth (e.g. 'tiny_28'), recorded when it is not the study's."""
     set_seed(0)
     dls = fmnist_pretrain_dls(bs=PRETRAIN['bs'], size=SIZE, fraction=cfg['pretrain_fraction'], n_valid=100, seed=0)
-    kw = dict(arch=ARCH, seed=0, lr=PRETRAIN['lr'], encoder_kwargs=dict(depth=DEPTH))
+    kw = dict(arch=arch, seed=0, lr=PRETRAIN['lr'], encoder_kwargs=dict(depth=DEPTH))
     if method == 'gmml' and not library_decoder: kw['decoder'] = gmml_decoder_before(96)
     learn = dict(gmml=gmml_learner, mae=mae_learner, simmim=simmim_learner)[method](dls, **kw)
     mon = KNNMonitor(*split)
-    log(f"{name}: pretraining {method.upper()} {ARCH} depth {DEPTH} on {len(dls.train.images)} unlabeled images, {epochs} epochs "
+    log(f"{name}: pretraining {method.upper()} {arch} depth {DEPTH} on {len(dls.train.images)} unlabeled images, {epochs} epochs "
         f"({len(dls.train)*epochs} steps of {PRETRAIN['bs']})")
     t0 = time.perf_counter()
     with learn.no_bar(), learn.no_logging():
@@ -140,7 +141,7 @@ def pretrain(name, method, epochs, cfg, state, split, library_decoder=False):
                train_loss_last_smoothed=round(float(learn.recorder.smooth_loss.value), 4),
                train_minutes=round(mon.train_s/60, 2), images_per_s=round(steps*PRETRAIN['bs']/mon.train_s, 1),
                minutes=round((time.perf_counter() - t0)/60, 2), knn_curve=mon.curve, encoder=str(path),
-               **({'decoder_hidden': learn.model.decoder.hidden_dim} if method == 'gmml' else {}))
+               **({'decoder_hidden': learn.model.decoder.hidden_dim} if method == 'gmml' else {}), **({'arch': arch} if arch != ARCH else {}))
     log(f"{name}: {res['images_per_s']} img/s, {res['train_minutes']} min of training, final k-NN {mon.curve[-1]['knn_accuracy']:.4f}")
     return res
 
@@ -201,11 +202,12 @@ def small_resnet(n_cls=10, widths=(16, 32, 64), in_ch=1):
         layers += [BasicBlock(cin, w, 1 if i == 0 else 2), BasicBlock(w, w)]; cin = w
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, n_cls))
 
-def finetune(init, f, seed, cfg, encoders, extra=None, heldout=None):
+def finetune(init, f, seed, cfg, encoders, extra=None, heldout=None, arch=ARCH):
     """Finetune one classifier (or train the ResNet) on the labeled subset of (f, seed); evaluate once on the test images.
     `extra`: more `finetune_learner` arguments (e.g. `drloc=0.1`), recorded. `heldout`: a fraction of the *training* images
     held out (stratified, per seed) and evaluated on instead of the test set, for choosing a recipe; the labeled subset
-    then keeps `f` of the 60,000 images' count (600 at 1 %), drawn from the rest. `test_accuracy` then means held-out accuracy."""
+    then keeps `f` of the 60,000 images' count (600 at 1 %), drawn from the rest. `test_accuracy` then means held-out accuracy.
+    `arch`: another ViT preset of the study's depth (its encoder in `encoders` must match), recorded when it is not the study's."""
     t0, extra = time.perf_counter(), dict(extra or {})
     set_seed(seed)   # label subset, head (and random encoder) init, shuffling and augmentation all follow `seed`
     split = dict(valid='test', n_valid=cfg['n_test']) if heldout is None else dict(valid=heldout, label_fraction=f/(1 - heldout))
@@ -215,7 +217,7 @@ def finetune(init, f, seed, cfg, encoders, extra=None, heldout=None):
         learn = Learner(dls, small_resnet(), loss_func=CrossEntropyLossFlat(label_smoothing=FINETUNE['label_smoothing']),
                         opt_func=Adam, lr=hp['lr'], wd=FINETUNE['wd'], metrics=[accuracy], cbs=[BatchAugment(FINETUNE['augment'])])
     else:
-        learn = finetune_learner(dls, pretrained=encoders.get(init), arch=ARCH, encoder_kwargs=dict(depth=DEPTH),
+        learn = finetune_learner(dls, pretrained=encoders.get(init), arch=arch, encoder_kwargs=dict(depth=DEPTH),
                                  lr=hp['lr'], layer_decay=hp['layer_decay'], pool=hp['pool'], wd=FINETUNE['wd'],
                                  label_smoothing=FINETUNE['label_smoothing'], augment=FINETUNE['augment'], seed=seed, **extra)
     epochs, curve = cfg['ft_epochs'][f], EpochLoss()
@@ -228,7 +230,7 @@ def finetune(init, f, seed, cfg, encoders, extra=None, heldout=None):
     rec = dict(method=init, protocol='finetune', label_fraction=f, seed=seed, test_accuracy=round(acc, 4), test_loss=round(loss, 4),
                test_images=len(dls.valid.images), train_images=len(dls.train.images), finetune_epochs=epochs,
                finetune_steps=epochs*len(dls.train), finetune_bs=dls.train.bs, params=sum(p.numel() for p in learn.model.parameters()),
-               **{k: v for k, v in hp.items()}, **({'extra': extra} if extra else {}),
+               **{k: v for k, v in hp.items()}, **({'extra': extra} if extra else {}), **({'arch': arch} if arch != ARCH else {}),
                **({'evaluated_on': f'{heldout:.0%} of the training images, held out'} if heldout is not None else {}), loss_curve=curve.curve, train_minutes=round(train_s/60, 3),
                eval_minutes=round(eval_s/60, 3), minutes=round((time.perf_counter() - t0)/60, 3))
     log(f"{init:8s} finetune {f:.0%} ({rec['train_images']} images, {epochs} epochs, {rec['finetune_steps']} steps) seed {seed}: "
