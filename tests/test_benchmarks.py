@@ -238,3 +238,17 @@ def test_finetune_recipe_results_chose_on_heldout_images_and_tested_on_the_study
     readme = (BENCH.parent/'README.md').read_text()
     said = {'study': "the study's recipe", 'drloc': 'DRLoc', 'drop_path': 'drop-path', 'me': 'ME', 'drloc_me': 'DRLoc and ME'}[d['chosen']['gmml']]
     assert f"GMML with {said} tests at {statistics.mean(g):.1f} ± {statistics.stdev(g):.1f} %" in readme
+
+def test_wider_encoder_refuses_bad_arguments_in_one_line(tmp_path):
+    "benchmarks/bench_wider_encoder.py: a missing study state, the study's own encoder as --arch, or --epochs 0 each stop with one line, before anything runs."
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_wider_encoder as m
+    finally: sys.path.remove(str(BENCH))
+    for args, words in ((['--state', str(tmp_path/'none')], "lacks the study's 1 % finetunes"),
+                        (['--state', str(tmp_path), '--arch', 'nano_28'], 'must differ'),
+                        (['--state', str(tmp_path), '--epochs', '0'], '--epochs must be >= 1')):
+        with pytest.raises(SystemExit) as e: m.main(args)
+        msg = str(e.value.code)
+        assert msg.startswith('error:') and words in msg and '\n' not in msg, msg
+    assert not (tmp_path/'none').exists() and list(tmp_path.iterdir()) == []     # nothing was written
