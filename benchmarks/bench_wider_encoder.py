@@ -22,11 +22,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_label_efficiency as le
 from bench_common import cpu_name
+from bench_longer_pretrain import mean_std     # 'mean ± std' in percent
 
 F, INITS = 0.01, ('random', 'gmml')
 NAMES = {'random': 'random init', 'gmml': 'GMML'}
 
-def mean_std(v): return f"{100*statistics.mean(v):.1f} ± {100*statistics.stdev(v):.1f}" if len(v) > 1 else f"{100*v[0]:.1f}"
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
