@@ -23,6 +23,20 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def run_meta(script: str, argv, threads: int) -> dict:
+    "What a benchmark report records about its run: the command as typed, the git commit, the machine and the date (UTC)."
+    import os, shlex, subprocess, sys
+    from datetime import datetime, timezone
+    import torch
+    try: commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True,
+                                 cwd=Path(__file__).parent).stdout.strip() or None
+    except OSError: commit = None   # no git on the machine: the report says so rather than failing after hours of work
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'
+    return dict(command=f'python benchmarks/{script} ' + shlex.join(sys.argv[1:] if argv is None else argv), commit=commit,
+                machine=f"{cpu_name()}, {os.cpu_count()} logical CPUs, {threads} torch threads, torch {torch.__version__}, {gpu}",
+                date=datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))
+
+
 class SkipValidation(Callback):
     "Skip fastai's per-epoch validation: the benchmarks evaluate once, after training."
     def before_validate(self): raise CancelValidException()

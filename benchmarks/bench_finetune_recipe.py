@@ -20,15 +20,14 @@ the study's records are the comparison. Every finetune saves its record in the s
     python benchmarks/bench_finetune_recipe.py --state /work/le_state/gmml_fast_label_efficiency_full
     python benchmarks/bench_finetune_recipe.py --state DIR --quick      # smoke test: 1 seed, 2 epochs, 2 variants
 """
-import argparse, json, os, shlex, statistics, subprocess, sys, time
-from datetime import datetime, timezone
+import argparse, json, statistics, sys, time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_label_efficiency as le
-from bench_common import cpu_name
+from bench_common import run_meta
 
 F, HELDOUT = 0.01, 0.05
 VARIANTS = {'study': {}, 'drop_path': dict(drop_path=0.1), 'drloc': dict(drloc=0.1), 'me': dict(me=0.2),
@@ -83,10 +82,7 @@ def main(argv=None):
                 test[(init, v, s)] = le.stage(state/f'{tag}recipe_test_{init}_{v}_{s}.json',
                                               lambda: le.finetune(init, F, s, cfg, encoders, extra=VARIANTS[v]))
     study = {(i, s): json.loads((state/f'finetune_{i}_{F}_{s}.json').read_text()) for i in plan for s in seeds} if not a.quick else {}
-    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
-    meta = dict(command='python benchmarks/bench_finetune_recipe.py ' + shlex.join(argv if argv is not None else sys.argv[1:]), commit=commit,
-                machine=f"{cpu_name()}, {os.cpu_count()} logical CPUs, {a.threads} torch threads, torch {torch.__version__}, no GPU",
-                date=datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'), minutes_this_call=round((time.perf_counter() - t0)/60, 1),
+    meta = dict(run_meta('bench_finetune_recipe.py', argv, a.threads), minutes_this_call=round((time.perf_counter() - t0)/60, 1),
                 seeds=seeds, label_fraction=F, heldout=HELDOUT, finetune_epochs=cfg['ft_epochs'][F], note=a.note,
                 # the finetunes' own minutes (training + evaluation), whichever call ran them; the study's reused records excluded
                 stage_minutes=round(sum(r['minutes'] for r in sel.values()) + sum(r['minutes'] for (i, v, s), r in test.items()

@@ -10,15 +10,14 @@ continues), and the test set is touched once per finetune, as in the study.
     python benchmarks/bench_longer_finetune.py --state /tmp/gmml_fast_label_efficiency_full [--epochs 30] [--seeds 0]
     python benchmarks/bench_longer_finetune.py --state ... --fraction 0.01 --epochs 160    # results: label_efficiency_longer_1pct.*
 """
-import argparse, json, os, subprocess, sys, time
-from datetime import datetime, timezone
+import argparse, json, sys, time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_label_efficiency as le
-from bench_common import cpu_name
+from bench_common import run_meta
 
 def last_quarter_drop(curve):
     "Relative fall of the mean training loss over the last quarter of the epochs (0.05: 5 % lower at the end)."
@@ -48,10 +47,7 @@ def main(argv=None):
             longer = le.stage(state/f'longer_finetune_{init}_{F}_{s}_{a.epochs}ep.json', lambda: le.finetune(init, F, s, cfg, encoders))
             short = json.loads((state/f'finetune_{init}_{F}_{s}.json').read_text())
             rows.append(dict(method=init, seed=s, label_fraction=F, short=short, longer=longer))
-    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
-    meta = dict(command='python benchmarks/bench_longer_finetune.py ' + ' '.join(argv if argv is not None else sys.argv[1:]), commit=commit,
-                machine=f"{cpu_name()}, {os.cpu_count()} logical CPUs, {a.threads} torch threads, torch {torch.__version__}, no GPU",
-                date=datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'), minutes=round((time.perf_counter() - t0)/60, 1))
+    meta = dict(run_meta('bench_longer_finetune.py', argv, a.threads), minutes=round((time.perf_counter() - t0)/60, 1))
     out.with_suffix('.json').write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
     name = {'random': 'random init', 'gmml': 'GMML', 'mae': 'MAE (equal epochs)', 'mae_time': 'MAE (equal time)', 'simmim': 'SimMIM'}
     lines = [f"| {name.get(r['method'], r['method'])} | {r['seed']} | {100*r['short']['test_accuracy']:.1f} | {100*last_quarter_drop(r['short']['loss_curve']):.1f} % "
@@ -74,7 +70,7 @@ the mean training loss fell over the last quarter of the epochs (smaller: closer
 
 GMML − random init: {'; '.join(gaps) or '—'}.
 
-Machine: {meta['machine']}. Command: `{meta['command']}`, commit {commit}, {meta['date']}, {meta['minutes']} min.
+Machine: {meta['machine']}. Command: `{meta['command']}`, commit {meta['commit']}, {meta['date']}, {meta['minutes']} min.
 """
     out.with_suffix('.md').write_text(md)
     print(md)

@@ -12,15 +12,14 @@ and the test set is touched once per evaluation.
 
     python benchmarks/bench_longer_pretrain.py --state /tmp/gmml_fast_label_efficiency_full [--epochs 10] [--seeds 0 1 2]
 """
-import argparse, json, os, statistics, subprocess, sys, time
-from datetime import datetime, timezone
+import argparse, json, statistics, sys, time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_label_efficiency as le
-from bench_common import cpu_name
+from bench_common import run_meta
 from bench_longer_finetune import last_quarter_drop
 from gmml_fast.data import load_fashion_mnist, stratified_subset
 
@@ -78,10 +77,7 @@ def main(argv=None):
         for r in recs:
             if r['seed'] in a.seeds: frozen_rows.setdefault(f"{tag}|{r['protocol']}|{r['label_fraction']}", []).append(r['test_accuracy'])
     study_pre = load('pretrain_gmml.json')
-    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
-    meta = dict(command='python benchmarks/bench_longer_pretrain.py ' + ' '.join(argv if argv is not None else sys.argv[1:]), commit=commit,
-                machine=f"{cpu_name()}, {os.cpu_count()} logical CPUs, {a.threads} torch threads, torch {torch.__version__}, no GPU",
-                date=datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'), minutes=round((time.perf_counter() - t0)/60, 1))
+    meta = dict(run_meta('bench_longer_pretrain.py', argv, a.threads), minutes=round((time.perf_counter() - t0)/60, 1))
     stage_minutes = dict(pretraining=pre['minutes'], frozen=frozen['embed_minutes'] + sum(r['minutes'] for r in frozen['records']),
                          finetuning=sum(r['minutes'] for r in ft.values()))
     res = dict(meta=meta, pretraining=pre, study_pretraining={k: v for k, v in study_pre.items() if k != 'encoder'}, finetunes=rows,
@@ -127,7 +123,7 @@ def main(argv=None):
               f"{r['label_fraction']:.0%}: " + ', '.join(f"{100*v:.1f} %" for v in r['loss_fall_last_quarter']) for r in rows) + '.',
           '', f"Stage minutes: pretraining {stage_minutes['pretraining']:.1f}, frozen read-outs {stage_minutes['frozen']:.1f}, "
           f"finetuning + testing {stage_minutes['finetuning']:.1f}.",
-          '', f"Machine: {meta['machine']}. Command: `{meta['command']}`, commit {commit}, {meta['date']}, {meta['minutes']} min in this call "
+          '', f"Machine: {meta['machine']}. Command: `{meta['command']}`, commit {meta['commit']}, {meta['date']}, {meta['minutes']} min in this call "
           "(stages finished by an earlier call are not counted again)."]
     out.with_suffix('.md').write_text('\n'.join(L) + '\n')
     print('\n'.join(L))

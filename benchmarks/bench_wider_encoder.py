@@ -13,15 +13,14 @@ the state folder as it finishes, so an interrupted run continues where it stoppe
     python benchmarks/bench_wider_encoder.py --state /work/le_state/gmml_fast_label_efficiency_full [--epochs 2] [--seeds 0 1 2]
     python benchmarks/bench_wider_encoder.py --state DIR --quick     # smoke test: 1.2k images, 1 epoch, 2 finetuning epochs, seed 0
 """
-import argparse, json, os, shlex, statistics, subprocess, sys, time
-from datetime import datetime, timezone
+import argparse, json, sys, time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_label_efficiency as le
-from bench_common import cpu_name
+from bench_common import run_meta
 from bench_longer_pretrain import mean_std     # 'mean ± std' in percent
 
 F, INITS = 0.01, ('random', 'gmml')
@@ -63,10 +62,7 @@ def main(argv=None):
                                      lambda: le.finetune(init, F, s, cfg, encoders, arch=a.arch))
     study = {} if a.quick else {(i, s): json.loads((state/f'finetune_{i}_{F}_{s}.json').read_text()) for i in INITS for s in seeds}
     study_pre = None if a.quick else json.loads((state/'pretrain_gmml.json').read_text())
-    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
-    meta = dict(command='python benchmarks/bench_wider_encoder.py ' + shlex.join(argv if argv is not None else sys.argv[1:]), commit=commit,
-                machine=f"{cpu_name()}, {os.cpu_count()} logical CPUs, {a.threads} torch threads, torch {torch.__version__}, no GPU",
-                date=datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'), minutes_this_call=round((time.perf_counter() - t0)/60, 1),
+    meta = dict(run_meta('bench_wider_encoder.py', argv, a.threads), minutes_this_call=round((time.perf_counter() - t0)/60, 1),
                 arch=a.arch, seeds=seeds, note=a.note,
                 stage_minutes=round(pre['minutes'] + sum(r['minutes'] for r in ft.values()), 1))
     res = dict(meta=meta, pretraining=pre, study_pretraining=study_pre,
