@@ -252,3 +252,24 @@ def test_wider_encoder_refuses_bad_arguments_in_one_line(tmp_path):
         msg = str(e.value.code)
         assert msg.startswith('error:') and words in msg and '\n' not in msg, msg
     assert not (tmp_path/'none').exists() and list(tmp_path.iterdir()) == []     # nothing was written
+
+def test_wider_encoder_results_pair_the_studys_records_and_the_readme_quotes_them():
+    "benchmarks/results/wider_encoder.*: GMML and random init for seeds 0-2 with the wider encoder, each paired with the study's own ViT-Nano record; the table and the README show the JSON's numbers."
+    d = json.loads((RESULTS/'wider_encoder.json').read_text())
+    md = (RESULTS/'wider_encoder.md').read_text()
+    seeds, arch = d['meta']['seeds'], d['meta']['arch']
+    assert seeds == [0, 1, 2] and arch != 'nano_28' and d['pretraining']['arch'] == arch
+    study = {(r['method'], r['seed']): r['test_accuracy'] for r in json.loads((RESULTS/'label_efficiency.json').read_text())
+             if r['protocol'] == 'finetune' and r['label_fraction'] == 0.01}
+    ft = {(x['method'], x['seed']): x for x in d['finetunes']}
+    assert sorted(ft) == sorted((i, s) for i in ('gmml', 'random') for s in seeds)
+    for (i, s), x in ft.items():
+        assert x['arch'] == arch and x['study_test_accuracy'] == study[(i, s)] and 0.3 < x['test_accuracy'] < 1
+    ms = lambda v: f"{100*statistics.mean(v):.1f} ± {100*statistics.stdev(v):.1f}"     # the report's 'mean ± std' in percent
+    for i in ('random', 'gmml'):
+        wide = [ft[(i, s)]['test_accuracy'] for s in seeds]
+        diff = [w - study[(i, s)] for w, s in zip(wide, seeds)]
+        assert f"{ms(wide)} ({' / '.join(f'{100*w:.1f}' for w in wide)}) | {ms(diff)} |" in md
+    g = [ft[('gmml', s)]['test_accuracy'] for s in seeds]
+    readme = (BENCH.parent/'README.md').read_text()
+    assert f"GMML with ViT-Tiny tests at {ms(g)} %" in readme
