@@ -31,9 +31,12 @@ def main(argv=None):
     ap.add_argument('--epochs', type=int, default=30, help='finetuning epochs (the study: 10 at 10 %%, 80 at 1 %%)')
     ap.add_argument('--seeds', type=int, nargs='+', default=[0]); ap.add_argument('--inits', nargs='+', default=['random', 'gmml'])
     ap.add_argument('--threads', type=int, default=2); ap.add_argument('--overwrite', action='store_true')
+    ap.add_argument('--stem', default=None, help='report name under benchmarks/results (default: label_efficiency_longer, '
+                    'with _1pct at 1 %%); another name keeps the committed reports when running another length')
     a = ap.parse_args(argv)
     F, state = a.fraction, Path(a.state)
-    out = Path(__file__).parent/'results'/('label_efficiency_longer' + ('' if F == 0.1 else f'_{F:.0%}'.replace('%', 'pct')))
+    out = Path(__file__).parent/'results'/(a.stem or 'label_efficiency_longer' + ('' if F == 0.1 else f'_{F:.0%}'.replace('%', 'pct')))
+    if a.stem is not None and (not a.stem or '/' in a.stem): sys.exit(f"error: --stem must be a plain file name, got {a.stem!r}")
     if a.epochs < 1: sys.exit(f"error: --epochs must be >= 1, got {a.epochs}")
     missing = [str(state/f'finetune_{i}_{F}_{s}.json') for i in a.inits for s in a.seeds if not (state/f'finetune_{i}_{F}_{s}.json').exists()]
     if missing: sys.exit(f"error: {state} lacks the study's {F:.0%} finetunes {', '.join(missing)}: run bench_label_efficiency.py --state {state} first")
