@@ -36,7 +36,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     F, state = a.fraction, Path(a.state)
     out = Path(__file__).parent/'results'/(a.stem or 'label_efficiency_longer' + ('' if F == 0.1 else f'_{F:.0%}'.replace('%', 'pct')))
-    if a.stem is not None and (not a.stem or '/' in a.stem): sys.exit(f"error: --stem must be a plain file name, got {a.stem!r}")
+    if a.stem is not None and (Path(a.stem).name != a.stem or a.stem.strip('.') == ''): sys.exit(f"error: --stem must be a plain file name, got {a.stem!r}")
     if a.epochs < 1: sys.exit(f"error: --epochs must be >= 1, got {a.epochs}")
     missing = [str(state/f'finetune_{i}_{F}_{s}.json') for i in a.inits for s in a.seeds if not (state/f'finetune_{i}_{F}_{s}.json').exists()]
     if missing: sys.exit(f"error: {state} lacks the study's {F:.0%} finetunes {', '.join(missing)}: run bench_label_efficiency.py --state {state} first")

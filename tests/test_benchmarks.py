@@ -9,6 +9,7 @@ NAMES = {'random': 'random init', 'gmml': 'GMML', 'mae': 'MAE (equal epochs)', '
          'cnn': 'ResNet from scratch'}
 
 def _mean_std(v): return round(100*statistics.mean(v), 1), round(100*statistics.stdev(v), 1)
+def _pm(v): return f"{100*statistics.mean(v):.1f} ± {100*statistics.stdev(v):.1f}"     # the reports' 'mean ± std' in percent
 
 def test_label_efficiency_results_are_complete_and_consistent():
     recs = json.loads((RESULTS/'label_efficiency.json').read_text())
@@ -112,11 +113,14 @@ def test_longer_finetune_results_match_the_study_and_the_script_refuses_a_missin
     try:
         import bench_longer_finetune
         with pytest.raises(SystemExit) as e: bench_longer_finetune.main(['--state', str(tmp_path/'none'), '--fraction', str(fraction)])
-        with pytest.raises(SystemExit) as e2: bench_longer_finetune.main(['--state', str(tmp_path), '--stem', '../elsewhere'])
+        bad = []
+        for stem in ('../elsewhere', '..'):                   # a path, or a name that is only dots
+            with pytest.raises(SystemExit) as e2: bench_longer_finetune.main(['--state', str(tmp_path), '--stem', stem])
+            bad.append(str(e2.value.code))
     finally: sys.path.remove(str(BENCH))
     msg = str(e.value.code)                                   # sys.exit(message): one line, no traceback, nothing written
     assert msg.startswith('error:') and 'lacks the study' in msg and '\n' not in msg
-    assert str(e2.value.code).startswith('error: --stem must be a plain file name') and not list(tmp_path.iterdir())
+    assert all(m.startswith('error: --stem must be a plain file name') for m in bad) and not list(tmp_path.iterdir())
 
 def test_longer_pretrain_results_match_the_study_and_the_script_refuses_a_missing_state(tmp_path):
     "benchmarks/bench_longer_pretrain.py: only GMML's pretraining (epochs, decoder) differs from the study; the finetunes and read-outs are the study's; its table shows the JSON."
@@ -149,13 +153,12 @@ def test_longer_pretrain_results_match_the_study_and_the_script_refuses_a_missin
             refs = [ref(init, f, e, s) for s in row['seeds']]
             assert row['test_accuracy'][init] == ([x['test_accuracy'] for x in refs] if all(refs) else None)
         new = row['test_accuracy']['new']
-        ms = f"{100*statistics.mean(new):.1f} ± {100*statistics.stdev(new):.1f}"
+        ms = _pm(new)
         assert f"| finetune, {e} epochs | {f:.0%} |" in md and f"**{ms}**" in md
         if (f, e) in ((0.01, 160), (0.1, 60)):                 # the README quotes the longest finetunes, per seed too
             assert f"tests at {ms} % ({' / '.join(f'{100*v:.1f}' for v in new)})" in readme
         if (f, e) == (0.1, 60) and row['gain_over_random']:    # and the random-init run of that length with the lead it leaves
-            pm = lambda v: f"{100*statistics.mean(v):.1f} ± {100*statistics.stdev(v):.1f}"
-            assert f"tests at {pm(row['test_accuracy']['random'])} %, so GMML's lead at 10 % is {pm(row['gain_over_random'])} points" in readme
+            assert f"tests at {_pm(row['test_accuracy']['random'])} %, so GMML's lead at 10 % is {_pm(row['gain_over_random'])} points" in readme
     frozen = [r for r in d['records'] if r['protocol'] in ('knn', 'linear')]
     assert len(frozen) == 12 and all(r['test_images'] == 10000 for r in frozen)
     sys.path.insert(0, str(BENCH))
@@ -283,11 +286,10 @@ def test_wider_encoder_results_pair_the_studys_records_and_the_readme_quotes_the
     assert sorted(ft) == sorted((i, s) for i in ('gmml', 'random') for s in seeds)
     for (i, s), x in ft.items():
         assert x['arch'] == arch and x['study_test_accuracy'] == study[(i, s)] and 0.3 < x['test_accuracy'] < 1
-    ms = lambda v: f"{100*statistics.mean(v):.1f} ± {100*statistics.stdev(v):.1f}"     # the report's 'mean ± std' in percent
     for i in ('random', 'gmml'):
         wide = [ft[(i, s)]['test_accuracy'] for s in seeds]
         diff = [w - study[(i, s)] for w, s in zip(wide, seeds)]
-        assert f"{ms(wide)} ({' / '.join(f'{100*w:.1f}' for w in wide)}) | {ms(diff)} |" in md
+        assert f"{_pm(wide)} ({' / '.join(f'{100*w:.1f}' for w in wide)}) | {_pm(diff)} |" in md
     g = [ft[('gmml', s)]['test_accuracy'] for s in seeds]
     readme = (BENCH.parent/'README.md').read_text()
-    assert f"GMML with ViT-Tiny tests at {ms(g)} %" in readme
+    assert f"GMML with ViT-Tiny tests at {_pm(g)} %" in readme
