@@ -1,8 +1,8 @@
-"""Label efficiency, the central claim: pretrain a ViT on all 60,000 Fashion-MNIST training images without labels (GMML,
-MAE and SimMIM), then use it with 1 % and 10 % of the labels, and compare with what the same labeled images give without
+"""Label efficiency, the central claim: pretrain a ViT on all 60,000 Fashion-MNIST training images without labels (GMML
+and MAE; SimMIM too with --simmim), then use it with 1 % and 10 % of the labels, and compare with what the same labeled images give without
 pretraining — over 3 seeds, on the 10,000 test images, under three protocols:
 
-- `finetune`: the whole network is trained on the labeled images (random-init ViT, GMML, MAE, SimMIM, and a small ResNet
+- `finetune`: the whole network is trained on the labeled images (random-init ViT, GMML, MAE, [SimMIM,] and a small ResNet
   trained from scratch with the same augmentation and budget);
 - `linear`:   a logistic-regression probe on frozen, mean-pooled final tokens;
 - `knn`:      k-NN (k = 20, cosine similarity) on the same frozen features, the labeled images as the memory bank.
@@ -14,6 +14,7 @@ per-epoch training loss (does it flatten?).
 
     python benchmarks/bench_label_efficiency.py            # full run (see results/label_efficiency.md for its time)
     python benchmarks/bench_label_efficiency.py --quick    # smoke test, 1-2 min: 1.2k images, 1 seed, 1 % labels
+    python benchmarks/bench_label_efficiency.py --simmim   # also SimMIM (its stages add about 70 min to the full run)
 
 Every stage (a pretraining, a feature extraction, one finetune) saves its result in the state folder (--state,
 default /tmp/gmml_fast_label_efficiency_<mode>) as it finishes; running the same command again continues where an
@@ -374,15 +375,16 @@ def write_markdown(res, path):
             if not cs: cells.append('—'); continue
             mean = [statistics.mean(v) for v in zip(*cs)]
             cells.append(f"{len(mean)}, {mean[0]:.3f} → {mean[-1]:.3f}, {100*flatness(mean):.1f} %")
-        L.append(f"| {NAMES[init]} | " + ' | '.join(cells) + ' |')
+        if set(cells) != {'—'}: L.append(f"| {NAMES[init]} | " + ' | '.join(cells) + ' |')
     L += ['', '## Settings', '',
           f"- Encoder: `{ARCH}` = timm ViT-Nano (96-d, 3 heads) with **{DEPTH} blocks**, 28 px images in 4 px patches (7×7 tokens + "
           "class token), 1 channel; the same encoder for every ViT initialisation.",
           f"- Pretraining (seed 0, the library's default recipe for each method): batch {PRETRAIN['bs']}, peak lr {PRETRAIN['lr']:g}, "
           f"`fit_warmup_cosine` ({PRETRAIN['warmup']:.0%} warm-up); GMML: crop/flip augmentation, the `gmml` corruption, masked L1, "
           "weight decay 0.04 → 0.4, gradient clipping 3, drop-path 0.1; MAE: crop/flip augmentation, 75 % of the tokens masked, "
-          "decoder scaled to the encoder (96-d × 2 blocks), weight decay 0.05; SimMIM: crop/flip augmentation, 60 % of the tokens "
-          "replaced by a mask token, a linear head, L1 on the hidden pixels, weight decay 0.05, clipping 3, drop-path 0.1. "
+          "decoder scaled to the encoder (96-d × 2 blocks), weight decay 0.05"
+          + ("; SimMIM: crop/flip augmentation, 60 % of the tokens replaced by a mask token, a linear head, L1 on the hidden pixels, "
+             "weight decay 0.05, clipping 3, drop-path 0.1" if 'simmim' in pre else '') + ". "
           f"GMML and MAE (equal epochs): {pre['gmml']['epochs']} epoch(s); MAE (equal time): {pre['mae_time']['epochs']} epoch(s), as many as "
           "fit in GMML's measured training time at MAE's measured speed.",
           f"- Finetuning, identical for every initialisation at a label fraction: the same labeled images per seed, batch {FINETUNE['bs']}, "
@@ -390,7 +392,7 @@ def write_markdown(res, path):
           + f", fastai one-cycle, AdamW (wd {FINETUNE['wd']}), label smoothing {FINETUNE['label_smoothing']}, TrivialAugmentWide, "
           "no per-epoch validation, evaluated once at the end. Per ViT initialisation (chosen earlier on held-out training images, "
           "label_efficiency_calibration.md): " + '; '.join(f"{NAMES[k]}: {v['pool']} pooling, peak lr {v['lr']:g}, layer decay "
-                                                          f"{v['layer_decay']}" for k, v in FT_HP.items() if k != 'cnn') + '.',
+                                                          f"{v['layer_decay']}" for k, v in FT_HP.items() if k != 'cnn' and (k in pre or k == 'random')) + '.',
           f"- ResNet from scratch: 3×3 stem and three stages of two basic blocks (16, 32, 64 channels), "
           f"{res['cnn_params']:,} parameters (the ViT classifier: {res['vit_params']:,}); trained like the ViTs (same images, epochs, "
           f"batch, augmentation, label smoothing, AdamW wd {FINETUNE['wd']}, one-cycle) at peak lr {FT_HP['cnn']['lr']:g}.",
@@ -429,10 +431,10 @@ def targets(recs, summ, fr):
 
 # ---------------------------------------------------------------- main
 def compatible_state(old: dict, new: dict) -> bool:
-    "Whether the finished stages of a state folder with settings `old` are valid for settings `new`: the same, except that `new` may finetune more initialisations."
+    "Whether the finished stages of a state folder with settings `old` are valid for settings `new`: the same, except for which initialisations are run (each has its own stage files, so more or fewer, e.g. with or without --simmim, mix safely)."
     o, n = dict(old), dict(new)
-    oi, ni = o.pop('ft_inits', {}), n.pop('ft_inits', {})
-    return o == n and all(set(v) <= set(ni.get(k, ())) for k, v in oi.items())
+    o.pop('ft_inits', None); n.pop('ft_inits', None)
+    return o == n
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -443,10 +445,12 @@ def main(argv=None):
     ap.add_argument('--threads', type=int, default=2, help='torch threads (default 2)')
     ap.add_argument('--overwrite', action='store_true', help='replace existing result files')
     ap.add_argument('--note', default=None, help='a sentence for the report on how the run went (e.g. other work on the machine)')
+    ap.add_argument('--simmim', action='store_true', help='also pretrain, read out and finetune SimMIM (off by default: its stages cost about as much as GMML\'s and MAE\'s together)')
     ap.add_argument('--report', action='store_true', help='write the report from the finetunes already finished in --state, without running the others (they are listed as not run)')
     args = ap.parse_args(argv)
     mode = 'quick' if args.quick else 'full'
     cfg = dict(MODES[mode])
+    if not args.simmim: cfg['ft_inits'] = {f: tuple(i for i in v if i != 'simmim') for f, v in cfg['ft_inits'].items()}
     out, stem = Path(args.out), STEM[mode]
     files = {ext: out/f'{stem}.{ext}' for ext in ('json', 'md', 'png')}
     files['curves'] = out/f'{stem}_curves.png'
@@ -477,7 +481,8 @@ def main(argv=None):
     # equal wall time: the epochs MAE runs in the time GMML trained, at the speed measured in this run
     mae_epochs = max(1, round(pre['gmml']['train_minutes']/(pre['mae']['train_minutes']/pre['mae']['epochs'])))
     pre['mae_time'] = stage(state/'pretrain_mae_time.json', lambda: pretrain('mae_time', 'mae', mae_epochs, cfg, state, split))
-    pre['simmim'] = stage(state/'pretrain_simmim.json', lambda: pretrain('simmim', 'simmim', cfg['pretrain_epochs'], cfg, state, split))
+    if args.simmim:
+        pre['simmim'] = stage(state/'pretrain_simmim.json', lambda: pretrain('simmim', 'simmim', cfg['pretrain_epochs'], cfg, state, split))
     encoders = {k: p['encoder'] for k, p in pre.items()}
 
     x, y = load_fashion_mnist('train'); xt, yt = load_fashion_mnist('test')
@@ -486,7 +491,7 @@ def main(argv=None):
         xt, yt = xt[keep], yt[keep]
     subsets = {(f, s): stratified_subset(y, f, s) for f in cfg['fractions'] for s in cfg['seeds']}
     frozen, recs = {}, []
-    for init in ('random', 'gmml', 'mae', 'mae_time', 'simmim'):
+    for init in ('random', *pre):
         frozen[init] = stage(state/f'frozen_{init}.json', lambda: frozen_records(
             init, random_encoder() if init == 'random' else load_vit(encoders[init]), cfg, ((x, y), (xt, yt), subsets)))
         recs += frozen[init]['records']

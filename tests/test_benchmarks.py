@@ -68,7 +68,7 @@ def test_label_efficiency_refuses_to_overwrite(tmp_path):
 
 def test_label_efficiency_quick_runs_and_resumes(tmp_path):
     out, state = tmp_path/'out', tmp_path/'state'
-    r = _run('--out', str(out), '--state', str(state), '--threads', '2')
+    r = _run('--out', str(out), '--state', str(state), '--threads', '2', '--simmim')
     assert r.returncode == 0, r.stderr[-2000:]
     recs = json.loads((out/'label_efficiency_quick.json').read_text())
     assert {(x['method'], x['protocol']) for x in recs} == (
@@ -87,6 +87,9 @@ def test_label_efficiency_quick_runs_and_resumes(tmp_path):
     assert len(re.findall(r'finetune \d+% \(', r.stdout)) == 1 and not re.search(r'\] \w+: pretraining', r.stdout)
     after = json.loads(lost.read_text())
     assert after['test_accuracy'] == before['test_accuracy'] and after['loss_curve'] == before['loss_curve']
+    # without --simmim (the default) the same state serves, and the report leaves SimMIM out
+    assert {x['method'] for x in json.loads((out/'label_efficiency_quick.json').read_text())} == set(NAMES) - {'simmim'}
+    assert 'SimMIM' not in (out/'label_efficiency_quick.md').read_text()
     # a state folder of other settings is refused instead of mixed in
     (state/'config.json').write_text('{}')
     r = _run('--out', str(out), '--state', str(state), '--overwrite')
