@@ -95,6 +95,27 @@ def test_label_efficiency_quick_runs_and_resumes(tmp_path):
     r = _run('--out', str(out), '--state', str(state), '--overwrite')
     assert r.returncode == 2 and '--fresh' in r.stderr
 
+def test_default_rerun_is_complete_without_simmim_and_its_time_is_what_the_readme_says():
+    "label_efficiency_rerun.*: the default command (SimMIM opt-in) from an empty state to the report in one process; complete, SimMIM-free, and the README quotes its total and its GMML rows."
+    recs = json.loads((RESULTS/'label_efficiency_rerun.json').read_text())
+    keys = sorted((r['method'], r['protocol'], r['label_fraction'], r['seed']) for r in recs)
+    seeds, fr = (0, 1, 2), (0.01, 0.1)
+    want = ([(m, p, f, s) for m in ('random', 'gmml', 'mae', 'mae_time') for p in ('knn', 'linear') for f in fr for s in seeds]
+            + [(m, 'finetune', 0.01, s) for m in ('random', 'gmml', 'mae', 'mae_time', 'cnn') for s in seeds]
+            + [(m, 'finetune', 0.1, s) for m in ('random', 'gmml', 'mae', 'cnn') for s in seeds])
+    assert keys == sorted(want)
+    run = recs[0]['run']
+    assert all(r['run'] == run for r in recs)                    # one run wrote every record
+    assert '--simmim' not in run['command'] and '--report' not in run['command'] and '--note' not in run['command']
+    md, readme = (RESULTS/'label_efficiency_rerun.md').read_text(), (BENCH.parent/'README.md').read_text()
+    assert 'SimMIM' not in md and '](label_efficiency_rerun.png)' in md and '](label_efficiency_rerun_curves.png)' in md
+    total = f"{run['stage_total_minutes']:.1f} min"
+    assert f"**{total}**" in md and total in readme
+    for f in fr:                                                 # the README's GMML and random-init rows of the rerun
+        for m in ('gmml', 'random'):
+            acc = [r['test_accuracy'] for r in recs if (r['method'], r['protocol'], r['label_fraction']) == (m, 'finetune', f)]
+            assert _pm(acc) in md and _pm(acc) in readme, (m, f)
+
 @pytest.mark.parametrize('stem,fraction,steps_per_epoch', [('label_efficiency_longer', 0.1, 93), ('label_efficiency_longer_1pct', 0.01, 9),
                                                             ('label_efficiency_longer_60ep', 0.1, 93)])
 def test_longer_finetune_results_match_the_study_and_the_script_refuses_a_missing_state(tmp_path, stem, fraction, steps_per_epoch):
