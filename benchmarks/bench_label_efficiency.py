@@ -55,8 +55,16 @@ FT_HP = {'random': dict(lr=1e-3, layer_decay=1.0, pool='cls'), 'gmml': dict(lr=2
          'cnn': dict(lr=2e-3)}
 KNN_K, KNN_T = 20, 0.07
 INITS = ('random', 'gmml', 'mae', 'mae_time', 'simmim', 'cnn')
-NAMES = {'random': 'random init', 'gmml': 'GMML', 'mae': 'MAE (equal epochs)', 'mae_time': 'MAE (equal time)', 'simmim': 'SimMIM',
+# MAE's two rows are named by their epochs once the pretrainings are known (`name_mae_rows`): 'mae' runs GMML's epochs,
+# 'mae_time' as many as fit in GMML's measured training time at MAE's measured speed (a plan, not a measured equality)
+NAMES = {'random': 'random init', 'gmml': 'GMML', 'mae': 'MAE', 'mae_time': 'MAE (more epochs)', 'simmim': 'SimMIM',
          'cnn': 'ResNet from scratch'}
+
+def name_mae_rows(pre):
+    "Name the MAE rows by their pretraining epochs, e.g. 'MAE (5 epochs)' and 'MAE (9 epochs)'."
+    for k in ('mae', 'mae_time'):
+        if k in pre: e = pre[k]['epochs']; NAMES[k] = f"MAE ({e} epoch{'s' * (e != 1)})"
+    if NAMES['mae'] == NAMES['mae_time']: NAMES['mae_time'] += ', time-matched'
 PROTOCOLS = ('finetune', 'linear', 'knn')
 
 MODES = {
@@ -385,7 +393,7 @@ def write_markdown(res, path):
           "decoder scaled to the encoder (96-d × 2 blocks), weight decay 0.05"
           + ("; SimMIM: crop/flip augmentation, 60 % of the tokens replaced by a mask token, a linear head, L1 on the hidden pixels, "
              "weight decay 0.05, clipping 3, drop-path 0.1" if 'simmim' in pre else '') + ". "
-          f"GMML and MAE (equal epochs): {pre['gmml']['epochs']} epoch(s); MAE (equal time): {pre['mae_time']['epochs']} epoch(s), as many as "
+          f"GMML and {NAMES['mae']}: {pre['gmml']['epochs']} epoch(s); {NAMES['mae_time']}: {pre['mae_time']['epochs']} epoch(s), as many as "
           "fit in GMML's measured training time at MAE's measured speed.",
           f"- Finetuning, identical for every initialisation at a label fraction: the same labeled images per seed, batch {FINETUNE['bs']}, "
           + ', '.join(f"{cfg['ft_epochs'][str(f)]} epochs at {f:.0%}" for f in fr)
@@ -506,6 +514,7 @@ def main(argv=None):
     for r in recs:   # drop_last: every epoch is train_images // bs steps (stages saved before this field was counted this way)
         if r['protocol'] == 'finetune': r['finetune_steps'] = r['finetune_epochs']*(r['train_images']//r['finetune_bs'])
     summ = summarize(recs)
+    name_mae_rows(pre)
     frozen_minutes = {k: v['embed_minutes'] + sum(r['minutes'] for r in v['records']) for k, v in frozen.items()}
     ft_minutes = sum(r['minutes'] for r in recs if r['protocol'] == 'finetune')
     stage_minutes = dict(pretraining=sum(p['minutes'] for p in pre.values()), frozen=sum(frozen_minutes.values()), finetuning=ft_minutes)

@@ -52,7 +52,7 @@ def main(argv=None):
             rows.append(dict(method=init, seed=s, label_fraction=F, short=short, longer=longer))
     meta = dict(run_meta('bench_longer_finetune.py', argv, a.threads), minutes=round((time.perf_counter() - t0)/60, 1))
     out.with_suffix('.json').write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
-    name = {'random': 'random init', 'gmml': 'GMML', 'mae': 'MAE (equal epochs)', 'mae_time': 'MAE (equal time)', 'simmim': 'SimMIM'}
+    name = {'random': 'random init', 'gmml': 'GMML', 'mae': 'MAE (same epochs)', 'mae_time': 'MAE (more epochs)', 'simmim': 'SimMIM'}
     lines = [f"| {name.get(r['method'], r['method'])} | {r['seed']} | {100*r['short']['test_accuracy']:.1f} | {100*last_quarter_drop(r['short']['loss_curve']):.1f} % "
              f"| {100*r['longer']['test_accuracy']:.1f} | {100*last_quarter_drop(r['longer']['loss_curve']):.1f} % | {r['longer']['train_minutes']:.1f} |" for r in rows]
     acc = {(r['method'], r['seed'], k): r[k]['test_accuracy'] for r in rows for k in ('short', 'longer')}

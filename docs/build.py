@@ -10,6 +10,9 @@ assembled from
   the landing page (index.ipynb) gets the site's table of contents as a last, hidden cell;
 * the images that the notebooks' markdown links to (found next to the notebook or, for index.ipynb, which is also
   the README, in the repository root);
+* HTML `<img>` tags turned into markdown images (Sphinx copies only those into the site);
+* links of the landing page to `nbs/X.ipynb` (right on GitHub, where it is the README) pointed at the page `X`;
+* the top-level pages `results` and `fidelity` (when their notebooks exist) right after the landing page;
 * generated pages: `library` and `tutorials` (the notebooks in reading order, with their one-line summaries) and
   `api/` (one page per module with every name in its `__all__`, from the docstrings, and an index of them all).
 The Sphinx configuration is docs/conf.py. Offline, and a few minutes at most on two cores.
@@ -22,7 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS, NBS = ROOT/'docs', ROOT/'nbs'
 LIB = 'gmml_fast'
 
+TOP_PAGES = ('results', 'fidelity')      # notebooks that are pages of their own in the site's navigation
 _dir_re = re.compile(r'^\s*#\|\s*(.*?)\s*$')
+_html_img_re = re.compile(r'<img\s+(?=[^>]*\bsrc="(?P<src>[^"]+)")(?=(?:[^>]*\balt="(?P<alt>[^"]*)")?)[^>]*>', re.I)
 _title_re = re.compile(r'^#\s+(.+?)\s*$', re.M)
 _desc_re = re.compile(r'^>\s*(.+?)\s*$', re.M)
 _img_re = re.compile(r'!\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)|<img\b[^>]*\bsrc=["\']([^"\']+)["\']', re.I)
@@ -54,8 +59,9 @@ def sections(names: list[str], index_md: str) -> dict[str, list[str]]:
     tut = [n for n in names if n.startswith('tutorial_')]
     rows = [m[1] for m in re.finditer(r'^\|\s*`?(tutorial_\w+)`?\s*\|', index_md, re.M)]
     pos = lambda n: (rows.index(n) if n in rows else len(rows), index_md.find(n) % (len(index_md) + 1), n)
-    other = sorted(n for n in names if n not in lib and n not in tut and n != 'index')
-    return {'library': lib, 'tutorials': sorted(tut, key=pos), 'other': other}
+    top = [n for n in TOP_PAGES if n in names]
+    other = sorted(n for n in names if n not in lib and n not in tut and n not in top and n != 'index')
+    return {'top': top, 'library': lib, 'tutorials': sorted(tut, key=pos), 'other': other}
 
 def module_all(py: Path) -> list[tuple[str, str, bool]]:
     """(name, autodoc directive, long value) for every name in the literal `__all__` of a module file (nbdev writes
@@ -98,7 +104,7 @@ def prepare(src: Path) -> dict:
     index_md = '\n'.join(_src(c) for c in nbs['index']['cells'] if c['cell_type'] == 'markdown')
     secs = sections(list(nbs), index_md)
     mods, exported_by = modules()
-    top = ['library', 'tutorials'] + (['other'] if secs['other'] else []) + ['api/index']
+    top = secs['top'] + ['library', 'tutorials'] + (['other'] if secs['other'] else []) + ['api/index']
     images = set()
     for name, nb in nbs.items():
         for c in nb['cells']:
@@ -106,6 +112,9 @@ def prepare(src: Path) -> dict:
                 tags = tags_for(_src(c))
                 if tags: c.setdefault('metadata', {})['tags'] = sorted(set(c['metadata'].get('tags', [])) | set(tags))
             elif c['cell_type'] == 'markdown':
+                if name == 'index': c['source'] = re.sub(r'\]\(nbs/([\w.-]+\.ipynb)', r'](\1', _src(c))
+                # an HTML <img> (the README sizes its figure with one) becomes a markdown image, which Sphinx copies into the site
+                c['source'] = _html_img_re.sub(lambda m: f"![{m['alt'] or ''}]({m['src']})", _src(c))
                 for m in _img_re.finditer(_src(c)):
                     ref = (m[1] or m[2]).split('#')[0]
                     if re.match(r'^[a-z][a-z0-9+.-]*:', ref, re.I) or ref.startswith('/'): continue   # URL, data:, absolute

@@ -30,6 +30,8 @@ exclude_patterns = ['.doctrees', '**/.ipynb_checkpoints']
 # notebooks: shown with their stored outputs, never executed
 nb_execution_mode = 'off'
 nb_merge_streams = True
+# markdown outputs (the Results and Fidelity pages' tables, rendered from the records) are MyST, which has tables; CommonMark has none
+nb_render_markdown_format = 'myst'
 myst_enable_extensions = ['dollarmath', 'colon_fence']
 myst_heading_anchors = 3
 

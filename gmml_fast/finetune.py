@@ -8,6 +8,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,19 +19,20 @@ from timm.models.vision_transformer import VisionTransformer, Block
 from fastai.learner import Metric
 from fastai.torch_core import find_bs
 
-from .patches import create_encoder, grid_size, embed_tokens, zero_patch_token
+from .patches import (create_encoder, grid_size, embed_tokens, zero_patch_token, show_img, show_patch_grid,
+                               show_mask, token_to_pixel_mask)
 from .masking import resolve_key, hash_uniform, random_token_mask, DRLOC_STREAM
 from .models import (encoder_geometry, load_encoder, check_encoder, read_state_dict, write_state_dict, MAEModel,
                               mae_decoder_for)
 from .losses import masked_mean, MAELoss
-from .core import to_pair, unwrap_model, dls_stats, stats_tensors
+from .core import to_pair, unwrap_model, dls_stats, stats_tensors, denormalize
 from .callbacks import SeededCallback
 
 # %% auto #0
 __all__ = ['ViTClassifier', 'layer_groups', 'layer_decay_splitter', 'layer_decay_lrs', 'sample_drloc_pairs', 'drloc_targets',
            'drloc_embeddings', 'DRLocHead', 'drloc_loss', 'drloc_task', 'drloc_constant_l1', 'AuxTerm',
-           'AuxTaskCallback', 'add_drloc_head', 'DRLoc', 'MEDecoder', 'me_loss', 'add_me_head', 'ME', 'add_mae_head',
-           'MAEAux', 'fgsm_accuracy']
+           'AuxTaskCallback', 'add_drloc_head', 'DRLoc', 'show_drloc_pairs', 'MEDecoder', 'me_loss', 'add_me_head',
+           'ME', 'show_me_mask', 'add_mae_head', 'MAEAux', 'fgsm_perturb', 'fgsm_accuracy', 'show_fgsm']
 
 # %% ../nbs/80_finetune.ipynb #be13fd8b
 _POOLS = ('cls', 'avg', 'dummy')
@@ -330,6 +332,26 @@ class DRLoc(AuxTaskCallback):
         pred, target = drloc_task(tokens, model.aux['drloc'], self.m, self.signed, key=self._key(tokens.device))
         return drloc_loss(pred, target)
 
+# %% ../nbs/80_finetune.ipynb #c72f028c
+def show_drloc_pairs(x: torch.Tensor, patch_size, m: int = 4, seed: int = 0, stats=None, n: int = 3, figsize=None):
+    "The first `n` images of the batch `x` with their token grid and `m` DRLoc pairs each (drawn with `seed`), labeled with the targets (|Δrow|/rows, |Δcol|/cols)."
+    x = denormalize(x[:n].as_subclass(torch.Tensor), stats)
+    (ph, pw), (rows, cols) = to_pair(patch_size, 'patch_size'), grid_size(x.shape[-2:], patch_size)
+    p, q = sample_drloc_pairs(len(x), rows, cols, m=m, seed=seed, device=x.device)
+    t = drloc_targets(p, q, rows, cols).cpu()
+    fig, axs = plt.subplots(1, len(x), figsize=figsize or (3.4*len(x), 3.6), squeeze=False)
+    for i, ax in enumerate(axs[0]):
+        show_patch_grid(x[i], (ph, pw), ax=ax, numbers=False, color=(1, 1, 1, .3))
+        for k in range(m):                      # drawing code: a few pairs per figure
+            (r0, c0), (r1, c1) = p[i, k].tolist(), q[i, k].tolist()
+            xs, ys = [(c0 + .5)*pw - .5, (c1 + .5)*pw - .5], [(r0 + .5)*ph - .5, (r1 + .5)*ph - .5]
+            color = plt.cm.tab10(k % 10)
+            ax.plot(xs, ys, '-o', color=color, ms=5, lw=2)
+            ax.annotate(f'({t[i, k, 0]:.2f}, {t[i, k, 1]:.2f})', (sum(xs)/2, sum(ys)/2), color=color, fontsize=8,
+                        ha='center', va='bottom', bbox=dict(boxstyle='round,pad=0.15', fc='black', alpha=.5, lw=0))
+    fig.tight_layout()
+    return fig
+
 # %% ../nbs/80_finetune.ipynb #8bad6318
 class MEDecoder(nn.Module):
     "Masked Embedding decoder: mask token at masked positions + learned positional embeddings + `depth` timm Blocks (`heads` heads) + norm and projection → the grid B×D×rows×cols."
@@ -397,6 +419,20 @@ class ME(AuxTaskCallback):
         mask = random_token_mask(B, N, self.ratio, key=self._key(tokens.device))
         return me_loss(tokens, model.aux['me'](tokens, mask), mask, detach_target=self.detach_target)
 
+# %% ../nbs/80_finetune.ipynb #4b09fbd6
+def show_me_mask(x: torch.Tensor, patch_size, ratio: float = 0.75, seed: int = 0, stats=None, n: int = 4, figsize=None):
+    "The first `n` images of the batch `x` with the patches whose final embeddings ME hides (a `ratio` of the tokens, drawn with `seed`) shaded."
+    if not 0 < ratio < 1: raise ValueError(f"ratio must be in (0, 1), got {ratio}")
+    x = denormalize(x[:n].as_subclass(torch.Tensor), stats)
+    rows, cols = grid_size(x.shape[-2:], patch_size)
+    mask = random_token_mask(len(x), rows*cols, ratio, seed=seed, device=x.device)
+    pix = token_to_pixel_mask(mask, patch_size, x.shape[-2:])
+    fig, axs = plt.subplots(1, len(x), figsize=figsize or (2.3*len(x), 2.6), squeeze=False)
+    for i, ax in enumerate(axs[0]):
+        show_mask(x[i], pix[i], ax, color=(.15, .35, 1.), alpha=.6, title=f'{int(mask[i].sum())} of {rows*cols} hidden')
+    fig.tight_layout()
+    return fig
+
 # %% ../nbs/80_finetune.ipynb #7db35e99
 def add_mae_head(model: nn.Module, mask_ratio: float = 0.75, decoder_dim: int | None = None, decoder_depth: int | None = None,
                  decoder_heads: int | None = None) -> MAEModel:
@@ -432,6 +468,24 @@ class MAEAux(AuxTaskCallback):
         return self.mae_loss(pred.float(), x.float(), mask, patch_size=head.patch_size)
 
 # %% ../nbs/80_finetune.ipynb #349cf60f
+def _pixel_bounds(stats, dev):
+    "(mean, std, lo, hi) on `dev`: the normalisation and the pixel range [0, 1] after it (identity without `stats`)."
+    if stats is None: mean, std = torch.zeros((), device=dev), torch.ones((), device=dev)
+    else: mean, std = stats_tensors(stats, dev)
+    return mean, std, (0 - mean)/std, (1 - mean)/std
+
+def fgsm_perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 1/255, stats=None) -> torch.Tensor:
+    "FGSM examples of the normalised batch `x` with labels `y`: x + eps·sign(∇_x CE)/std, clipped to valid pixels; `eps` in pixel units ([0,1]), `stats` the loaders' (mean, std) or None for images in [0,1]. The model's `.grad`s are untouched."
+    if not eps >= 0: raise ValueError(f"eps must be >= 0 (in pixel units of [0, 1], e.g. 1/255), got {eps}")
+    mean, std, lo, hi = _pixel_bounds(stats, x.device)
+    x = x.as_subclass(torch.Tensor).detach().requires_grad_(True)
+    with torch.enable_grad():
+        loss = F.cross_entropy(model(x), y.as_subclass(torch.Tensor), reduction='sum')   # the sum: per-image gradients, same signs as the mean
+        g, = torch.autograd.grad(loss, x)
+    x = x.detach()
+    x_adv = x + (eps*g.sign())/std
+    return torch.minimum(torch.maximum(x_adv, torch.minimum(x, lo)), torch.maximum(x, hi))   # never moves a clean value
+
 def fgsm_accuracy(learn, eps: float = 1/255, dl=None, stats=None) -> float:
     "Accuracy of `learn.model` on FGSM examples X + eps·sign(∇_X CE), eps in pixel units ([0,1]), clipped to valid pixels; `dl` defaults to the validation set, `stats` to its `Normalize` (none: images in [0,1])."
     if not eps >= 0: raise ValueError(f"eps must be >= 0 (in pixel units of [0, 1], e.g. 1/255), got {eps}")
@@ -439,24 +493,43 @@ def fgsm_accuracy(learn, eps: float = 1/255, dl=None, stats=None) -> float:
     stats = dls_stats(dl) if stats is None else stats
     model = learn.model
     dev = next(model.parameters()).device
-    if stats is None: mean, std = torch.zeros((), device=dev), torch.ones((), device=dev)
-    else: mean, std = stats_tensors(stats, dev)
-    lo, hi = (0 - mean)/std, (1 - mean)/std                 # the pixel range [0, 1] after normalisation
     was_training = model.training
     model.eval()
     correct, n = torch.zeros((), dtype=torch.int64, device=dev), 0
     try:
         for b in dl:
             if len(b) < 2: raise ValueError("fgsm_accuracy needs a labeled DataLoader yielding (images, labels)")
-            x = b[0].as_subclass(torch.Tensor).to(dev).detach().requires_grad_(True)
-            y = b[1].as_subclass(torch.Tensor).to(dev)
-            with torch.enable_grad():
-                loss = F.cross_entropy(model(x), y, reduction='sum')   # the sum: per-image gradients, same signs as the mean
-                g, = torch.autograd.grad(loss, x)
-            x = x.detach()
-            x_adv = x + (eps*g.sign())/std
-            x_adv = torch.minimum(torch.maximum(x_adv, torch.minimum(x, lo)), torch.maximum(x, hi))
+            x, y = b[0].as_subclass(torch.Tensor).to(dev), b[1].as_subclass(torch.Tensor).to(dev)
+            x_adv = fgsm_perturb(model, x, y, eps, stats)
             with torch.no_grad(): correct += (model(x_adv).argmax(-1) == y).sum()
             n += y.shape[0]
     finally: model.train(was_training)
     return (correct.float()/max(n, 1)).item()
+
+# %% ../nbs/80_finetune.ipynb #762d646f
+def show_fgsm(learn, eps: float = 8/255, n: int = 4, dl=None, stats=None, figsize=None):
+    "Clean images | sign of the FGSM gradient | adversarial images for the first `n` images of one batch of `dl` (default: validation), titled with the model's predictions; `eps` in pixel units."
+    dl = learn.dls.valid if dl is None else dl
+    stats = dls_stats(dl) if stats is None else stats
+    model, vocab = learn.model, getattr(learn.dls, 'vocab', None)
+    x, y = [t.as_subclass(torch.Tensor) for t in dl.one_batch()[:2]]
+    dev = next(model.parameters()).device
+    x, y = x[:n].to(dev), y[:n].to(dev)
+    was_training = model.training
+    model.eval()
+    try:
+        x_adv = fgsm_perturb(model, x, y, eps, stats)
+        with torch.no_grad(): pred, pred_adv = model(x).argmax(-1), model(x_adv).argmax(-1)
+    finally: model.train(was_training)
+    name = lambda k: str(vocab[int(k)]) if vocab is not None else str(int(k))
+    step = ((x_adv - x) != 0).float()*torch.sign(x_adv - x)
+    xd, xad = denormalize(x, stats), denormalize(x_adv, stats)     # whole batches: the stats broadcast over B×C×H×W
+    fig, axs = plt.subplots(3, len(x), figsize=figsize or (2.1*len(x), 6.6), squeeze=False)
+    for i in range(len(x)):
+        ok = lambda p: '✓' if p == y[i] else '✗'
+        show_img(xd[i], axs[0, i], f"{name(pred[i])} {ok(pred[i])}")
+        show_img((step[i] + 1)/2, axs[1, i], 'sign of ∇ (×ε)')
+        show_img(xad[i], axs[2, i], f"{name(pred_adv[i])} {ok(pred_adv[i])}")
+    axs[0, 0].set_ylabel('clean'); axs[1, 0].set_ylabel('perturbation'); axs[2, 0].set_ylabel(f'FGSM, ε = {eps*255:.0f}/255')
+    fig.tight_layout()
+    return fig

@@ -48,10 +48,10 @@ class MaskedL1Loss(nn.Module):
     def extra_repr(self): return f"whole_image={self.whole_image}"
 
 # %% ../nbs/50_losses.ipynb #ff661ef6
-def normalize_patches(tokens: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    "Normalise every patch token (last axis) to zero mean and unit variance (population variance, `eps` inside the square root)."
+def normalize_patches(tokens: torch.Tensor, eps: float = 1e-6, unbiased: bool = True) -> torch.Tensor:
+    "Normalise every patch token (last axis) to zero mean and unit variance: the sample variance as MAE's reference code (`unbiased=False`: the population variance), `eps` inside the square root."
     mean = tokens.mean(-1, keepdim=True)
-    var = tokens.var(-1, keepdim=True, correction=0)
+    var = tokens.var(-1, keepdim=True, correction=1 if unbiased and tokens.shape[-1] > 1 else 0)
     return (tokens - mean)/(var + eps).sqrt()
 
 def per_patch_mse(pred: torch.Tensor, target_tokens: torch.Tensor) -> torch.Tensor:
@@ -59,12 +59,12 @@ def per_patch_mse(pred: torch.Tensor, target_tokens: torch.Tensor) -> torch.Tens
     return (pred - target_tokens).pow(2).mean(-1)
 
 class MAELoss(nn.Module):
-    "MAE loss: per-patch MSE averaged over masked patches, plus `alpha`× the same over visible ones, optionally on per-patch normalised targets."
-    def __init__(self, norm_pix: bool = False, alpha: float = 0.0, eps: float = 1e-6, patch_size=None):
+    "MAE loss: per-patch MSE averaged over masked patches, plus `alpha`× the same over visible ones, optionally on per-patch normalised targets (sample variance unless `unbiased=False`)."
+    def __init__(self, norm_pix: bool = False, alpha: float = 0.0, eps: float = 1e-6, patch_size=None, unbiased: bool = True):
         super().__init__()
         if alpha < 0: raise ValueError(f"alpha must be >= 0 (weight of the loss on visible patches), got {alpha}")
         if eps <= 0: raise ValueError(f"eps must be > 0, got {eps}")
-        self.norm_pix, self.alpha, self.eps, self.patch_size = norm_pix, alpha, eps, patch_size
+        self.norm_pix, self.alpha, self.eps, self.patch_size, self.unbiased = norm_pix, alpha, eps, patch_size, unbiased
 
     def target_tokens(self, target: torch.Tensor, patch_size=None) -> torch.Tensor:
         "The per-patch targets B×N×(p·p·C) of images B×C×H×W: patchified and, with `norm_pix`, normalised."
@@ -72,7 +72,7 @@ class MAELoss(nn.Module):
         if p is None: raise ValueError("patch_size must be given, to MAELoss(...) or to the call")
         if target.ndim != 4: raise ValueError(f"target must be images B×C×H×W, got shape {tuple(target.shape)}")
         t = patchify(target, p)
-        return normalize_patches(t, self.eps) if self.norm_pix else t
+        return normalize_patches(t, self.eps, self.unbiased) if self.norm_pix else t
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, patch_size=None) -> torch.Tensor:
         "Loss of token predictions `pred` (B×N×p·p·C) against images `target` (B×C×H×W) with the B×N `mask` (True = masked)."
@@ -86,4 +86,4 @@ class MAELoss(nn.Module):
         if self.alpha: loss = loss + self.alpha*masked_mean(err, ~mask.bool())
         return loss
 
-    def extra_repr(self): return f"norm_pix={self.norm_pix}, alpha={self.alpha}, eps={self.eps}, patch_size={self.patch_size}"
+    def extra_repr(self): return f"norm_pix={self.norm_pix}, alpha={self.alpha}, eps={self.eps}, patch_size={self.patch_size}, unbiased={self.unbiased}"

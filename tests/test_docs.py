@@ -110,7 +110,7 @@ def crawl(site, base_url, browser):
 
 def test_every_nav_page_loads_without_console_errors(crawl, base_url):
     nav = {_page_key(h.split('#')[0], base_url) for p in crawl.values() for h in p['nav']} - {None}
-    assert {'library.html', 'tutorials.html', 'api/index.html'} <= nav, sorted(nav)
+    assert {'results.html', 'fidelity.html', 'library.html', 'tutorials.html', 'api/index.html'} <= nav, sorted(nav)
     assert nav <= set(crawl), f'nav pages not reachable: {sorted(nav - set(crawl))}'
     bad = {k: p['severe'] for k, p in crawl.items() if p['severe']}
     assert not bad, f'SEVERE console messages: {json.dumps(bad, indent=1)[:4000]}'
@@ -153,10 +153,18 @@ def test_api_page_lists_the_main_entry_points(crawl, base_url):
         assert re.search(rf'\b{name}\b', api['text']), f'{name} missing from the API page'
         assert any(h.split('#', 1)[-1].endswith(f'.{name}') for h in api['links']), f'no link to the docs of {name}'
 
+def test_results_and_fidelity_pages_show_their_tables(crawl):
+    "The Results page shows the tables rendered from the records (no code), its figures, and the Fidelity page one table per method."
+    res, fid = crawl['results.html'], crawl['fidelity.html']
+    assert 'GMML, 5 epochs' in res['text'] and 'random init' in res['text'] and res['outputImgs'] >= 2
+    assert 'import report' not in res['text'] and 'R.label_efficiency_table' not in res['text']     # the rendering code is hidden
+    for method in ('GMML', 'MAE', 'SimMIM', 'DRLoc', 'ME', 'FGSM'): assert method in fid['text']
+    assert 'switches checked' in fid['text']
+
 def test_screenshots(site, base_url, browser, tmp_path):
     dest = [tmp_path] + ([Path(os.environ['GMML_FAST_SCREENSHOTS'])] if os.environ.get('GMML_FAST_SCREENSHOTS') else [])
     for d in dest: d.mkdir(parents=True, exist_ok=True)
-    for page in ('index.html', 'tutorial_gmml_fmnist.html'):
+    for page in ('index.html', 'results.html', 'tutorial_gmml_fmnist.html'):
         if not (site/page).is_file(): pytest.fail(f'{page} is missing from the site')
         browser.get(base_url + page)
         browser.execute_async_script(_WAIT_IMAGES)

@@ -1,0 +1,265 @@
+"""The Results page and the README's results table, rendered from the committed records.
+
+Every number that `nbs/results.ipynb` (the Results page) and `nbs/index.ipynb` (the README) show about measured
+results comes from the JSON records the benchmark scripts wrote into `benchmarks/results/` and from the quick start's
+record (`docs/images/quick_start.json`, written by `tools/quick_start.py`). This module reads them and formats
+them: tables as markdown, numbers as text; nothing is typed by hand, so a page cannot drift from its records.
+
+    from report import load, label_efficiency_table
+    print(label_efficiency_table(load('label_efficiency_rerun')))
+
+Conventions: accuracies are stored as fractions and shown in percent; "a ± b" is the mean and the sample standard
+deviation over seeds; a gain "paired by seed" is the mean ± std of the per-seed differences.
+"""
+from __future__ import annotations
+import json, statistics
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT/'benchmarks'/'results'
+QUICK_START = ROOT/'docs'/'images'/'quick_start.json'
+FRACTIONS = (0.01, 0.1)
+PROTOCOLS = {'finetune': 'finetune', 'linear': 'linear probe', 'knn': 'k-NN'}
+_BASE_NAMES = {'random': 'random init', 'gmml': 'GMML', 'mae': 'MAE', 'mae_time': 'MAE', 'simmim': 'SimMIM',
+               'cnn': 'ResNet from scratch'}
+DASH = '—'
+
+
+# ---------------------------------------------------------------------------------------------------- numbers
+def load(name: str | Path):
+    "A committed record: a stem of benchmarks/results/ (`'label_efficiency_rerun'`) or a path to a JSON file."
+    p = Path(name)
+    if p.suffix != '.json': p = RESULTS/f'{name}.json'
+    if not p.is_file(): raise FileNotFoundError(f"no record {p}: the benchmark that writes it has not been run")
+    return json.loads(p.read_text(encoding='utf-8'))
+
+def mean_std(values, scale: float = 100.0) -> tuple[float, float]:
+    "Mean and sample standard deviation of `values` times `scale` (0 for the std of a single value)."
+    v = [scale*x for x in values]
+    if not v: raise ValueError('mean_std needs at least one value')
+    return statistics.mean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
+
+def pm(values, digits: int = 1, signed: bool = False, scale: float = 100.0) -> str:
+    "'mean ± std' of `values` in percent (or points), `signed` puts a + on positive means; '—' for no values."
+    if not values: return DASH
+    m, s = mean_std(values, scale)
+    return f"{m:+.{digits}f} ± {s:.{digits}f}" if signed else f"{m:.{digits}f} ± {s:.{digits}f}"
+
+def pct(x, digits: int = 1) -> str:
+    "A fraction as a percentage: 0.7821 -> '78.2'."
+    return f'{100*x:.{digits}f}'
+
+def md_table(header, rows) -> str:
+    "A markdown table from a header and rows of cells (anything printable)."
+    lines = ['| ' + ' | '.join(map(str, header)) + ' |', '|' + '---|'*len(header)]
+    lines += ['| ' + ' | '.join(map(str, r)) + ' |' for r in rows]
+    return '\n'.join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------- the study
+def by_seed(recs, method: str, protocol: str, fraction: float) -> dict[int, float]:
+    "{seed: test accuracy} of one initialisation × protocol × label fraction of a label-efficiency record list."
+    return {r['seed']: r['test_accuracy'] for r in recs
+            if (r['method'], r['protocol']) == (method, protocol) and abs(r['label_fraction'] - fraction) < 1e-9}
+
+def paired(recs, a: str, b: str, fraction: float, protocol: str = 'finetune') -> list[float]:
+    "Per-seed differences a − b (fractions) over the seeds both have, in seed order."
+    x, y = by_seed(recs, a, protocol, fraction), by_seed(recs, b, protocol, fraction)
+    return [x[s] - y[s] for s in sorted(set(x) & set(y))]
+
+def pretrainings(recs) -> dict[str, dict]:
+    "The pretraining run behind each pretrained initialisation of a record list (method -> its `pretraining` record)."
+    return {r['method']: r['pretraining'] for r in recs if r.get('pretraining')}
+
+def methods(recs) -> list[str]:
+    "The initialisations of a record list, in the order of the pages (baselines, then the pretrainings, then the CNN)."
+    order = list(_BASE_NAMES)
+    return sorted({r['method'] for r in recs}, key=lambda m: (order.index(m) if m in order else len(order), m))
+
+def label(recs, method: str) -> str:
+    "The name an initialisation gets on the pages: pretrained ones carry their epochs ('MAE, 9 epochs')."
+    base, pre = _BASE_NAMES.get(method, method), pretrainings(recs).get(method)
+    return f"{base}, {pre['epochs']} epochs" if pre else base
+
+def label_efficiency_table(recs, protocols=tuple(PROTOCOLS), fractions=FRACTIONS) -> str:
+    "Test accuracy (%), mean ± std over seeds, per initialisation × protocol (rows) and label fraction (columns)."
+    rows = []
+    for p in protocols:
+        for m in methods(recs):
+            cells = [pm(list(by_seed(recs, m, p, f).values())) for f in fractions]
+            if any(c != DASH for c in cells): rows.append([label(recs, m), PROTOCOLS[p], *cells])
+    return md_table(['init', 'protocol', *[_fraction_head(recs, f) for f in fractions]], rows)
+
+def _fraction_head(recs, f) -> str:
+    n = next((r['train_images'] for r in recs if abs(r['label_fraction'] - f) < 1e-9), None)
+    return f"{100*f:g} % labels" + (f" ({n:,} images)" if n else '')
+
+def gains(recs, fraction: float, protocol: str = 'finetune') -> list[tuple[str, list[float]]]:
+    "(name, per-seed differences) for every pretrained initialisation minus random init, and GMML minus each other one."
+    out, pre = [], [m for m in methods(recs) if m in pretrainings(recs)]
+    for m in pre: out.append((f"{label(recs, m)} − random init", paired(recs, m, 'random', fraction, protocol)))
+    for m in methods(recs):
+        if m not in ('gmml', 'random'): out.append((f"{label(recs, 'gmml')} − {label(recs, m)}", paired(recs, 'gmml', m, fraction, protocol)))
+    return out
+
+def gains_table(recs, protocol: str = 'finetune', fractions=FRACTIONS) -> str:
+    "Differences in points, paired by seed, at each label fraction (the rows of `gains`)."
+    cols = [dict(gains(recs, f, protocol)) for f in fractions]
+    names = [n for n, _ in gains(recs, fractions[0], protocol)]
+    rows = [[n, *[pm(c.get(n, []), signed=True) for c in cols]] for n in names]
+    rows = [r for r in rows if any(c != DASH for c in r[1:])]
+    return md_table([f'{PROTOCOLS[protocol]}, paired by seed (points)', *[f'{100*f:g} %' for f in fractions]], rows)
+
+def pretraining_table(recs) -> str:
+    "Each pretraining of a record list: epochs, steps, images/s, training minutes, its k-NN read-out before → after."
+    rows = []
+    for m, p in pretrainings(recs).items():
+        knn = p.get('knn_curve') or []
+        rows.append([label(recs, m), p['epochs'], f"{p['steps']:,}", f"{p['images_per_s']:.0f}", f"{p['train_minutes']:.1f}",
+                     f"{pct(knn[0]['knn_accuracy'])} → {pct(knn[-1]['knn_accuracy'])}" if knn else DASH])
+    return md_table(['pretraining', 'epochs', 'steps', 'images/s', 'training minutes', 'k-NN on held-out training images (%)'], rows)
+
+def run_info(recs) -> dict:
+    "The run a label-efficiency record list comes from: command, machine (one line), finish date, total stage minutes, and minutes per kind of stage."
+    run = recs[0]['run']
+    m = run['machine']
+    stages = {'pretraining': sum(p['minutes'] for p in pretrainings(recs).values()),
+              'frozen features': sum(r['minutes'] for r in recs if r['protocol'] != 'finetune'),
+              'finetuning and evaluation': sum(r['minutes'] for r in recs if r['protocol'] == 'finetune')}
+    return dict(command=run['command'], finished=run.get('finished'), total_minutes=run['stage_total_minutes'],
+                machine=f"{m['cpu']}, {m['logical_cpus']} logical CPUs, {m['torch_threads']} torch threads, "
+                        f"torch {m['torch']}, GPU: {m['gpu']}", stage_minutes=stages)
+
+def seeds(recs) -> list[int]:
+    "The seeds of a record list."
+    return sorted({r['seed'] for r in recs})
+
+def finetune_budget(recs, fraction: float) -> tuple[int, int]:
+    "(epochs, steps) of the finetunes at one label fraction."
+    r = next(r for r in recs if r['protocol'] == 'finetune' and abs(r['label_fraction'] - fraction) < 1e-9)
+    return r.get('finetune_epochs'), r.get('finetune_steps')
+
+
+# ---------------------------------------------------------------------------------------------------- follow-ups
+def longer_finetune_table(names=('label_efficiency_longer_1pct', 'label_efficiency_longer', 'label_efficiency_longer_60ep')) -> str:
+    "The study's finetunes run longer: per record, the label fraction, epochs before → after, each init's accuracy before → after, and GMML's lead (paired)."
+    rows = []
+    for name in names:
+        d = load(name)
+        f = d['rows'][0]['label_fraction']
+        acc = lambda m, k: [r[k]['test_accuracy'] for r in sorted(d['rows'], key=lambda r: r['seed']) if r['method'] == m]
+        ep = (d['rows'][0]['short']['finetune_epochs'], d['rows'][0]['longer']['finetune_epochs'])
+        have = {r['method'] for r in d['rows']}
+        cell = lambda m: f"{pm(acc(m, 'short'))} → {pm(acc(m, 'longer'))}" if m in have else DASH
+        lead = DASH
+        if {'gmml', 'random'} <= have:
+            g = lambda k: [a - b for a, b in zip(acc('gmml', k), acc('random', k))]
+            lead = f"{pm(g('short'), signed=True)} → {pm(g('longer'), signed=True)}"
+        rows.append([f'{100*f:g} %', f'{ep[0]} → {ep[1]}', cell('random'), cell('gmml'), lead])
+    return md_table(['labels', 'finetune epochs', 'random init (%)', 'GMML, 5 epochs (%)', 'GMML − random init (points)'], rows)
+
+def longer_pretrain_table(name='label_efficiency_longer_pretrain') -> str:
+    "GMML pretrained twice as long (10 epochs): per label fraction and finetune length, random init, the study's 5-epoch GMML and the 10-epoch GMML, and its gain over random init."
+    d = load(name)
+    rows = []
+    for f in d['finetunes']:
+        t = f['test_accuracy']
+        rows.append([f"{100*f['label_fraction']:g} %", f['finetune_epochs'], pm(t['random']), pm(t['gmml'] or []), pm(t['new']),
+                     pm(f['gain_over_random'], signed=True)])
+    return md_table(['labels', 'finetune epochs', 'random init (%)', 'GMML, 5 epochs (%)', 'GMML, 10 epochs (%)',
+                     'GMML 10 epochs − random init (points)'], rows)
+
+def wider_encoder_table(name='wider_encoder') -> str:
+    "A 192-d ViT-Tiny pretrained with GMML against the study's 96-d ViT-Nano: pretraining epochs and minutes, final k-NN, and the 1 % finetunes."
+    d = load(name)
+    ft = sorted(d['finetunes'], key=lambda r: r['seed'])
+    acc = lambda m, k: [r[k] for r in ft if r['method'] == m]
+    rows = []
+    for enc, p, k in (('ViT-Nano, 96-d (the study)', d['study_pretraining'], 'study_test_accuracy'),
+                      (f"ViT-Tiny, 192-d", d['pretraining'], 'test_accuracy')):
+        rows.append([enc, p['epochs'], f"{p['train_minutes']:.1f}", pct(p['knn_curve'][-1]['knn_accuracy']),
+                     pm(acc('random', k)), pm(acc('gmml', k)),
+                     pm([a - b for a, b in zip(acc('gmml', k), acc('random', k))], signed=True)])
+    return md_table(['encoder (6 blocks)', 'GMML epochs', 'training minutes', 'final k-NN (%)', 'random init, 1 % (%)',
+                     'GMML, 1 % (%)', 'GMML − random init (points)'], rows)
+
+def finetune_recipe_table(name='finetune_recipe') -> str:
+    "One change at a time to the 1 % finetune, chosen on held-out training images: held-out accuracy per variant and initialisation, then the chosen variant's test accuracy."
+    d = load(name)
+    sel = d['selection']
+    inits = list(d['plan'])
+    variants = list(dict.fromkeys(v for m in inits for v in d['plan'][m]))
+    def cell(m, v):
+        a = [r['heldout_accuracy'] for r in sorted(sel, key=lambda r: r['seed']) if (r['method'], r['variant']) == (m, v)]
+        return pm(a) + (' (chosen)' if d['chosen'].get(m) == v else '') if a else DASH
+    rows = [[v + (f" ({', '.join(f'{k} {x:g}' for k, x in d['variants'][v].items())})" if d['variants'][v] else ''),
+             *[cell(m, v) for m in inits]] for v in variants]
+    return md_table(['finetune variant', *[f'{_BASE_NAMES.get(m, m)}: held-out accuracy (%)' for m in inits]], rows)
+
+def finetune_recipe_test(name='finetune_recipe') -> dict[str, list[float]]:
+    "{init: test accuracies of its chosen variant, by seed}."
+    d = load(name)
+    return {m: [r['test_accuracy'] for r in sorted(d['test'], key=lambda r: r['seed']) if r['method'] == m] for m in d['chosen']}
+
+def meta_line(name: str) -> str:
+    "'command' on 'machine' for a follow-up record with a `meta` block (or the throughput record)."
+    d = load(name)
+    m = d.get('meta', d)
+    return f"`{m['command'].split(' --note ')[0]}` on {m['machine']}"
+
+def throughput_table(name='throughput', keys=None) -> str:
+    "The step throughputs (images/s) and ratios of one throughput run."
+    d = load(name)
+    keys = keys or [k for k in d['images_per_s'] if 'ViT-Nano/6' in k and 'float32' in k]
+    rows = [[k, f"{d['images_per_s'][k]:.0f}"] for k in keys]
+    return md_table(['step', 'images/s'], rows)
+
+def ratios_table(name='throughput') -> str:
+    "The speed ratios of one throughput run, each of two numbers measured in that run."
+    d = load(name)
+    return md_table(['ratio (measured in one run)', 'value'], [[k, f'{v:.2f}×'] for k, v in d['ratios'].items()])
+
+
+# ---------------------------------------------------------------------------------------------------- quick start
+def quick_start(path: Path = QUICK_START) -> dict:
+    "The quick start's record (tools/quick_start.py)."
+    return load(Path(path))
+
+def quick_start_table(rec: dict | None = None) -> str:
+    "The quick start's two finetunes: accuracy and FGSM accuracy of the pretrained encoder and of random init."
+    rec = rec or quick_start()
+    n = rec['finetune']['test_images']
+    rows = [[name, pct(rec['accuracy'][k]), pct(rec['fgsm_accuracy_1_255'][k])]
+            for name, k in (('GMML-pretrained (the main job)', 'pretrained'), ('random initialisation', 'random_init'))]
+    return md_table(['encoder', f'accuracy on {n:,} test images (%)', 'FGSM accuracy, ε = 1/255 (%)'], rows)
+
+def quick_start_sentence(rec: dict | None = None) -> str:
+    "What the quick start measured, in one sentence."
+    rec = rec or quick_start()
+    m, c = rec['minutes'], rec['pretrain']['config']
+    return (f"Measured on {rec['machine']['cpu']} ({rec['machine']['logical_cpus']} CPUs, no GPU): the main job took "
+            f"{m['pretrain']:.1f} min ({c['epochs']} epochs on {rec['pretrain']['train_images']:,} images), each finetune "
+            f"{m['finetune_pretrained']:.1f} and {m['finetune_random_init']:.1f} min ({rec['finetune']['epochs']} epochs on "
+            f"{rec['finetune']['train_images']:,} labeled images); the pretrained encoder ends "
+            f"{rec['gap_points']:+.1f} points {'ahead of' if rec['gap_points'] > 0 else 'behind'} random initialisation.")
+
+
+# ---------------------------------------------------------------------------------------------------- the README
+def readme_table(name='label_efficiency_rerun') -> str:
+    "The README's one results table: finetuned test accuracy at 1 % and 10 % of the labels, and the linear probe at 1 %."
+    recs = load(name)
+    rows = []
+    for m in methods(recs):
+        cells = [pm(list(by_seed(recs, m, 'finetune', f).values())) for f in FRACTIONS]
+        rows.append([label(recs, m), *cells, pm(list(by_seed(recs, m, 'linear', 0.01).values()))])
+    return md_table(['ViT-Nano (6 blocks) init', *[f'finetuned, {100*f:g} % labels' for f in FRACTIONS], 'linear probe, 1 %'], rows)
+
+def readme_summary(name='label_efficiency_rerun') -> str:
+    "The sentence under the README's table: the run, and GMML's paired gain over random init at both fractions."
+    recs = load(name)
+    info = run_info(recs)
+    g = [pm(paired(recs, 'gmml', 'random', f), signed=True) for f in FRACTIONS]
+    cnn = [pm(paired(recs, 'cnn', 'gmml', f)) for f in FRACTIONS]
+    return (f"Fashion-MNIST test accuracy (%, 10,000 images), mean ± std over {len(seeds(recs))} seeds, from one "
+            f"{info['total_minutes']:.0f}-minute CPU run. GMML pretraining gains {g[0]} points over random init at 1 % "
+            f"and {g[1]} at 10 % (paired by seed); the small ResNet stays ahead, by {cnn[0]} and {cnn[1]} points.")

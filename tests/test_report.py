@@ -1,0 +1,115 @@
+"""benchmarks/report.py, the renderer of the Results page and of the README's results: its arithmetic on records made
+up here, its tables on the committed records, and the stored outputs of the pages that use it (they must be what
+the renderer makes of the committed records today, so no page can quote a number its records do not hold)."""
+import ast, importlib.util, json, re, statistics, sys
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT/'benchmarks'))
+import report as R      # noqa: E402
+
+def _rec(method, protocol, f, seed, acc, epochs=None):
+    pre = None if epochs is None else dict(epochs=epochs, steps=epochs*10, images_per_s=100.0, train_minutes=epochs*2.0, minutes=epochs*2.1,
+                                           knn_curve=[dict(epoch=0, knn_accuracy=0.5), dict(epoch=epochs, knn_accuracy=0.6)])
+    return dict(method=method, protocol=protocol, label_fraction=f, seed=seed, test_accuracy=acc, train_images=round(60000*f),
+                minutes=1.0, pretraining=pre, run=dict(command='cmd', stage_total_minutes=9.0, finished='today',
+                                                       machine=dict(cpu='cpu', logical_cpus=2, torch_threads=2, torch='2', gpu='none')))
+
+@pytest.fixture
+def recs():
+    out = []
+    for s, (r, g, m) in enumerate([(0.70, 0.78, 0.75), (0.72, 0.77, 0.76), (0.71, 0.80, 0.74)]):
+        out += [_rec('random', 'finetune', 0.01, s, r), _rec('gmml', 'finetune', 0.01, s, g, epochs=5),
+                _rec('mae_time', 'finetune', 0.01, s, m, epochs=9), _rec('gmml', 'linear', 0.01, s, g - 0.1, epochs=5)]
+    out.append(_rec('random', 'finetune', 0.01, 7, 0.99))            # a seed GMML lacks: never paired
+    return out
+
+def test_mean_std_and_formatting():
+    assert R.mean_std([0.5, 0.7]) == pytest.approx((60.0, 100*statistics.stdev([0.5, 0.7])))
+    assert R.pm([0.5, 0.7]) == '60.0 ± 14.1' and R.pm([0.05], signed=True) == '+5.0 ± 0.0' and R.pm([-0.02, -0.04], signed=True) == '-3.0 ± 1.4'
+    assert R.pm([]) == '—' and R.pct(0.7821) == '78.2'
+    with pytest.raises(ValueError): R.mean_std([])
+    assert R.md_table(['a', 'b'], [[1, 2]]) == '| a | b |\n|---|---|\n| 1 | 2 |'
+
+def test_paired_differences_use_only_shared_seeds_in_seed_order(recs):
+    d = R.paired(recs, 'gmml', 'random', 0.01)
+    assert d == pytest.approx([0.08, 0.05, 0.09])                     # seeds 0, 1, 2; seed 7 has no GMML run
+    assert R.paired(list(reversed(recs)), 'gmml', 'random', 0.01) == pytest.approx(d)
+    assert R.paired(recs, 'gmml', 'random', 0.1) == []
+
+def test_labels_carry_the_pretraining_epochs(recs):
+    assert R.label(recs, 'gmml') == 'GMML, 5 epochs' and R.label(recs, 'mae_time') == 'MAE, 9 epochs'
+    assert R.label(recs, 'random') == 'random init' and R.methods(recs) == ['random', 'gmml', 'mae_time']
+
+def test_tables_show_the_records_means_and_paired_gains(recs):
+    t = R.label_efficiency_table(recs, fractions=(0.01, 0.1))
+    random_accs = [r['test_accuracy'] for r in recs if (r['method'], r['protocol']) == ('random', 'finetune')]
+    assert f"| random init | finetune | {R.pm(random_accs)} | — |" in t       # all four random-init seeds; no 10 % runs
+    assert '| GMML, 5 epochs | linear probe | 68.3 ± 1.5 | — |' in t and 'k-NN' not in t      # no k-NN records, no k-NN rows
+    g = R.gains_table(recs, fractions=(0.01,))
+    assert '| GMML, 5 epochs − random init | +7.3 ± 2.1 |' in g
+    assert '| GMML, 5 epochs − MAE, 9 epochs | +3.3 ± 2.5 |' in g
+    p = R.pretraining_table(recs)
+    assert '| MAE, 9 epochs | 9 | 90 | 100 | 18.0 | 50.0 → 60.0 |' in p
+    info = R.run_info(recs)
+    assert info['total_minutes'] == 9.0 and info['stage_minutes']['pretraining'] == pytest.approx(10.5 + 18.9)
+
+def test_missing_record_is_one_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match='has not been run'): R.load('no_such_study')
+    with pytest.raises(FileNotFoundError, match='no record'): R.load(tmp_path/'x.json')
+
+def test_every_table_renders_from_the_committed_records():
+    "Each renderer runs on the committed records and shows the numbers they hold (recomputed here with statistics)."
+    rerun = R.load('label_efficiency_rerun')
+    g = [100*x['test_accuracy'] for x in rerun if (x['method'], x['protocol'], x['label_fraction']) == ('gmml', 'finetune', 0.01)]
+    cell = f"{statistics.mean(g):.1f} ± {statistics.stdev(g):.1f}"
+    assert f"| GMML, 5 epochs | finetune | {cell} |" in R.label_efficiency_table(rerun)
+    assert f"| GMML, 5 epochs | {cell} |" in R.readme_table()
+    for fn in (R.longer_finetune_table, R.longer_pretrain_table, R.wider_encoder_table, R.finetune_recipe_table,
+               R.throughput_table, R.ratios_table, R.readme_summary, R.quick_start_table, R.quick_start_sentence):
+        out = fn()
+        assert isinstance(out, str) and re.search(r'\d', out), fn.__name__
+    lp = R.load('label_efficiency_longer_pretrain')
+    row = next(f for f in lp['finetunes'] if (f['label_fraction'], f['finetune_epochs']) == (0.01, 160))
+    assert f"| 1 % | 160 | {R.pm(row['test_accuracy']['random'])} | {R.pm(row['test_accuracy']['gmml'])} | {R.pm(row['test_accuracy']['new'])} |" in R.longer_pretrain_table()
+
+def test_quick_start_record_is_complete_and_consistent():
+    spec = importlib.util.spec_from_file_location('qs', ROOT/'tools'/'quick_start.py')
+    qs = importlib.util.module_from_spec(spec); spec.loader.exec_module(qs)
+    rec = R.quick_start()
+    assert rec['commands'] == list(qs.COMMANDS) and rec['finetune']['options'] == qs.FINETUNE_OPTIONS
+    assert rec['gap_points'] == pytest.approx(100*(rec['accuracy']['pretrained'] - rec['accuracy']['random_init']), abs=0.01)
+    assert rec['compared_with_pretrained_run'] and all(m > 0 for m in rec['minutes'].values())
+    assert rec['pretrain']['valid_loss_after'] < rec['pretrain']['valid_loss_before']
+    assert (ROOT/'docs'/'images'/'main_job.png').stat().st_size > 10_000
+
+def _cells(nb):
+    for c in json.loads((ROOT/'nbs'/f'{nb}.ipynb').read_text(encoding='utf-8'))['cells']:
+        if c['cell_type'] == 'code': yield ''.join(c['source']), c.get('outputs', [])
+
+@pytest.mark.parametrize('nb', ['index', 'results'])
+def test_stored_pages_are_what_the_renderer_makes_of_the_committed_records(nb, monkeypatch):
+    "Re-run the page's rendering cells (not its training cells) and compare with the markdown stored in the notebook."
+    monkeypatch.chdir(ROOT/'nbs')
+    ns, checked = {}, 0
+    for src, outs in _cells(nb):
+        body = '\n'.join(l for l in src.splitlines() if not l.startswith('#|'))
+        stored = [''.join(o['data']['text/markdown']) for o in outs if 'text/markdown' in o.get('data', {})]
+        if not (stored or re.search(r'^#\|\s*(hide|echo:\s*false)', src, re.M)): continue       # a code example, not rendering
+        tree = ast.parse(body)
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        exec(compile(tree, nb, 'exec'), ns)
+        value = eval(compile(ast.Expression(last.value), nb, 'eval'), ns) if last is not None else None
+        if stored:
+            assert getattr(value, 'data', None) == stored[0], f'{nb}: a stored table differs from its records; run `bash run.sh notebooks {nb}`'
+            checked += 1
+    assert checked >= 2
+
+def test_readme_is_a_front_page():
+    readme = (ROOT/'README.md').read_text(encoding='utf-8')
+    assert len(readme) <= 12_000, len(readme)
+    links = re.findall(r'\]\(((?!https?:)[^)#]+)\)', readme)
+    missing = [l for l in links if not (ROOT/l).exists()]
+    assert links and not missing, missing                              # every relative link and image resolves in the repository
+    assert 'python -m gmml_fast.launch --gpus 0,1 script.py' in readme and 'pip install -e .' in readme   # the commands users type
