@@ -12,14 +12,15 @@ from timm.layers import trunc_normal_
 from timm.models.vision_transformer import VisionTransformer, Block
 from .patches import (block_outputs, check_blocks, create_encoder, unpatchify, embed_tokens, zero_patch_token,
                                token_to_pixel_mask)
-from .core import to_pair
+from .core import to_pair, eval_mode
 from .decoder import LightDecoder, fuse_blocks
 from .masking import random_token_mask, beit_block_mask
 
 # %% auto #0
 __all__ = ['SIMMIM_MASKS', 'check_encoder', 'encoder_geometry', 'default_blocks', 'GMMLModel', 'MAEModel', 'mae_decoder_for',
            'SimMIMModel', 'create_gmml_model', 'create_mae_model', 'create_simmim_model', 'encoder_state_dict',
-           'encoder_extras', 'write_state_dict', 'export_encoder', 'read_state_dict', 'load_encoder']
+           'encoder_extras', 'write_state_dict', 'export_encoder', 'read_state_dict', 'load_encoder', 'attention_maps',
+           'cls_attention', 'show_attention']
 
 # %% ../nbs/60_models.ipynb #baa81fa4
 def check_encoder(encoder) -> VisionTransformer:
@@ -309,3 +310,48 @@ def load_encoder(timm_model: VisionTransformer, path) -> VisionTransformer:
         raise ValueError(f"weights must match the model except for its classification head (head.*): "
                          f"missing {missing}, unexpected {unexpected}")
     return timm_model
+
+# %% ../nbs/60_models.ipynb #1477630b
+def attention_maps(model, x: torch.Tensor, block: int = -1) -> torch.Tensor:
+    "The softmax attention B×heads×T×T (T: class token and patch tokens) of `block` (an index into the encoder's blocks; -1: the last) of a timm ViT, or of a model holding one, on the images `x`; in eval mode, without gradients."
+    enc = _encoder_of(model)
+    n = len(enc.blocks)
+    if not isinstance(block, int) or not -n <= block < n: raise ValueError(f"block must be an int in -{n}..{n - 1} for this {n}-block encoder, got {block!r}")
+    blk, grab = enc.blocks[block], {}
+    hook = blk.norm1.register_forward_hook(lambda mod, inp, out: grab.__setitem__('tokens', out))
+    try:
+        with eval_mode(enc):
+            enc.forward_features(x)
+            a, t = blk.attn, grab['tokens']
+            B, T, _ = t.shape
+            qkv = a.qkv(t).reshape(B, T, 3, a.num_heads, a.head_dim).permute(2, 0, 3, 1, 4)
+            q, k = a.q_norm(qkv[0]), a.k_norm(qkv[1])
+            return ((q*a.scale) @ k.transpose(-2, -1)).softmax(-1)
+    finally: hook.remove()
+
+def cls_attention(model, x: torch.Tensor, block: int = -1) -> torch.Tensor:
+    "How much the class token attends to each patch, per head: B×heads×rows×cols (the rest of each row of the attention goes to the prefix tokens)."
+    enc = _encoder_of(model)
+    if getattr(enc, 'cls_token', None) is None: raise ValueError("the encoder has no class token (class_token=False)")
+    A = attention_maps(enc, x, block)
+    rows, cols = encoder_geometry(enc)['grid_size']
+    return A[:, :, 0, enc.num_prefix_tokens:].reshape(A.shape[0], A.shape[1], rows, cols)
+
+def show_attention(model, x: torch.Tensor, block: int = -1, n: int = 2, stats=None, heads: int | None = None, figsize=None):
+    "For each of the first `n` images: the image | the class token's attention of each head (the first `heads`) | their mean, each laid over the image."
+    import matplotlib.pyplot as plt
+    from gmml_fast.core import denormalize
+    from gmml_fast.patches import show_img
+    x = x[:n].as_subclass(torch.Tensor)
+    att = cls_attention(model, x, block).float().cpu()
+    H = att.shape[1] if heads is None else min(heads, att.shape[1])
+    img = denormalize(x, stats).float().cpu()
+    up = nn.functional.interpolate(torch.cat([att[:, :H], att.mean(1, keepdim=True)], 1), size=img.shape[-2:], mode='nearest')
+    fig, axs = plt.subplots(len(x), H + 2, figsize=figsize or (1.9*(H + 2), 2.0*len(x)), squeeze=False)
+    for i in range(len(x)):
+        show_img(img[i], axs[i, 0], 'image' if i == 0 else None)
+        for j in range(H + 1):
+            show_img(img[i], axs[i, j + 1], (f'head {j + 1}' if j < H else 'mean') if i == 0 else None, alpha=0.35)
+            axs[i, j + 1].imshow(up[i, j].numpy(), cmap='inferno', alpha=0.65)
+    fig.tight_layout()
+    return fig

@@ -149,6 +149,7 @@ ENCODER_PRESETS = {
     'tiny_32':   dict(arch='vit_tiny_patch16_224',  img_size=32,  patch_size=4),
     'tiny_32_p2': dict(arch='vit_tiny_patch16_224', img_size=32,  patch_size=2),
     'tiny_36':   dict(arch='vit_tiny_patch16_224',  img_size=36,  patch_size=3),
+    'tiny_96':   dict(arch='vit_tiny_patch16_224',  img_size=96,  patch_size=8),    # STL-10: 12×12 tokens
     'small_32':  dict(arch='vit_small_patch16_224', img_size=32,  patch_size=4),
     'small_36':  dict(arch='vit_small_patch16_224', img_size=36,  patch_size=3),
     'tiny_224':  dict(arch='vit_tiny_patch16_224',  img_size=224, patch_size=16),

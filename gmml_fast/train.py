@@ -20,6 +20,7 @@ from fastai.torch_core import num_distrib, set_seed
 
 from .data import fmnist_pretrain_dls, fmnist_finetune_dls, folder_dls, load_fashion_mnist
 from .patches import ENCODER_PRESETS
+from .datasets import DATASETS, dataset_info, dataset_pretrain_dls, dataset_finetune_dls, load_dataset
 from .aliens import RECIPES
 import torch
 from .callbacks import ReconstructionFigures, KNNMonitor
@@ -133,6 +134,14 @@ def option(default, help: str, flag: bool = False):
     return field(default=default, metadata=dict(help=help, flag=flag))
 
 _TYPES = {'int': int, 'float': float, 'str': str, 'bool': str2bool}
+_DATASET_HELP = (f"a named dataset ({', '.join(DATASETS)}) or any torchvision dataset class (e.g. FakeData), read from --data_root; "
+                 "replaces --data (default: none)")
+_DATA_ROOT_HELP = "folder holding the --dataset files in torchvision's layout (default: $GMML_FAST_DATA, else ~/.cache/gmml_fast/datasets)"
+
+def _is_torchvision_class(name: str) -> bool:
+    import torchvision.datasets as tvd
+    cls = getattr(tvd, name, None)
+    return isinstance(cls, type) and issubclass(cls, tvd.VisionDataset)
 
 class CommandConfig:
     "What the command configs share: the parser built from their fields, a config from keyword options, and the check of every value."
@@ -158,9 +167,20 @@ class CommandConfig:
         if unknown: raise ValueError(f"{cls.command} has no option {', '.join(unknown)}; its options are {', '.join(names)}")
         return cls(**options)
 
+    def resolve_arch(self):
+        "Fill in the encoder preset when none was given: the --dataset's preset (measured size for a torchvision class), else nano_28."
+        if self.arch is not None: return self
+        if self.dataset is None: self.arch = 'nano_28'
+        else:
+            self.arch = dataset_info(self.dataset, None if self.dataset in DATASETS else load_dataset(self.dataset, 'train', self.data_root, self.download)[0]).arch
+            if self.arch is None: raise ValueError(f"no encoder preset fits the images of {self.dataset}: pass --arch and --size")
+        return self
+
     def check(self):
         "Raise one clear error for a value out of range (the subclasses add their own checks)."
         if self.epochs < 1: raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.dataset is not None and self.dataset not in DATASETS and not _is_torchvision_class(self.dataset):
+            raise ValueError(f"dataset must be one of {', '.join(DATASETS)} or a torchvision dataset class name (e.g. FakeData), got {self.dataset!r}")
         if self.bs < 1: raise ValueError(f"bs must be >= 1, got {self.bs}")
         if not self.lr > 0: raise ValueError(f"lr must be > 0, got {self.lr}")
 
@@ -170,7 +190,9 @@ class PretrainConfig(CommandConfig):
     command = 'pretrain'
     method: str = option('gmml', "pretraining method: gmml, mae or simmim")
     data: str = option('fmnist', "'fmnist' (embedded Fashion-MNIST) or the path of an ImageFolder-style directory")
-    arch: str = option('nano_28', "encoder preset (see gmml_fast.patches.ENCODER_PRESETS) or timm ViT name")
+    dataset: str | None = option(None, _DATASET_HELP)
+    data_root: str | None = option(None, _DATA_ROOT_HELP)
+    arch: str | None = option(None, "encoder preset (see gmml_fast.patches.ENCODER_PRESETS) or timm ViT name (default: the --dataset's preset; nano_28 for Fashion-MNIST and folders)")
     size: int | None = option(None, "image side in pixels (default: the preset's)")
     patch_size: int | None = option(None, "patch size (default: the preset's)")
     depth: int = option(6, "number of transformer blocks (0: the preset's, 12)")
@@ -227,7 +249,7 @@ def _run(cfg: CommandConfig, resume, stop_after, job: _Job) -> dict:
     "The skeleton both commands share: resume or a new run folder, seeding, the process group, config.json, the fit with checkpoints and history, result.json."
     run = None
     if resume is not None: run, meta = _load_run(resume, type(cfg)); cfg = type(cfg)(**meta['config'])
-    cfg.check(); _check_stop_after(stop_after, cfg.epochs)
+    cfg.check(); cfg.resolve_arch(); _check_stop_after(stop_after, cfg.epochs)
     matplotlib.use('Agg')
     setup_distrib()                                  # no-op in a single process
     set_seed(cfg.seed)                               # python, numpy and torch: fastai's loaders shuffle with python's `random`
@@ -256,10 +278,18 @@ def _command(cfg_cls, resume, stop_after, options, job):
     return _run(cfg_cls.from_options(**options) if resume is None else cfg_cls(), resume, stop_after, job)
 
 # %% ../nbs/98_train.ipynb #538ca489
+def _n_valid(cfg) -> int | None:
+    "--n_valid for a named dataset, capped at the size of its test split (FakeData's is small)."
+    n = len(load_dataset(cfg.dataset, 'test', cfg.data_root, cfg.download)[1])
+    return min(cfg.n_valid, n)
+
 def _pretrain_data(cfg: PretrainConfig):
     size = cfg.size or ENCODER_PRESETS.get(cfg.arch, {}).get('img_size')
     if size is None: raise ValueError(f"size is needed for arch={cfg.arch!r} (presets carry their own)")
-    if cfg.data == 'fmnist':
+    if cfg.dataset is not None:
+        dls = dataset_pretrain_dls(cfg.dataset, bs=cfg.bs, fraction=cfg.fraction, size=size, seed=cfg.seed, root=cfg.data_root,
+                                   download=cfg.download, n_valid=_n_valid(cfg))
+    elif cfg.data == 'fmnist':
         dls = fmnist_pretrain_dls(bs=cfg.bs, size=size, channels=1, fraction=cfg.fraction, seed=cfg.seed, download=cfg.download,
                                   mode='pad' if size >= 28 else 'resize', n_valid=cfg.n_valid)
     else: dls = folder_dls(cfg.data, size=size, labeled=False, bs=cfg.bs, seed=cfg.seed, strict=cfg.strict)
@@ -302,8 +332,10 @@ def _monitor_cbs(cfg: PretrainConfig) -> list:
     "The k-NN monitor of `--monitor`: labeled training images as bank and queries, from Fashion-MNIST or the class folders of `--data` (labels never reach the pretraining)."
     if not cfg.monitor: return []
     n, nq = cfg.monitor, max(1, cfg.monitor//4)
-    if cfg.data == 'fmnist':
-        x, y = load_fashion_mnist('train', download=cfg.download)
+    if cfg.dataset is not None or cfg.data == 'fmnist':
+        x, y = (load_dataset(cfg.dataset, 'train', cfg.data_root, cfg.download)[:2] if cfg.dataset is not None
+                else load_fashion_mnist('train', download=cfg.download))
+        n, nq = min(n, len(y) - max(1, len(y)//5)), min(nq, max(1, len(y)//5))   # a small dataset: 80 % bank, 20 % queries
         pick = torch.randperm(len(y), generator=torch.Generator().manual_seed(cfg.seed))[:n + nq]
         x, y = x[pick], y[pick]
     else:
@@ -331,9 +363,11 @@ class FinetuneConfig(CommandConfig):
     "Finetune a classifier (from a pretrained encoder or from scratch) and report accuracy and FGSM accuracy."
     command = 'finetune'
     data: str = option('fmnist', "'fmnist' (embedded Fashion-MNIST) or the path of an ImageFolder-style directory")
+    dataset: str | None = option(None, _DATASET_HELP)
+    data_root: str | None = option(None, _DATA_ROOT_HELP)
     label_fraction: float = option(0.01, "fraction of the training labels to use, drawn per class (0-1]")
     pretrained: str | None = option(None, "pretraining run folder or encoder weights file (default: random init)")
-    arch: str = option('nano_28', "encoder preset or timm ViT name (taken from the run folder when given)")
+    arch: str | None = option(None, "encoder preset or timm ViT name (taken from the run folder when given; default: the --dataset's preset, nano_28 for Fashion-MNIST and folders)")
     size: int | None = option(None, "image side in pixels (default: the preset's or the run's)")
     patch_size: int | None = option(None, "patch size (default: the preset's)")
     depth: int = option(6, "number of transformer blocks (taken from the run folder when given; 0: the preset's)")
@@ -382,7 +416,10 @@ def _finetune_data(cfg: FinetuneConfig):
     weights, arch, size, depth = _pretrained_source(cfg.pretrained, cfg.arch, cfg.size, cfg.depth)
     size = size or ENCODER_PRESETS.get(arch, {}).get('img_size')
     if size is None: raise ValueError(f"size is needed for arch={arch!r} (presets carry their own)")
-    if cfg.data == 'fmnist':
+    if cfg.dataset is not None:
+        dls = dataset_finetune_dls(cfg.dataset, bs=cfg.bs, label_fraction=cfg.label_fraction, size=size, seed=cfg.seed,
+                                   root=cfg.data_root, download=cfg.download, n_valid=_n_valid(cfg))
+    elif cfg.data == 'fmnist':
         dls = fmnist_finetune_dls(bs=cfg.bs, label_fraction=cfg.label_fraction, size=size, seed=cfg.seed, download=cfg.download,
                                   mode='pad' if size >= 28 else 'resize', n_valid=cfg.n_valid)
     else:
