@@ -42,3 +42,18 @@ def test_missing_or_unknown_dataset_is_one_line(tmp_path, capsys):
     rc, _, err = _main(capsys, 'finetune', '--dataset', 'imagenet21k', '--out', str(tmp_path/'out'))
     assert rc == 2 and err.startswith('error: dataset must be one of') and len(err.strip().splitlines()) == 1
     assert not (tmp_path/'out').exists() or not any((tmp_path/'out').iterdir())      # nothing written for a rejected command
+
+def test_paper_recipe_for_cifar10_runs_in_its_quick_form(tmp_path):
+    "benchmarks/paper_recipe_cifar10.sh --quick: the full recipe's two commands on FakeData, one epoch each, on a CPU."
+    import subprocess
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run(['bash', str(root/'benchmarks'/'paper_recipe_cifar10.sh'), '--quick', '--out', str(tmp_path)],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    (pre,), (ft,) = (tmp_path/'pretrain').iterdir(), (tmp_path/'finetune').iterdir()
+    cfg = json.loads((pre/'config.json').read_text())['config']
+    assert cfg['arch'] == 'tiny_32' and cfg['corruption'] == 'gmml' and cfg['dataset'] == 'FakeData'
+    assert (ft/'result.json').is_file() and json.loads((ft/'config.json').read_text())['resolved']['pretrained'].endswith('encoder.safetensors')
+    r = subprocess.run(['bash', str(root/'benchmarks'/'paper_recipe_cifar10.sh'), '--bogus'], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith('error: unknown option --bogus')
