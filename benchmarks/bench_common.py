@@ -62,7 +62,7 @@ def frozen_features(encoder, x, size: int, bs: int = 500):
     "Frozen features of raw Fashion-MNIST images `x` (uint8, N×28×28 or N×1×28×28): through the loaders' batch transforms at `size` px (zero-padded), then the library's `embed_images` (mean of the final patch tokens)."
     import torch
     from gmml_fast.data import tensor_dls, image_batch_tfms, FMNIST_STATS
-    from gmml_fast.callbacks import embed_images
+    from gmml_fast.evaluate import embed_images
     dl = tensor_dls(x, x[:1], bs=bs, shuffle=False, drop_last=False, after_batch=image_batch_tfms(FMNIST_STATS, size, 'pad', 1)).train
     return torch.cat([embed_images(encoder, xb) for (xb,) in dl])
 

@@ -22,7 +22,7 @@ from fastai.callback.core import Callback
 sys.path.insert(0, str(Path(__file__).parent))
 from gmml_fast.data import load_fashion_mnist, tensor_dls, image_batch_tfms, FMNIST_STATS
 from gmml_fast.learner import gmml_learner
-from gmml_fast.callbacks import knn_accuracy, linear_probe_accuracy
+from gmml_fast.evaluate import knn_accuracy, linear_probe_accuracy
 from bench_common import cpu_name, SkipValidation, heldout_split, heldout_cli, frozen_features
 
 ARCH, DEPTH, SIZE, BS, LR = 'nano_28', 6, 28, 128, 1e-3

@@ -39,7 +39,7 @@ from fastai.torch_core import set_seed
 from gmml_fast.data import (fmnist_pretrain_dls, fmnist_finetune_dls, load_fashion_mnist, stratified_subset,
                             VALID_SUBSET_SEED_OFFSET)
 from gmml_fast.learner import gmml_learner, mae_learner, simmim_learner, finetune_learner, BatchAugment
-from gmml_fast.callbacks import knn_accuracy, linear_probe_accuracy
+from gmml_fast.evaluate import knn_accuracy, linear_probe_accuracy
 from gmml_fast.models import load_encoder
 from gmml_fast.patches import create_encoder
 from bench_common import cpu_name, SkipValidation, gmml_decoder_before, frozen_features

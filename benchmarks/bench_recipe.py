@@ -20,7 +20,7 @@ from fastai.torch_core import set_seed
 
 from gmml_fast.data import load_fashion_mnist, tensor_dls, image_batch_tfms, FMNIST_STATS
 from gmml_fast.learner import gmml_learner
-from gmml_fast.callbacks import knn_accuracy
+from gmml_fast.evaluate import knn_accuracy
 from bench_common import cpu_name, SkipValidation, RECIPE_BEFORE, gmml_decoder_before, heldout_split, heldout_cli, frozen_features
 
 ARCH, DEPTH, BS, LR = 'nano_32', 6, 128, 1e-3

@@ -6,23 +6,137 @@ same run (same process, same machine state), so it is meaningful even where abso
     python benchmarks/bench_throughput.py --quick     # fewer steps (~2 minutes), written to throughput_quick.*
 
 Writes benchmarks/results/throughput.json and throughput.md (refuses to overwrite them without --overwrite).
-The detailed per-issue benchmarks are bench_corruption.py and bench_pretrain.py.
+It replaced bench_corruption.py and bench_pretrain.py (their results, measured with an older recipe, disagreed with it);
+their per-image corruption loop and raw PyTorch training loop live on here as the references of two ratios.
 """
-import argparse, json, sys, time
+import argparse, json, math, random, statistics, sys, time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from fastai.callback.core import Callback
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_corruption import timeit, loop_gmml_corrupt          # the per-image reference loop and the timer
-from bench_pretrain import fastai_rate, raw_gmml_rate          # fastai vs raw-loop step rates
 from bench_common import cpu_name, RECIPE_BEFORE
 
-from gmml_fast.aliens import gmml_corrupt, GMMLCorruption
+from gmml_fast.aliens import gmml_corrupt, GMMLCorruption, get_recipe, to_grayscale
+from gmml_fast.losses import MaskedL1Loss
+from gmml_fast.rng import rng_key
+from gmml_fast.callbacks import no_decay_params
 from gmml_fast.data import fmnist_pretrain_dls, fmnist_finetune_dls, load_fashion_mnist
 from gmml_fast.learner import gmml_learner, mae_learner, simmim_learner, finetune_learner
-from gmml_fast.callbacks import KNNMonitor
+from gmml_fast.evaluate import KNNMonitor
 from gmml_fast.train import PretrainConfig
+
+
+# ---------------------------------------------------------------- the per-image loop baseline (same algorithm)
+def _loop_block_mask(rng, gh, gw, budget, n_blocks, hmin, hmax, wmin, wmax):
+    "One image: draw up to n_blocks rectangles in order, keep them while the union fits, trim the first that does not, fill."
+    m = torch.zeros(gh, gw, dtype=torch.bool)
+    count = 0
+    for _ in range(n_blocks):
+        h, w = rng.randint(hmin, hmax), rng.randint(wmin, wmax)
+        t, l = rng.randint(0, gh - h), rng.randint(0, gw - w)
+        new = int((~m[t:t+h, l:l+w]).sum())
+        if count + new <= budget:
+            m[t:t+h, l:l+w] = True; count += new
+            continue
+        sub = ~m[t:t+h, l:l+w]
+        idx = sub.flatten().nonzero().flatten()[:budget - count]      # its top rows first
+        sub_flat = torch.zeros(h*w, dtype=torch.bool); sub_flat[idx] = True
+        m[t:t+h, l:l+w] |= sub_flat.view(h, w)
+        count = budget
+        break
+    if count < budget:                                                 # fill: units touching a block first, then any
+        for border_only in (True, False):
+            cand = ~m
+            if border_only: cand &= F.max_pool2d(m[None, None].float(), 3, 1, 1)[0, 0] > 0
+            idx = cand.flatten().nonzero().flatten()
+            start = rng.randrange(gh*gw)
+            idx = torch.cat([idx[idx >= start], idx[idx < start]])[:budget - count]
+            m.view(-1)[idx] = True; count += len(idx)
+    return m
+
+def loop_gmml_corrupt(x, recipe='gmml', align=1, seed=0):
+    "Per-image Python-loop implementation of the same corruption recipe."
+    rng = random.Random(seed)
+    g = torch.Generator().manual_seed(seed)
+    B, C, H, W = x.shape
+    dev = x.device                       # on a GPU every per-image step below is its own small kernel launch
+    out, mask = x.clone(), torch.zeros(B, 1, H, W, dtype=torch.bool, device=dev)
+    for b in range(B):
+        for s in get_recipe(recipe):
+            kind = s.kind
+            if kind == 'grayscale' and C == 1: continue
+            a = s.align or align
+            gh, gw = H//a, W//a
+            side = lambda n, f: max(1, min(n, round(f*n)))
+            hmin, hmax, wmin, wmax = side(gh, s.size[0]), side(gh, s.size[1]), side(gw, s.size[0]), side(gw, s.size[1])
+            if s.n_blocks is None:
+                lo, hi = (s.ratio, s.ratio) if isinstance(s.ratio, float) else s.ratio
+                budget = math.floor(rng.uniform(lo, hi)*gh*gw)
+                n_blocks = int(min(96, math.ceil(3*math.floor(hi*gh*gw)/((hmin + hmax)/2*(wmin + wmax)/2)) + 2))
+                m = _loop_block_mask(rng, gh, gw, budget, n_blocks, hmin, hmax, wmin, wmax)
+            else:
+                m = _loop_block_mask(rng, gh, gw, gh*gw, s.n_blocks, hmin, hmax, wmin, wmax)
+            if a > 1: m = m.repeat_interleave(a, 0).repeat_interleave(a, 1)
+            m, img = m.to(dev), out[b]
+            if kind == 'zeros': alien = torch.zeros_like(img)
+            elif kind == 'noise' or (kind == 'noise_or_zeros' and rng.random() < 0.5): alien = s.noise_std*torch.randn(img.shape, generator=g).to(dev)
+            elif kind == 'noise_or_zeros': alien = torch.zeros_like(img)
+            elif kind == 'replace': alien = x[rng.choice([i for i in range(B) if i != b])] if B > 1 else torch.randn(img.shape, generator=g).to(dev)
+            elif kind == 'grayscale': alien = to_grayscale(img[None])[0]
+            else:
+                sigma, k = rng.uniform(*s.sigma), rng.choice(range(s.kernel[0], s.kernel[1] + 1, 2))
+                t = torch.arange(-(k//2), k//2 + 1, dtype=x.dtype, device=dev)
+                ker = torch.exp(-t**2/(2*sigma**2)); ker = ker/ker.sum()
+                y = F.pad(img[None], (k//2, k//2, k//2, k//2), mode='replicate')
+                y = F.conv2d(y, ker.view(1, 1, 1, k).expand(C, 1, 1, k), groups=C)
+                alien = F.conv2d(y, ker.view(1, 1, k, 1).expand(C, 1, k, 1), groups=C)[0]
+            out[b] = torch.where(m, alien, img)
+            mask[b, 0] |= m
+    return out, mask
+
+# ---------------------------------------------------------------- timing helpers
+def timeit(fn, repeats, warmup=1):
+    for _ in range(warmup): fn()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+# ---------------------------------------------------------------- fastai and raw-loop step rates
+class TrainTimer(Callback):
+    "Wall time of the training phase of each epoch (no validation)."
+    def before_train(self): self.t0 = time.perf_counter()
+    def after_train(self): self.times.append(time.perf_counter() - self.t0)
+    def before_fit(self): self.times = []
+
+def fastai_rate(learn, n_batches, epochs):
+    timer = TrainTimer()
+    learn.fit(epochs, cbs=[timer])
+    return n_batches*learn.dls.train.bs/statistics.median(timer.times[1:])     # first epoch = warm-up
+
+def raw_gmml_rate(dls, model, corruption, lr, wd, epochs):
+    "The same GMML step without fastai: our own batching of the same tensors, the same transforms, torch AdamW."
+    decay = set(map(id, no_decay_params(model)))
+    groups = [dict(params=[p for p in model.parameters() if id(p) not in decay], weight_decay=wd),
+              dict(params=[p for p in model.parameters() if id(p) in decay], weight_decay=0.0)]
+    opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8)
+    loss_fn, images, bs = MaskedL1Loss(), dls.train.images, dls.train.bs
+    tfms, gen = dls.train.after_batch, torch.Generator().manual_seed(0)
+    times = []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        perm = torch.randperm(len(images))
+        for i in range(0, len(images) - bs + 1, bs):
+            x = tfms(images[perm[i:i+bs]])
+            xc, m = corruption(x, key=rng_key(generator=gen))
+            loss = loss_fn(model(xc), x, m)
+            opt.zero_grad(); loss.backward(); opt.step()
+        times.append(time.perf_counter() - t0)
+    return (len(images)//bs)*bs/statistics.median(times[1:])
 
 
 NANO = 'ViT-Nano/6 at 28 px'

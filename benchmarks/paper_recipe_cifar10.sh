@@ -10,8 +10,9 @@
 #   bash benchmarks/paper_recipe_cifar10.sh [--out DIR] [--data_root DIR]    the full run (downloads CIFAR-10 if missing)
 #   bash benchmarks/paper_recipe_cifar10.sh --quick [--out DIR]              the same two commands on FakeData, 1 epoch each
 #
-# Its time per epoch has not been measured: no GPU was available to this project yet (benchmarks/bench_gpu.py measures
-# the step rates that would give it). --quick is what tests/test_datasets.py runs on a CPU.
+# The settings are the named recipes gmml@paper and finetune@paper (gmml_fast.recipe). Its time per epoch has not been
+# measured: no GPU was available to this project yet (benchmarks/gpu.py measures the step rates that would give it).
+# --quick is what tests/test_datasets.py runs on a CPU.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
@@ -29,10 +30,10 @@ if [ "$QUICK" = 1 ]; then
   PRE=(--epochs 1 --depth 2 --bs 64 --monitor 0 --precision 32)
   FT=(--epochs 1 --bs 32 --label_fraction 1.0 --precision 32)
 else
-  DATA=(--dataset cifar10 "${ROOT[@]}" --download True)
-  PRE=(--epochs 800 --depth 12 --bs 256 --lr 5e-4 --warmup 0.0125 --fraction 1.0 --n_valid 10000 --precision bf16)
-  FT=(--epochs 200 --bs 256 --lr 1e-3 --layer_decay 0.75 --augment autoaugment --label_fraction 1.0 --n_valid 10000 --precision bf16)
+  DATA=(--dataset cifar10 "${ROOT[@]}" --download)
+  PRE=(--recipe gmml@paper --depth 12 --bs 256 --fraction 1.0 --n_valid 10000 --precision bf16)
+  FT=(--recipe finetune@paper --bs 256 --label_fraction 1.0 --n_valid 10000 --precision bf16)
 fi
-"$PY" -m gmml_fast.train pretrain --method gmml --arch tiny_32 --corruption gmml "${DATA[@]}" "${PRE[@]}" --out "$OUT/pretrain"
+"$PY" -m gmml_fast.train pretrain --arch tiny_32 "${DATA[@]}" "${PRE[@]}" --out "$OUT/pretrain"
 RUN=$(ls -td "$OUT"/pretrain/*/ | head -1)
 "$PY" -m gmml_fast.train finetune "${DATA[@]}" --pretrained "$RUN" "${FT[@]}" --out "$OUT/finetune"

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 import matplotlib.pyplot as plt
 
-from .masking import (resolve_key, split_key, hash_uniform, hash_normal, block_mask, gmml_block_mask,
-                               mask_coverage, rng_key, seeded_generator, CORRUPTION_STEP_STREAM)
+from .masking import block_mask, gmml_block_mask, mask_coverage
+from .rng import resolve_key, split_key, hash_uniform, hash_normal, rng_key, seeded_generator, CORRUPTION_STEP_STREAM
 from .core import range_pair, denormalize
 from .patches import show_img, show_mask
 from .augment import to_grayscale      # the luminance shared with the pretraining colour jitter

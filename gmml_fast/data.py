@@ -23,8 +23,8 @@ from .core import to_pair
 # %% auto #0
 __all__ = ['FMNIST_ENV', 'FMNIST_DEBIAN_DIR', 'FMNIST_CACHE_DIR', 'FMNIST_CLASSES', 'FMNIST_STATS', 'HOLDOUT_SEED_OFFSET',
            'VALID_SUBSET_SEED_OFFSET', 'read_idx', 'find_fashion_mnist', 'load_fashion_mnist', 'stratified_subset',
-           'ResizeBatch', 'RepeatChannels', 'ClassNames', 'TensorDL', 'image_batch_tfms', 'tensor_dls',
-           'fmnist_pretrain_dls', 'fmnist_finetune_dls', 'folder_dls', 'scan_images', 'sample_photos']
+           'ResizeBatch', 'RepeatChannels', 'ClassNames', 'TensorDL', 'image_batch_tfms', 'tensor_dls', 'holdout_split',
+           'valid_subset', 'fmnist_pretrain_dls', 'fmnist_finetune_dls', 'folder_dls', 'scan_images', 'sample_photos']
 
 # %% ../nbs/00_data.ipynb #c68e6d9c
 FMNIST_ENV = 'GMML_FAST_FASHION_MNIST'
@@ -231,22 +231,26 @@ def tensor_dls(train_x, valid_x, train_y=None, valid_y=None, vocab=None, bs: int
 HOLDOUT_SEED_OFFSET = 1_000_003       # the validation images held out of the training set (valid=fraction)
 VALID_SUBSET_SEED_OFFSET = 7          # the n_valid images kept of the validation set
 
-def _fmnist_split(valid, seed, path, download):
-    x, y = load_fashion_mnist('train', path, download)
-    if valid == 'test':
-        xv, yv = load_fashion_mnist('test', path, download)
-        return x, y, xv, yv
+def holdout_split(x: torch.Tensor, y: torch.Tensor, valid, seed: int = 0) -> tuple:
+    "Split labeled images into (train x, train y, valid x, valid y): `valid` is a fraction in (0, 1) of the images held out per class (seeded), the same split for every dataset."
     if not (isinstance(valid, float) and 0 < valid < 1):
         raise ValueError(f"valid must be 'test' or a fraction in (0, 1) of the training set, got {valid!r}")
     vidx = stratified_subset(y, valid, seed=seed + HOLDOUT_SEED_OFFSET)
     keep = torch.ones(len(y), dtype=torch.bool); keep[vidx] = False
     return x[keep], y[keep], x[vidx], y[vidx]
 
-def _valid_subset(yv, n_valid, seed):
+def valid_subset(yv: torch.Tensor, n_valid: int, seed: int = 0, cap: bool = False) -> torch.Tensor:
+    "Indices of a class-balanced, seeded subset of `n_valid` validation labels `yv` (`cap`: all of them when there are fewer)."
+    if cap: n_valid = min(n_valid, len(yv))
     if not 1 <= n_valid <= len(yv): raise ValueError(f"n_valid must be between 1 and {len(yv)}, got {n_valid}")
     return stratified_subset(yv, n_valid/len(yv), seed + VALID_SUBSET_SEED_OFFSET) if n_valid < len(yv) else torch.arange(len(yv))
 
-def _limit_valid(xv, yv, n_valid, seed): return xv if n_valid is None else xv[_valid_subset(yv, n_valid, seed)]
+def _fmnist_split(valid, seed, path, download):
+    x, y = load_fashion_mnist('train', path, download)
+    if valid == 'test': return (x, y, *load_fashion_mnist('test', path, download))
+    return holdout_split(x, y, valid, seed)
+
+def _limit_valid(xv, yv, n_valid, seed): return xv if n_valid is None else xv[valid_subset(yv, n_valid, seed)]
 
 def _fmnist_tfms(size, mode, channels, normalize):
     if channels not in (1, 3): raise ValueError(f"channels must be 1 or 3, got {channels}")
@@ -268,7 +272,7 @@ def fmnist_finetune_dls(bs: int = 256, label_fraction: float = 1.0, size=32, cha
                         n_valid: int | None = None, **kwargs) -> DataLoaders:
     "Labeled Fashion-MNIST `DataLoaders` for finetuning on a stratified, seeded `label_fraction` of the training labels; `n_valid` as in `fmnist_pretrain_dls`."
     x, y, xv, yv = _fmnist_split(valid, seed, path, download)
-    if n_valid is not None: keep = _valid_subset(yv, n_valid, seed); xv, yv = xv[keep], yv[keep]
+    if n_valid is not None: keep = valid_subset(yv, n_valid, seed); xv, yv = xv[keep], yv[keep]
     if label_fraction != 1:
         idx = stratified_subset(y, label_fraction, seed)
         x, y = x[idx], y[idx]
@@ -362,7 +366,7 @@ def _readable(files, root, strict: bool):
     first = sorted(bad)[:3]
     names = '; '.join(f"{Path(f).relative_to(root)} ({bad[f]})" for f in first) + (', ...' if len(bad) > 3 else '')
     if strict: raise ValueError(f"{len(bad)} of the {len(files)} image files in {root} cannot be read, e.g. {names}; "
-                                "remove them, or pass strict=False (--strict off) to skip them")
+                                "remove them, or pass strict=False (--no-strict) to skip them")
     warnings.warn(f"skipping {len(bad)} unreadable image file(s) of {len(files)} in {root}: {names}", stacklevel=3)
     return [f for f in files if str(f) not in bad]
 

@@ -13,11 +13,11 @@ import torch
 from fastai.data.core import DataLoaders
 
 from .data import (read_idx, load_fashion_mnist, stratified_subset, image_batch_tfms, tensor_dls, FMNIST_CLASSES,
-                            FMNIST_STATS, HOLDOUT_SEED_OFFSET, VALID_SUBSET_SEED_OFFSET)
+                            FMNIST_STATS, holdout_split, valid_subset)
 
 # %% auto #0
 __all__ = ['DATA_ENV', 'DATA_CACHE_DIR', 'CIFAR10_CLASSES', 'STL10_CLASSES', 'DATASETS', 'SPLITS', 'DatasetInfo', 'data_root',
-           'load_dataset', 'dataset_info', 'dataset_pretrain_dls', 'dataset_finetune_dls']
+           'preset_for_size', 'load_dataset', 'dataset_info', 'dataset_pretrain_dls', 'dataset_finetune_dls']
 
 # %% ../nbs/01_datasets.ipynb #448f44f3
 DATA_ENV = 'GMML_FAST_DATA'
@@ -121,7 +121,8 @@ def _download(name: str, root: Path, split: str):
     if name in ('stl10', 'svhn'): cls(str(root), split=split, download=True)
     else: cls(str(root), train=split == 'train', download=True)
 
-def _preset_for(size: int) -> str | None:
+def preset_for_size(size: int) -> str | None:
+    "The encoder preset for square images of `size` pixels (None if no preset fits): the one `--arch` and the builders default to."
     return {28: 'nano_28', 32: 'tiny_32', 36: 'tiny_36', 96: 'tiny_96', 224: 'tiny_224'}.get(size)
 
 def _from_torchvision(name: str, split: str, root: Path, download: bool, **kwargs):
@@ -163,7 +164,7 @@ def load_dataset(name: str, split: str = 'train', root=None, download: bool = Fa
     try: return _with_names(_READERS[name](folder, split), info)
     except FileNotFoundError as e:
         if not download:
-            raise FileNotFoundError(f"{info.title} ({split}) not found: {e}. Pass download=True (or --download True) to let "
+            raise FileNotFoundError(f"{info.title} ({split}) not found: {e}. Pass download=True (or --download) to let "
                                     f"torchvision fetch it there, or copy torchvision's {info.folder or 'files'} into {root} "
                                     f"(or set ${DATA_ENV} to the folder that holds it)") from None
     _download(name, root, split)
@@ -180,24 +181,17 @@ def dataset_info(name: str, x: torch.Tensor | None = None) -> DatasetInfo:
     if x is None: x = load_dataset(name, 'train')[0]
     xf = x.float()/255
     mean, std = xf.mean((0, 2, 3)).tolist(), xf.std((0, 2, 3)).clamp_min(1e-3).tolist()
-    return DatasetInfo(name, name, x.shape[-1], x.shape[1], (mean, std), _preset_for(x.shape[-1]), None, '')
+    return DatasetInfo(name, name, x.shape[-1], x.shape[1], (mean, std), preset_for_size(x.shape[-1]), None, '')
 
 def _split_tensors(name, root, download, seed, valid, kwargs):
     x, y, names = load_dataset(name, 'train', root, download, **kwargs)
-    if valid == 'test':
-        xv, yv, _ = load_dataset(name, 'test', root, download, **kwargs)
-    else:
-        if not (isinstance(valid, float) and 0 < valid < 1): raise ValueError(f"valid must be 'test' or a fraction in (0, 1) of the training set, got {valid!r}")
-        vidx = stratified_subset(y, valid, seed=seed + HOLDOUT_SEED_OFFSET)
-        keep = torch.ones(len(y), dtype=torch.bool); keep[vidx] = False
-        x, y, xv, yv = x[keep], y[keep], x[vidx], y[vidx]
-    return x, y, xv, yv, names
+    if valid == 'test': return (x, y, *load_dataset(name, 'test', root, download, **kwargs)[:2], names)
+    return (*holdout_split(x, y, valid, seed), names)
 
 def _keep_valid(xv, yv, n_valid, seed):
+    "At most `n_valid` validation images (all of a smaller split, such as FakeData's)."
     if n_valid is None: return xv, yv
-    if not 1 <= n_valid <= len(yv): raise ValueError(f"n_valid must be between 1 and {len(yv)}, got {n_valid}")
-    if n_valid == len(yv): return xv, yv
-    keep = stratified_subset(yv, n_valid/len(yv), seed + VALID_SUBSET_SEED_OFFSET)
+    keep = valid_subset(yv, n_valid, seed, cap=True)
     return xv[keep], yv[keep]
 
 def _tfms(info: DatasetInfo, size, channels, normalize):

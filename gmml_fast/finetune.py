@@ -21,7 +21,8 @@ from fastai.torch_core import find_bs
 
 from .patches import (create_encoder, grid_size, embed_tokens, zero_patch_token, show_img, show_patch_grid,
                                show_mask, token_to_pixel_mask)
-from .masking import resolve_key, hash_uniform, random_token_mask, DRLOC_STREAM
+from .masking import random_token_mask
+from .rng import resolve_key, hash_uniform, DRLOC_STREAM
 from .models import (encoder_geometry, load_encoder, check_encoder, read_state_dict, write_state_dict, MAEModel,
                               mae_decoder_for)
 from .losses import masked_mean, MAELoss

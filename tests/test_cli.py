@@ -7,7 +7,7 @@ def run(*args, timeout=900):
 def test_pretrain_writes_a_run_folder(tmp_path, capsys):
     "The entry point in a new interpreter (MAE, options recorded, the k-NN column); a second run, in this process, leaves the first alone. (GMML pretraining and finetuning end to end: nbs/98_train.ipynb.)"
     r = run('pretrain', '--method', 'mae', '--out', str(tmp_path), '--depth', '2', '--epochs', '1', '--fraction', '0.01',
-            '--n_valid', '200', '--bs', '64', '--no_augment', '--clip', '0')
+            '--n_valid', '200', '--bs', '64', '--no-augment', '--clip', 'none')
     assert r.returncode == 0, r.stderr[-2000:]
     (run_dir,) = list(tmp_path.iterdir())
     for f in ('encoder.safetensors', 'models/checkpoint.pth', 'history.csv', 'reconstruction.png', 'config.json'):
@@ -17,11 +17,13 @@ def test_pretrain_writes_a_run_folder(tmp_path, capsys):
     import pandas as pd
     knn = pd.read_csv(run_dir/'history.csv')['knn']                 # the k-NN monitor's column, on by default
     assert len(knn) == 1 and 0.2 < knn[0] <= 1                       # well above the 10 % of chance after one epoch
-    cfg = json.loads((run_dir/'config.json').read_text())['config']
-    assert cfg['method'] == 'mae' and cfg['no_augment'] is True and cfg['clip'] == 0
+    meta = json.loads((run_dir/'config.json').read_text())
+    cfg, rec = meta['config'], meta['recipe']['fields']
+    assert cfg['method'] == 'mae' and cfg['overrides'] == dict(epochs=1, augment=False, clip=None)
+    assert rec['augment'] is False and rec['clip'] is None and rec['beta2'] == 0.95 and meta['recipe']['name'] is None
     enc = (run_dir/'encoder.safetensors').read_bytes()
     rc, _, err = _main(capsys, 'pretrain', '--method', 'simmim', '--out', str(tmp_path), '--depth', '1', '--epochs', '1',
-                       '--fraction', '0.005', '--n_valid', '100', '--bs', '64', '--monitor', '0', '--show', 'False')
+                       '--fraction', '0.005', '--n_valid', '100', '--bs', '64', '--monitor', '0', '--no-show')
     assert rc == 0, err
     assert len(list(tmp_path.iterdir())) == 2 and (run_dir/'encoder.safetensors').read_bytes() == enc
 
@@ -37,8 +39,9 @@ def test_help_documents_every_option(capsys):
     rc, out, _ = _main(capsys, 'pretrain', '--help')
     assert rc == 0
     for opt in ('--method', '--data', '--arch', '--size', '--patch_size', '--depth', '--epochs', '--bs', '--lr', '--fraction',
-                '--n_valid', '--corruption', '--align', '--ratio', '--mask_ratio', '--mask', '--no_augment', '--warmup', '--wd', '--wd_end',
-                '--clip', '--drop_path', '--precision', '--compile', '--monitor', '--monitor_linear', '--strict', '--out', '--seed', '--download', '--show', '--resume', '--stop_after'):
+                '--n_valid', '--corruption', '--align', '--ratio', '--mask_ratio', '--mask', '--augment', '--no-augment', '--warmup', '--wd', '--wd_end',
+                '--clip', '--drop_path', '--precision', '--compile', '--no-compile', '--monitor', '--monitor_linear', '--strict', '--out', '--seed',
+                '--download', '--show', '--no-show', '--recipe', '--base_lr', '--beta2', '--decoder_dim', '--norm_pix', '--resume', '--stop_after'):
         assert opt in out, opt
     rc, out, _ = _main(capsys, 'finetune', '--help')
     assert rc == 0
@@ -51,7 +54,7 @@ def test_help_documents_every_option(capsys):
 
 def test_bad_option_is_one_clear_line(tmp_path, capsys):
     rc, _, err = _main(capsys, 'pretrain', '--out', str(tmp_path), '--method', 'simclr')
-    assert rc == 2 and err.strip() == "error: method must be 'gmml', 'mae' or 'simmim', got 'simclr'"
+    assert rc == 2 and err.strip() == "error: method must be one of gmml, mae, simmim or None (the --recipe's, else gmml), got 'simclr'"
     rc, _, err = _main(capsys, 'pretrain', '--out', str(tmp_path), '--corruption', 'fog')
     assert rc == 2 and err.startswith('error: corruption must be one of') and len(err.strip().splitlines()) == 1
     assert not any(tmp_path.iterdir())                      # nothing written for a rejected command
@@ -60,6 +63,18 @@ def test_bad_option_is_one_clear_line(tmp_path, capsys):
     assert rc == 2 and 'neither a run folder nor a weights file' in err
     rc, _, err = _main(capsys, 'pretrain', '--resume', str(tmp_path), '--epochs', '5')   # a resumed run keeps its own options
     assert rc == 2 and 'do not pass epochs with it' in err
+    rc, _, err = _main(capsys, 'pretrain', '--epochs', 'two')                   # argparse's own errors are one line too
+    assert rc == 2 and err.startswith("error: argument --epochs: epochs must be an integer in [1, inf), got 'two'") and len(err.strip().splitlines()) == 1
+    rc, _, err = _main(capsys, 'pretrain', '--method', 'mae', '--corruption', 'comb1', '--out', str(tmp_path))
+    assert rc == 2 and err.startswith('error: --corruption: not a setting of mae')
+    assert not any(tmp_path.iterdir())
+
+def test_fp8_is_refused_before_anything_exists(tmp_path):
+    "The issue's check, in a new interpreter: one line, exit code 2, nothing under --out (not even the folder)."
+    out = tmp_path/'X'
+    r = run('pretrain', '--precision', 'fp8', '--out', str(out), timeout=300)
+    assert r.returncode == 2 and r.stderr.strip() == "error: precision must be one of 32, bf16, fp16, got 'fp8'"
+    assert not out.exists()
 
 def test_finetune_on_a_folder_in_the_wild(tmp_path, capsys):
     "A labeled folder with an unreadable file: one warning, the run finishes, result.json reports per-class accuracy; --strict refuses it; SimMIM pretraining on it is monitored with its class folders; finetuning adds the MAE task."
@@ -77,7 +92,7 @@ def test_finetune_on_a_folder_in_the_wild(tmp_path, capsys):
     assert rc == 2 and 'fewer than one batch of bs=64: raise --label_fraction or lower --bs' in err
     import pandas as pd
     rc, _, err = _main(capsys, 'pretrain', '--data', str(data), '--method', 'simmim', '--arch', 'nano_28', '--depth', '1', '--epochs', '2',
-                       '--bs', '8', '--monitor', '30', '--monitor_linear', '--show', 'False', '--out', str(tmp_path/'pre'))
+                       '--bs', '8', '--monitor', '30', '--monitor_linear', '--no-show', '--out', str(tmp_path/'pre'))
     assert rc == 0, err
     (pre,) = list((tmp_path/'pre').iterdir())
     hist = pd.read_csv(pre/'history.csv')

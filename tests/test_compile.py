@@ -1,7 +1,7 @@
 "`torch.compile(gmml_corrupt, fullgraph=True)` traces without graph breaks and matches eager mode (about a minute on 2 CPU cores)."
 import torch
 from gmml_fast.aliens import gmml_corrupt
-from gmml_fast.masking import rng_key
+from gmml_fast.rng import rng_key
 
 def test_compile_fullgraph_matches_eager():
     torch._dynamo.reset()

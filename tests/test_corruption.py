@@ -4,7 +4,8 @@ import pytest
 import torch
 from hypothesis import assume, given, settings, strategies as st, HealthCheck
 
-from gmml_fast.masking import (gmml_block_mask, beit_block_mask, random_token_mask, mask_coverage, rng_key, hash_uniform)
+from gmml_fast.masking import gmml_block_mask, beit_block_mask, random_token_mask, mask_coverage
+from gmml_fast.rng import rng_key, hash_uniform
 from gmml_fast.aliens import gmml_corrupt, Alien, RECIPES, GMMLCorruption, batch_derangement
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

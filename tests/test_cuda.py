@@ -7,7 +7,8 @@ import torch
 
 from gmml_fast.aliens import gmml_corrupt
 from gmml_fast.augment import PretrainAugment
-from gmml_fast.masking import rng_key, random_token_mask, gmml_block_mask, hash_uniform
+from gmml_fast.masking import random_token_mask, gmml_block_mask
+from gmml_fast.rng import rng_key, hash_uniform
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device (run benchmarks/gpu_check.sh on a GPU machine)')
 CUDA = torch.device('cuda')

@@ -52,8 +52,9 @@ def test_paper_recipe_for_cifar10_runs_in_its_quick_form(tmp_path):
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     (pre,), (ft,) = (tmp_path/'pretrain').iterdir(), (tmp_path/'finetune').iterdir()
-    cfg = json.loads((pre/'config.json').read_text())['config']
-    assert cfg['arch'] == 'tiny_32' and cfg['corruption'] == 'gmml' and cfg['dataset'] == 'FakeData'
+    meta = json.loads((pre/'config.json').read_text())
+    cfg, rec = meta['config'], meta['recipe']['fields']
+    assert cfg['arch'] == 'tiny_32' and rec['corruption'] == 'gmml' and cfg['dataset'] == 'FakeData' and rec['epochs'] == 1
     assert (ft/'result.json').is_file() and json.loads((ft/'config.json').read_text())['resolved']['pretrained'].endswith('encoder.safetensors')
     r = subprocess.run(['bash', str(root/'benchmarks'/'paper_recipe_cifar10.sh'), '--bogus'], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith('error: unknown option --bogus')

@@ -38,6 +38,11 @@ def machine() -> dict:
                 gpu=gpu, python=platform.python_version())
 
 
+def run_options(meta: dict) -> dict:
+    "A run's command-line options from its config.json, without the overrides (the recipe's fields are recorded in full)."
+    return {k: v for k, v in meta['config'].items() if k != 'overrides'}
+
+
 def follow(out: Path) -> tuple[dict, Path]:
     "Run the quick start's three commands into `out`; returns (the record, the main job's run folder)."
     from gmml_fast.train import pretrain, finetune
@@ -53,9 +58,11 @@ def follow(out: Path) -> tuple[dict, Path]:
     pre_meta, ft_meta = meta(pre), meta(ft_rnd)
     record = dict(
         commands=list(COMMANDS), machine=machine(), date=datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
-        pretrain=dict(config={**pre_meta['config'], **pre_meta['resolved']}, train_images=pre_meta['train_images'],
+        pretrain=dict(config={**run_options(pre_meta), **pre_meta['recipe']['fields'], **pre_meta['resolved']},
+                      recipe=pre_meta['recipe']['name'], train_images=pre_meta['train_images'],
                       valid_loss_before=pre['valid_loss_before'], valid_loss_after=pre['valid_loss_after']),
-        finetune=dict(options=FINETUNE_OPTIONS, epochs=ft_meta['config']['epochs'], label_fraction=ft_meta['config']['label_fraction'],
+        finetune=dict(options=FINETUNE_OPTIONS, epochs=ft_meta['recipe']['fields']['epochs'], recipe=ft_meta['recipe']['name'],
+                      label_fraction=ft_meta['config']['label_fraction'],
                       train_images=ft_meta['train_images'], test_images=ft_meta['valid_images']),
         minutes=dict(zip(('pretrain', 'finetune_pretrained', 'finetune_random_init'), (round(m, 2) for m in minutes))),
         accuracy=dict(pretrained=ft_pre['accuracy'], random_init=ft_rnd['accuracy']),

@@ -6,7 +6,7 @@ from fastai.torch_core import rank_distrib
 from gmml_fast.data import fmnist_pretrain_dls, fmnist_finetune_dls
 from gmml_fast.learner import gmml_learner, mae_learner, finetune_learner
 from gmml_fast.callbacks import SeededCallback
-from gmml_fast.masking import rng_key
+from gmml_fast.rng import rng_key
 
 out = Path(sys.argv[1])
 tiny = dict(arch='nano_32', encoder_kwargs=dict(depth=1))
