@@ -245,12 +245,14 @@ def recipe_table(names=('gmml@v1', 'mae@v1', 'simmim@v1', 'finetune@v1')) -> str
     recs = [get_recipe(n) for n in names]
     rows, seen = [], {}
     for r in recs:
-        for f in fields(r): seen.setdefault(f.name, {}).setdefault((allowed(f), f.metadata['help']), []).append(r.method)
-    for name, kinds in seen.items():
+        for f in fields(r): seen.setdefault(f.name, []).append((r.method, f))
+    def says(pairs, what):
+        "One text if every recipe says the same, else each recipe's own (pretraining's augment is a switch, finetuning's a policy)."
+        by = {}
+        for m, f in pairs: by.setdefault(what(f), []).append(m)
+        return next(iter(by)) if len(by) == 1 else '; '.join(f"{'/'.join(ms)}: {t}" for t, ms in by.items())
+    for name, pairs in seen.items():
         cells = [(repr(getattr(r, name)) if hasattr(r, name) else '') for r in recs]
-        # a field that means something else in another recipe (pretraining's augment is a switch, finetuning's a policy)
-        say = lambda i, ms: '' if len(kinds) == 1 else f"{'/'.join(dict.fromkeys(ms))}: "
-        rows.append(f"| `{name}` | " + ' | '.join(cells) + ' | ' + '; '.join(say(i, ms) + a for i, ((a, h), ms) in enumerate(kinds.items()))
-                    + ' | ' + '; '.join(say(i, ms) + h for i, ((a, h), ms) in enumerate(kinds.items())) + ' |')
+        rows.append(f"| `{name}` | " + ' | '.join(cells) + f" | {says(pairs, allowed)} | {says(pairs, lambda f: f.metadata['help'])} |")
     head = '| field | ' + ' | '.join(f'`{n}`' for n in names) + ' | allowed | what it is |'
     return '\n'.join([head, '|' + '---|'*(len(names) + 3)] + rows)
