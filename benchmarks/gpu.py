@@ -88,12 +88,6 @@ def parse_parts(text: str) -> list:
     return [p for p in PARTS if p in parts]
 
 # ----------------------------------------------------------------------------------------------------------- checks
-def _idx_file(folder: Path, stem: str):
-    "The IDX file `stem` in `folder`, gzipped or not, as the package's readers accept it; None if absent."
-    for name in (stem, stem + '.gz'):
-        if (folder/name).is_file(): return folder/name
-    return None
-
 def _idx_header(path: Path) -> tuple:
     "The (magic, dims) of an IDX file: 16 bytes, so that a wrong or truncated file is caught before any GPU work."
     with (gzip.open if path.suffix == '.gz' else open)(path, 'rb') as f: head = f.read(16)
@@ -104,9 +98,10 @@ def check_fmnist(path) -> Path:
     "The folder that holds Fashion-MNIST's four IDX files under --fmnist (itself, or torchvision's FashionMNIST/raw below it), with the expected shapes; else stop with one line naming --fmnist."
     if not path: fail("--fmnist PATH is needed by the pretrain part (a folder holding Fashion-MNIST's IDX files, "
                       "e.g. /usr/share/datasets/fashion-mnist); or leave pretrain out of --parts")
+    from gmml_fast.data import idx_file          # the package's own lookup (gzipped or not)
     root = Path(path).expanduser()
     for folder in (root, root/'FashionMNIST'/'raw'):
-        files = [_idx_file(folder, s) for s in IDX_STEMS]
+        files = [idx_file(folder, s) for s in IDX_STEMS]
         if all(files): break
     else: fail(f"--fmnist {path}: no Fashion-MNIST there (expected {', '.join(IDX_STEMS)}, optionally .gz, in it or in "
                f"its FashionMNIST/raw; on Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist)")
@@ -422,8 +417,9 @@ def _torchvision_root(folder: Path, tmp: Path) -> Path:
     if folder.parts[-2:] == ('FashionMNIST', 'raw'): return folder.parent.parent
     raw = tmp/'data'/'FashionMNIST'/'raw'
     raw.mkdir(parents=True)
+    from gmml_fast.data import idx_file
     for stem in IDX_STEMS:
-        f = _idx_file(folder, stem)
+        f = idx_file(folder, stem)
         (raw/f.name).symlink_to(f.resolve())
     return tmp/'data'
 

@@ -22,9 +22,10 @@ from .core import to_pair
 
 # %% auto #0
 __all__ = ['FMNIST_ENV', 'FMNIST_DEBIAN_DIR', 'FMNIST_CACHE_DIR', 'FMNIST_CLASSES', 'FMNIST_STATS', 'HOLDOUT_SEED_OFFSET',
-           'VALID_SUBSET_SEED_OFFSET', 'read_idx', 'find_fashion_mnist', 'load_fashion_mnist', 'stratified_subset',
-           'ResizeBatch', 'RepeatChannels', 'ClassNames', 'TensorDL', 'image_batch_tfms', 'tensor_dls', 'holdout_split',
-           'valid_subset', 'fmnist_pretrain_dls', 'fmnist_finetune_dls', 'folder_dls', 'scan_images', 'sample_photos']
+           'VALID_SUBSET_SEED_OFFSET', 'read_idx', 'idx_file', 'find_fashion_mnist', 'load_fashion_mnist',
+           'stratified_subset', 'ResizeBatch', 'RepeatChannels', 'ClassNames', 'TensorDL', 'image_batch_tfms',
+           'tensor_dls', 'holdout_split', 'valid_subset', 'fmnist_pretrain_dls', 'fmnist_finetune_dls', 'folder_dls',
+           'scan_images', 'sample_photos']
 
 # %% ../nbs/00_data.ipynb #c68e6d9c
 FMNIST_ENV = 'GMML_FAST_FASHION_MNIST'
@@ -54,13 +55,14 @@ def read_idx(fname) -> np.ndarray:
     return arr.reshape(shape)
 
 # %% ../nbs/00_data.ipynb #c472dcb3
-def _idx_file(folder: Path, stem: str):
+def idx_file(folder: Path, stem: str) -> Path | None:
+    "The IDX file `stem` in `folder`, gzipped (`stem.gz`) or not; None if neither exists."
     for name in (stem + '.gz', stem):
         if (folder/name).is_file(): return folder/name
     return None
 
 def _has_fmnist(folder) -> bool:
-    return folder is not None and all(_idx_file(Path(folder), s) is not None for pair in _FMNIST_FILES.values() for s in pair)
+    return folder is not None and all(idx_file(Path(folder), s) is not None for pair in _FMNIST_FILES.values() for s in pair)
 
 def find_fashion_mnist(path=None, download: bool = False) -> Path:
     "Folder holding the four Fashion-MNIST IDX files: `path`, then `$GMML_FAST_FASHION_MNIST`, the Debian package, the user cache."
@@ -84,7 +86,7 @@ def find_fashion_mnist(path=None, download: bool = False) -> Path:
 # %% ../nbs/00_data.ipynb #4a3999e7
 @lru_cache(maxsize=8)
 def _load_split(folder: str, split: str):
-    img_f, lbl_f = (_idx_file(Path(folder), s) for s in _FMNIST_FILES[split])
+    img_f, lbl_f = (idx_file(Path(folder), s) for s in _FMNIST_FILES[split])
     x = torch.from_numpy(read_idx(img_f).copy()).unsqueeze(1)   # N×1×28×28 uint8
     y = torch.from_numpy(read_idx(lbl_f).astype(np.int64))
     if len(x) != len(y): raise ValueError(f"{img_f} has {len(x)} images but {lbl_f} has {len(y)} labels")

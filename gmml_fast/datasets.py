@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from fastai.data.core import DataLoaders
 
-from .data import (read_idx, load_fashion_mnist, stratified_subset, image_batch_tfms, tensor_dls, FMNIST_CLASSES,
+from .data import (read_idx, idx_file, load_fashion_mnist, stratified_subset, image_batch_tfms, tensor_dls, FMNIST_CLASSES,
                             FMNIST_STATS, holdout_split, valid_subset)
 
 # %% auto #0
@@ -57,14 +57,9 @@ def data_root(root=None) -> Path:
     return Path(os.environ[DATA_ENV]) if os.environ.get(DATA_ENV) else DATA_CACHE_DIR
 
 # %% ../nbs/01_datasets.ipynb #c2ec6bbd
-def _idx_path(folder: Path, stem: str) -> Path | None:
-    for p in (folder/stem, folder/f'{stem}.gz'):
-        if p.is_file(): return p
-    return None
-
 def _read_mnist_like(folder: Path, split: str):
     prefix = {'train': 'train', 'test': 't10k'}[split]
-    img, lbl = _idx_path(folder, f'{prefix}-images-idx3-ubyte'), _idx_path(folder, f'{prefix}-labels-idx1-ubyte')
+    img, lbl = idx_file(folder, f'{prefix}-images-idx3-ubyte'), idx_file(folder, f'{prefix}-labels-idx1-ubyte')
     if img is None or lbl is None: raise FileNotFoundError(f'{folder} has no {prefix}-images-idx3-ubyte / {prefix}-labels-idx1-ubyte')
     x = torch.from_numpy(read_idx(img).copy()).unsqueeze(1)
     return x, torch.from_numpy(read_idx(lbl).astype(np.int64)), None

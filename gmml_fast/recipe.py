@@ -14,8 +14,8 @@ from .finetune import DRLoc, ME, MAEAux
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'POOLS', 'AUGMENT_POLICIES', 'NAMED_RECIPES', 'RECIPE_CLASSES', 'hp', 'redefault', 'in_interval',
-           'allowed', 'check_field', 'Checked', 'Recipe', 'GMMLRecipe', 'MAERecipe', 'SimMIMRecipe', 'FinetuneRecipe',
-           'get_recipe', 'recipe_name', 'with_overrides', 'recipe_table']
+           'field_kind', 'allowed', 'check_field', 'Checked', 'Recipe', 'GMMLRecipe', 'MAERecipe', 'SimMIMRecipe',
+           'FinetuneRecipe', 'get_recipe', 'recipe_name', 'with_overrides', 'recipe_table']
 
 # %% ../nbs/85_recipe.ipynb #7bdef3c6
 def hp(default, help: str, within: str | None = None, choices: tuple | None = None, none: str | None = None,
@@ -36,13 +36,13 @@ def in_interval(v, spec: str) -> bool:
     lo, hi, lo_open, hi_open = _interval(spec)
     return (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
 
-def _kind(f) -> str:
-    "The first type of a field's annotation ('float | None' -> 'float')."
+def field_kind(f) -> str:
+    "The first type of a dataclass field's annotation ('float | None' -> 'float'): how the checks and the command line read it."
     return str(f.type).split('|')[0].strip()
 
 def allowed(f, typed: bool = False) -> str:
     "The values field `f` allows, in words (for errors and help lines; `typed`: only what can be typed on a command line)."
-    m, kind = f.metadata, _kind(f)
+    m, kind = f.metadata, field_kind(f)
     s = (f"in {m['within']}" if m['within'] else f"one of {', '.join(map(str, m['choices']))}" if m['choices']
          else 'True or False' if kind == 'bool' else f"a {kind}")
     if kind == 'int' and m['within']: s = f"an integer {s}"
@@ -52,7 +52,7 @@ def allowed(f, typed: bool = False) -> str:
 
 def check_field(f, v):
     "Raise one `ValueError` naming the field and its allowed values if `v` is not allowed for field `f`."
-    m, kind = f.metadata, _kind(f)
+    m, kind = f.metadata, field_kind(f)
     if v is None:
         if m['none'] is None: raise ValueError(f"{f.name} must be {allowed(f)}, got None")
         return
@@ -128,7 +128,7 @@ class Recipe(Checked):
 
     @property
     def key(self) -> str:
-        "A short hash of the method and every field's value as written (1 and 1.0 differ): the study runner keys its stages by it."
+        "A short hash of the method and every field's value as written (1 and 1.0 differ): recorded in every run folder's config.json, so two runs with the same settings are recognisable."
         d = {k: (v if isinstance(v, (int, float, str, bool, type(None), list, tuple, dict)) else repr(v)) for k, v in self.to_dict().items()}
         return hashlib.sha256(json.dumps([self.method, d], sort_keys=True, default=str).encode()).hexdigest()[:12]
 

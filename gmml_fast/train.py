@@ -22,7 +22,7 @@ from fastai.torch_core import num_distrib, set_seed
 from .data import fmnist_pretrain_dls, fmnist_finetune_dls, folder_dls, load_fashion_mnist
 from .patches import ENCODER_PRESETS, ARCH_ALIASES
 from .datasets import DATASETS, dataset_info, dataset_pretrain_dls, dataset_finetune_dls, load_dataset
-from .recipe import (Checked, hp, allowed, GMMLRecipe, MAERecipe, SimMIMRecipe, FinetuneRecipe,
+from .recipe import (Checked, hp, allowed, field_kind, GMMLRecipe, MAERecipe, SimMIMRecipe, FinetuneRecipe,
                               NAMED_RECIPES, PRECISIONS, get_recipe, with_overrides, recipe_name)
 from .callbacks import ReconstructionFigures
 from .evaluate import KNNMonitor
@@ -173,8 +173,6 @@ class RunConfig(Checked):
         names = [n for n, r in NAMED_RECIPES.items() if type(r) in self.recipe_classes]
         if self.recipe is not None and self.recipe not in names:
             raise ValueError(f"recipe must be one of {', '.join(names)} for {self.command}, got {self.recipe!r}")
-        bad = sorted(set(self.overrides) - {f.name for c in self.recipe_classes for f in fields(c)})
-        if bad: raise ValueError(f"{self.command} has no option {', '.join(bad)}")
 
     @classmethod
     def from_options(cls, **options):
@@ -287,15 +285,16 @@ def _pretrain_data(cfg: PretrainConfig):
     else: dls = folder_dls(cfg.data, size=size, labeled=False, bs=cfg.bs, seed=cfg.seed, strict=cfg.strict)
     return dls, dict(arch=cfg.arch, size=size, depth=cfg.depth, patch_size=cfg.patch_size)
 
-def _encoder_kwargs(cfg) -> dict | None:
-    kw = {k: v for k, v in dict(depth=cfg.depth or None, patch_size=cfg.patch_size).items() if v is not None}
+def _encoder_kwargs(depth, patch_size) -> dict | None:
+    "The encoder options of a run: its depth (0: the preset's) and patch size (None: the preset's)."
+    kw = {k: v for k, v in dict(depth=depth or None, patch_size=patch_size).items() if v is not None}
     return kw or None
 
 _BUILDERS = {'gmml': gmml_learner, 'mae': mae_learner, 'simmim': simmim_learner}
 
 def _pretrain_learner(cfg: PretrainConfig, r, dls, run=None):
     "The method's learner for the run's encoder, recipe `r`, seed, precision and folder `run` (or set `learn.path` later)."
-    return _BUILDERS[cfg.method](dls, cfg.arch, recipe=r, encoder_kwargs=_encoder_kwargs(cfg), seed=cfg.seed,
+    return _BUILDERS[cfg.method](dls, cfg.arch, recipe=r, encoder_kwargs=_encoder_kwargs(cfg.depth, cfg.patch_size), seed=cfg.seed,
                                  precision=cfg.precision, compile=cfg.compile, **({'path': run} if run else {}))
 
 def _pretrain_finish(cfg: PretrainConfig, learn, run, meta):
@@ -408,8 +407,8 @@ def _finetune_data(cfg: FinetuneConfig):
 
 def _finetune_learner(cfg: FinetuneConfig, r, dls, res, run=None):
     "The classifier's learner: the encoder resolved from `--pretrained` or the run options (`res`), recipe `r`, folder `run` (or set `learn.path` later)."
-    ekw = {k: v for k, v in dict(depth=res['depth'] or None, patch_size=res['patch_size']).items() if v is not None} or None
-    return finetune_learner(dls, pretrained=res['pretrained'], arch=res['arch'], recipe=r, encoder_kwargs=ekw, seed=cfg.seed,
+    return finetune_learner(dls, pretrained=res['pretrained'], arch=res['arch'], recipe=r,
+                            encoder_kwargs=_encoder_kwargs(res['depth'], res['patch_size']), seed=cfg.seed,
                             precision=cfg.precision, compile=cfg.compile, **({'path': run} if run else {}))
 
 def _finetune_finish(cfg: FinetuneConfig, learn, run, meta):
@@ -498,14 +497,12 @@ def _helps(name: str, classes) -> str:
 
 def _add_option(p, f, default, default_text: str, help: str | None = None):
     "One `--name` option for field `f` (booleans: `--name` / `--no-name`), with its help line, what it allows and its default."
-    kind, say = _kind_of(f), allowed(f, typed=True)
+    kind, say = field_kind(f), allowed(f, typed=True)
     say = '' if say == 'a str' else f"; {say}"
     if f.metadata['none'] and default_text == f.metadata['none']: default_text = None     # "or None (...)" already says it
     help = (f"{help or f.metadata['help']}{say}" + (f" (default: {default_text})" if default_text else '')).replace('%', '%%')
     if kind == 'bool': p.add_argument(f'--{f.name}', action=argparse.BooleanOptionalAction, default=default, help=help)
     else: p.add_argument(f'--{f.name}', type=_value(kind, f), default=default, help=help, metavar=kind.upper())
-
-def _kind_of(f) -> str: return str(f.type).split('|')[0].strip()
 
 def parser(cfg_cls) -> argparse.ArgumentParser:
     "The command's parser, generated: one option per run field of `cfg_cls` and per field of its recipes that takes a plain value, plus `--resume` and `--stop_after`."
@@ -517,7 +514,7 @@ def parser(cfg_cls) -> argparse.ArgumentParser:
     seen = {f.name for f in fields(cfg_cls)}
     for c in cfg_cls.recipe_classes:
         for f in fields(c):
-            if f.name in seen or _kind_of(f) not in ('int', 'float', 'str', 'bool'): continue
+            if f.name in seen or field_kind(f) not in ('int', 'float', 'str', 'bool'): continue
             seen.add(f.name)
             _add_option(rec, f, argparse.SUPPRESS, _defaults(f.name, cfg_cls.recipe_classes), _helps(f.name, cfg_cls.recipe_classes))   # absent unless given
     p.add_argument('--resume', metavar='RUN', help=f"run folder of an interrupted {cfg_cls.command} run to finish (its config.json gives every other option)")
