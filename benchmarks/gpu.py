@@ -39,6 +39,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 if str(REPO) not in sys.path: sys.path.insert(0, str(REPO))   # this tree's gmml_fast (the DDP workers inherit sys.path)
+if str(HERE) not in sys.path: sys.path.insert(0, str(HERE))   # stages.py: the run metadata every study records
 PARTS = ('throughput', 'memory', 'ddp', 'pretrain')
 METHODS = ('gmml', 'mae', 'ce')
 PRECISIONS = ('32', 'bf16')
@@ -162,17 +163,16 @@ def _error(e: BaseException) -> dict:
                 traceback=traceback.format_exc().strip().splitlines()[-12:])
 
 def git_facts() -> dict:
-    "The commit the study ran at and whether the working tree had changes (the device runs a copy of the tree)."
-    def git(*a):
-        try: return subprocess.run(['git', *a], capture_output=True, text=True, cwd=REPO, timeout=20).stdout.strip()
-        except (OSError, subprocess.SubprocessError): return ''
-    return dict(git_commit=git('rev-parse', 'HEAD') or None, git_dirty=bool(git('status', '--porcelain', '--untracked-files=no')))
+    "The commit the study ran at and whether the working tree had changes (the device runs a copy of the tree): stages.git_state."
+    from stages import git_state
+    g = git_state(short=False)
+    return dict(git_commit=g['commit'], git_dirty=g['dirty'])
 
 def machine_facts(dry_run: bool) -> dict:
     "Versions and the device: what a reader needs to compare these numbers with others."
     import torch
-    m = dict(python=platform.python_version(), platform=platform.platform(), cpus=os.cpu_count(), torch=torch.__version__,
-             cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+    from stages import machine
+    m = dict(machine(), platform=platform.platform(), cpus=os.cpu_count(), cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
              float32_matmul_precision=torch.get_float32_matmul_precision(), device='cpu (dry run)' if dry_run else None)
     for mod in ('fastai', 'timm'):
         try: m[mod] = __import__(mod).__version__

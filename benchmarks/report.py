@@ -6,7 +6,7 @@ record (`docs/images/quick_start.json`, written by `tools/quick_start.py`). This
 them: tables as markdown, numbers as text; nothing is typed by hand, so a page cannot drift from its records.
 
     from report import load, label_efficiency_table
-    print(label_efficiency_table(load('label_efficiency_rerun')))
+    print(label_efficiency_table(load('label_efficiency')))
 
 Conventions: accuracies are stored as fractions and shown in percent; "a ± b" is the mean and the sample standard
 deviation over seeds; a gain "paired by seed" is the mean ± std of the per-seed differences.
@@ -27,7 +27,7 @@ DASH = '—'
 
 # ---------------------------------------------------------------------------------------------------- numbers
 def load(name: str | Path):
-    "A committed record: a stem of benchmarks/results/ (`'label_efficiency_rerun'`) or a path to a JSON file."
+    "A committed record: a stem of benchmarks/results/ (`'label_efficiency'`) or a path to a JSON file."
     p = Path(name)
     if p.suffix != '.json': p = RESULTS/f'{name}.json'
     if not p.is_file(): raise FileNotFoundError(f"no record {p}: the benchmark that writes it has not been run")
@@ -79,7 +79,29 @@ def methods(recs) -> list[str]:
 def label(recs, method: str) -> str:
     "The name an initialisation gets on the pages: pretrained ones carry their epochs ('MAE, 9 epochs')."
     base, pre = _BASE_NAMES.get(method, method), pretrainings(recs).get(method)
-    return f"{base}, {pre['epochs']} epochs" if pre else base
+    return f"{base}, {epochs(pre['epochs'])}" if pre else base
+
+def epochs(n: int) -> str:
+    "'1 epoch', '5 epochs'."
+    return f"{n} epoch{'s'*(n != 1)}"
+
+def machine_line(m) -> str:
+    "A record's machine in one line: legacy records store a sentence, the study runner's a dict (stages.machine)."
+    if isinstance(m, str): return m
+    return f"{m['cpu']}, {m['logical_cpus']} logical CPUs, {m['torch_threads']} torch threads, torch {m['torch']}, GPU: {m['gpu']}"
+
+LEGACY = RESULTS/'legacy.json'
+
+def legacy(name: str) -> dict | None:
+    "The manifest entry of a record measured by a script that no longer exists (its original command and commit), or None for a record the study runner wrote."
+    return json.loads(LEGACY.read_text(encoding='utf-8')).get(name) if LEGACY.is_file() else None
+
+def source_line(name: str) -> str:
+    "How a record was made: the runner's command, or for a legacy record its original command, commit, and the study that measures the question now."
+    leg = legacy(name)
+    if leg is None: return meta_line(name)
+    now = f"; `python benchmarks/study.py {leg['study']}` measures it now" if leg.get('study') else ''
+    return f"legacy record: `{leg['command'].split(' --note ')[0]}` at commit {leg['commit']}{now}"
 
 def label_efficiency_table(recs, protocols=tuple(PROTOCOLS), fractions=FRACTIONS) -> str:
     "Test accuracy (%), mean ± std over seeds, per initialisation × protocol (rows) and label fraction (columns)."
@@ -122,13 +144,11 @@ def pretraining_table(recs) -> str:
 def run_info(recs) -> dict:
     "The run a label-efficiency record list comes from: command, machine (one line), finish date, total stage minutes, and minutes per kind of stage."
     run = recs[0]['run']
-    m = run['machine']
     stages = {'pretraining': sum(p['minutes'] for p in pretrainings(recs).values()),
               'frozen features': sum(r['minutes'] for r in recs if r['protocol'] != 'finetune'),
               'finetuning and evaluation': sum(r['minutes'] for r in recs if r['protocol'] == 'finetune')}
     return dict(command=run['command'], finished=run.get('finished'), total_minutes=run['stage_total_minutes'],
-                machine=f"{m['cpu']}, {m['logical_cpus']} logical CPUs, {m['torch_threads']} torch threads, "
-                        f"torch {m['torch']}, GPU: {m['gpu']}", stage_minutes=stages)
+                machine=machine_line(run['machine']), stage_minutes=stages)
 
 def seeds(recs) -> list[int]:
     "The seeds of a record list."
@@ -156,18 +176,19 @@ def longer_finetune_table(names=('label_efficiency_longer_1pct', 'label_efficien
             g = lambda k: [a - b for a, b in zip(acc('gmml', k), acc('random', k))]
             lead = f"{pm(g('short'), signed=True)} → {pm(g('longer'), signed=True)}"
         rows.append([f'{100*f:g} %', f'{ep[0]} → {ep[1]}', cell('random'), cell('gmml'), lead])
-    return md_table(['labels', 'finetune epochs', 'random init (%)', 'GMML, 5 epochs (%)', 'GMML − random init (points)'], rows)
+    return md_table(['labels', 'finetune epochs', 'random init (%)', "GMML, the study's encoder (%)", 'GMML − random init (points)'], rows)
 
 def longer_pretrain_table(name='label_efficiency_longer_pretrain') -> str:
-    "GMML pretrained twice as long (10 epochs): per label fraction and finetune length, random init, the study's 5-epoch GMML and the 10-epoch GMML, and its gain over random init."
+    "GMML pretrained longer: per label fraction and finetune length, random init, the study's GMML, the longer-pretrained GMML, and its gain over random init."
     d = load(name)
+    e0, e1 = epochs(d['study_pretraining']['epochs']), epochs(d['pretraining']['epochs'])
     rows = []
     for f in d['finetunes']:
         t = f['test_accuracy']
         rows.append([f"{100*f['label_fraction']:g} %", f['finetune_epochs'], pm(t['random']), pm(t['gmml'] or []), pm(t['new']),
                      pm(f['gain_over_random'], signed=True)])
-    return md_table(['labels', 'finetune epochs', 'random init (%)', 'GMML, 5 epochs (%)', 'GMML, 10 epochs (%)',
-                     'GMML 10 epochs − random init (points)'], rows)
+    return md_table(['labels', 'finetune epochs', 'random init (%)', f'GMML, {e0} (%)', f'GMML, {e1} (%)',
+                     f'GMML {e1} − random init (points)'], rows)
 
 def wider_encoder_table(name='wider_encoder') -> str:
     "A 192-d ViT-Tiny pretrained with GMML against the study's 96-d ViT-Nano: pretraining epochs and minutes, final k-NN, and the 1 % finetunes."
@@ -205,7 +226,7 @@ def meta_line(name: str) -> str:
     "'command' on 'machine' for a follow-up record with a `meta` block (or the throughput record)."
     d = load(name)
     m = d.get('meta', d)
-    return f"`{m['command'].split(' --note ')[0]}` on {m['machine']}"
+    return f"`{m['command'].split(' --note ')[0]}` on {machine_line(m['machine'])}"
 
 def throughput_table(name='throughput', keys=None) -> str:
     "The step throughputs (images/s) and ratios of one throughput run."
@@ -218,6 +239,14 @@ def ratios_table(name='throughput') -> str:
     "The speed ratios of one throughput run, each of two numbers measured in that run."
     d = load(name)
     return md_table(['ratio (measured in one run)', 'value'], [[k, f'{v:.2f}×'] for k, v in d['ratios'].items()])
+
+
+def legacy_table() -> str:
+    "The legacy records (legacy.json): each one's original command, the commit it ran at and the study that measures its question now."
+    d = json.loads(LEGACY.read_text(encoding='utf-8'))
+    rows = [[f'`{k}`', f"`{v['command'].split(' --')[0]}`", v['commit'], f"`{v['study']}`" if v.get('study') else v.get('why', DASH)]
+            for k, v in d.items() if not k.startswith('_') and (RESULTS/f'{k}.json').is_file()]
+    return md_table(['record', 'measured by (script since replaced)', 'commit', 'study now'], rows)
 
 
 # ---------------------------------------------------------------------------------------------------- quick start
@@ -245,7 +274,7 @@ def quick_start_sentence(rec: dict | None = None) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- the README
-def readme_table(name='label_efficiency_rerun') -> str:
+def readme_table(name='label_efficiency') -> str:
     "The README's one results table: finetuned test accuracy at 1 % and 10 % of the labels, and the linear probe at 1 %."
     recs = load(name)
     rows = []
@@ -254,7 +283,7 @@ def readme_table(name='label_efficiency_rerun') -> str:
         rows.append([label(recs, m), *cells, pm(list(by_seed(recs, m, 'linear', 0.01).values()))])
     return md_table(['ViT-Nano (6 blocks) init', *[f'finetuned, {100*f:g} % labels' for f in FRACTIONS], 'linear probe, 1 %'], rows)
 
-def readme_summary(name='label_efficiency_rerun') -> str:
+def readme_summary(name='label_efficiency') -> str:
     "The sentence under the README's table: the run, and GMML's paired gain over random init at both fractions."
     recs = load(name)
     info = run_info(recs)

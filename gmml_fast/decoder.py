@@ -20,7 +20,7 @@ class LightDecoder(nn.Module):
         for name, v in (('embed_dim', embed_dim), ('out_chans', out_chans)):
             if not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a positive int, got {v!r}")
         if not isinstance(depth, int) or depth < 0: raise ValueError(f"depth must be an int >= 0 (number of 1×1 convs), got {depth!r}")
-        if hidden_dim is None: hidden_dim = embed_dim          # as wide as the tokens (bench_decoder.py: 4x wider did not pay)
+        if hidden_dim is None: hidden_dim = embed_dim          # as wide as the tokens (benchmarks/results/decoder.md: 4x wider did not pay)
         if not isinstance(hidden_dim, int) or hidden_dim < 1: raise ValueError(f"hidden_dim must be a positive int or None, got {hidden_dim!r}")
         self.embed_dim, self.out_chans, self.patch_size = embed_dim, out_chans, to_pair(patch_size, 'patch_size')
         self.hidden_dim, self.depth = hidden_dim, depth

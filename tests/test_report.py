@@ -61,7 +61,7 @@ def test_missing_record_is_one_clear_error(tmp_path):
 
 def test_every_table_renders_from_the_committed_records():
     "Each renderer runs on the committed records and shows the numbers they hold (recomputed here with statistics)."
-    rerun = R.load('label_efficiency_rerun')
+    rerun = R.load('label_efficiency')
     g = [100*x['test_accuracy'] for x in rerun if (x['method'], x['protocol'], x['label_fraction']) == ('gmml', 'finetune', 0.01)]
     cell = f"{statistics.mean(g):.1f} ± {statistics.stdev(g):.1f}"
     assert f"| GMML, 5 epochs | finetune | {cell} |" in R.label_efficiency_table(rerun)

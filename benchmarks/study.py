@@ -1,0 +1,91 @@
+"""Run a named benchmark study (`--list` lists them) and write its records to benchmarks/results/.
+
+    python benchmarks/study.py --list
+    python benchmarks/study.py label_efficiency             # the central study (about 75 min on 2 CPU cores)
+    python benchmarks/study.py label_efficiency --quick     # a smoke test of the same stages (about 2 min)
+    python benchmarks/study.py wider_encoder                # a follow-up: reuses the study's finished stages
+    python benchmarks/study.py label_efficiency --report    # rebuild the record from the finished stages only
+    python benchmarks/study.py gpu --fmnist DIR ...         # the GPU study (benchmarks/gpu.py and its own options)
+
+Every stage (a pretraining, a frozen read-out, a finetune, a measurement) is saved in the state folder (--state) as it
+finishes, under the hash of its settings: running a study again continues where it stopped, and a study that needs a
+stage another study ran reads it back instead of computing it. Full records go to benchmarks/results/ and quick ones to
+STATE/results/ (--out another folder); existing records are replaced only with --overwrite.
+"""
+import argparse, json, sys, warnings
+from pathlib import Path
+
+warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)   # fastai's import, not ours: keep errors one line
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+DEFAULT_STATE = Path('/tmp/gmml_fast_studies')
+
+
+def fail(msg: str, code: int = 2):
+    "Stop with one line on stderr and exit code `code` (2: bad input; 1: nothing to do)."
+    print(f"error: {msg}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def parse_args(argv):
+    "The command line, checked before anything is computed or any folder made."
+    from studies import STUDIES
+    ap = argparse.ArgumentParser(prog='study.py', description=__doc__.split('\n')[0], epilog=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('name', nargs='?', help='the study to run (see --list)')
+    ap.add_argument('--list', action='store_true', help='list the studies and what each measures')
+    ap.add_argument('--quick', action='store_true', help='a smoke test: every stage of the study at toy size (its records are not results)')
+    ap.add_argument('--state', default=str(DEFAULT_STATE), help=f'folder of the finished stages, shared by all studies (default {DEFAULT_STATE})')
+    ap.add_argument('--report', action='store_true', help='write the records from the stages already finished, computing none (missing ones are listed)')
+    ap.add_argument('--overwrite', action='store_true', help='replace existing records')
+    ap.add_argument('--out', help='folder of the records (default: benchmarks/results; with --quick: STATE/results)')
+    ap.add_argument('--threads', type=int, default=2, help='torch threads (default 2)')
+    ap.add_argument('--note', help='a sentence for the record on how the run went (e.g. other work on the machine)')
+    a = ap.parse_args(argv)
+    if a.list: return a
+    if a.name is None: fail(f"name a study: one of {', '.join(STUDIES)} (or gpu); --list says what each measures")
+    if a.name not in STUDIES: fail(f"no study {a.name!r}: the studies are {', '.join(STUDIES)} (and gpu, the GPU study)")
+    if a.threads < 1: fail(f"--threads must be >= 1, got {a.threads}")
+    return a
+
+
+def main(argv=None) -> int:
+    "Run the study named on the command line (or hand `gpu` to benchmarks/gpu.py) and write its records."
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ['gpu']:                          # the GPU study has its own options and its own checks
+        import gpu
+        return gpu.main(argv[1:])
+    a = parse_args(argv)
+    from studies import STUDIES, Context
+    if a.list:
+        w = max(map(len, STUDIES))
+        for s in STUDIES.values(): print(f"{s.name:{w}}  {s.doc}")
+        print(f"{'gpu':{w}}  the GPU study: throughput, memory, data-parallel and a pretraining on one GPU (benchmarks/gpu.py --help)")
+        return 0
+    st = STUDIES[a.name]
+    state = Path(a.state).expanduser().resolve()
+    out = Path(a.out).expanduser().resolve() if a.out else (state/'results' if a.quick else HERE/'results')
+    taken = [str(out/f'{s}.{e}') for s in st.stems for e in ('json', 'md') if (out/f'{s}.{e}').exists()]
+    if taken and not a.overwrite: fail(f"{', '.join(taken)} exist; pass --overwrite to replace them (or --out another folder)")
+    import torch
+    from stages import Store, log
+    torch.set_num_threads(a.threads)
+    store = Store(state, compute=not a.report)
+    log(f"{a.name}{' (quick)' if a.quick else ''}: stages in {state}" + (' (report only: nothing is computed)' if a.report else ''))
+    outputs = st.run(Context(store, a.quick, argv, a.note))
+    if not outputs: fail(f"nothing to write: none of the stages {a.name} needs has finished in {state}", 1)
+    out.mkdir(parents=True, exist_ok=True)
+    for o in outputs:
+        path = out/f'{o.stem}.json'
+        path.write_text(json.dumps(o.record, indent=1) + '\n')
+        (out/f'{o.stem}.md').write_text(o.markdown(path))
+        for suffix, draw in o.figures.items(): draw(out/f'{o.stem}{suffix}')
+        print((out/f'{o.stem}.md').read_text())
+    missing = sorted(set(store.missing))
+    log(f"done: {len(store.ran)} stages computed, {len(store.reused)} read back" + (f", {len(missing)} not run: {', '.join(missing)}" if missing else '')
+        + f"; records in {out}: {', '.join(o.stem for o in outputs)}")
+    return 0
+
+
+if __name__ == '__main__': sys.exit(main())
