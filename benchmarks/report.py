@@ -98,8 +98,10 @@ def legacy(name: str) -> dict | None:
 
 def source_line(name: str) -> str:
     "How a record was made: the runner's command, or for a legacy record its original command, commit, and the study that measures the question now."
+    d = load(name)
+    cmd = (d[0]['run'] if isinstance(d, list) else d.get('meta', d))['command']
     leg = legacy(name)
-    if leg is None: return meta_line(name)
+    if leg is None or cmd.startswith('python benchmarks/study.py'): return meta_line(name)   # the runner's own record
     now = f"; `python benchmarks/study.py {leg['study']}` measures it now" if leg.get('study') else ''
     return f"legacy record: `{leg['command'].split(' --note ')[0]}` at commit {leg['commit']}{now}"
 
@@ -223,9 +225,9 @@ def finetune_recipe_test(name='finetune_recipe') -> dict[str, list[float]]:
     return {m: [r['test_accuracy'] for r in sorted(d['test'], key=lambda r: r['seed']) if r['method'] == m] for m in d['chosen']}
 
 def meta_line(name: str) -> str:
-    "'command' on 'machine' for a follow-up record with a `meta` block (or the throughput record)."
+    "'command' on 'machine' for a record: a follow-up's `meta` block, a label-efficiency record list's `run`, or the legacy throughput record's own fields."
     d = load(name)
-    m = d.get('meta', d)
+    m = d[0]['run'] if isinstance(d, list) else d.get('meta', d)
     return f"`{m['command'].split(' --note ')[0]}` on {machine_line(m['machine'])}"
 
 def throughput_table(name='throughput', keys=None) -> str:

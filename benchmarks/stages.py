@@ -61,9 +61,9 @@ def run_meta(argv=None, script: str = 'study.py') -> dict:
 
 # ---------------------------------------------------------------------------------------------------- the stage folder
 def _plain(cfg):
-    "A config with every recipe expanded by its `Recipe.key`, so that a stage's name changes when its recipe's fields do."
+    "A config with every recipe (its name and overrides) replaced by the resolved recipe's `Recipe.key`: two spellings of the same settings (`{}` and `{'corruption': 'gmml'}`) are one stage, and a stage's name changes when its recipe's fields do."
     if isinstance(cfg, dict):
-        out = {k: _plain(v) for k, v in cfg.items()}
+        out = {k: _plain(v) for k, v in cfg.items() if not ('recipe' in cfg and k in ('recipe', 'overrides'))}
         if 'recipe' in cfg: out['recipe_key'] = with_overrides(get_recipe(cfg['recipe']), **cfg.get('overrides', {})).key
         return out
     return [_plain(v) for v in cfg] if isinstance(cfg, (list, tuple)) else cfg
@@ -71,6 +71,9 @@ def _plain(cfg):
 def stage_key(kind: str, cfg: dict) -> str:
     "The 12-hex-digit name of a stage: a SHA-256 of its kind and its config (with the recipes' keys)."
     return hashlib.sha256(json.dumps([kind, _plain(cfg)], sort_keys=True).encode()).hexdigest()[:12]
+
+class StageFileError(RuntimeError):
+    "A stage record that cannot be read (an empty or corrupt file): the message names the file to delete."
 
 class Store:
     """The finished stages of a state folder. `run(kind, cfg)` returns the stage's record: read back when its file exists,
@@ -89,8 +92,11 @@ class Store:
         "The record of stage `kind` with config `cfg`: read back, else computed and saved (None when not computing or when its inputs are missing)."
         p = self.path(kind, cfg)
         if p.exists():
+            try: rec = json.loads(p.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise StageFileError(f"the stage record {p} cannot be read ({type(e).__name__}); delete it and run the study again to recompute it") from None
             self.reused.append(p.name)
-            return json.loads(p.read_text())
+            return rec
         if not self.compute:
             self.missing.append(p.name)
             return None
@@ -99,7 +105,7 @@ class Store:
         if rec is None: return None                     # a stage whose own inputs are missing (report mode)
         rec = dict(rec, stage=dict(kind=kind, key=stage_key(kind, cfg), config=cfg, minutes=round((time.perf_counter() - t0)/60, 3),
                                    **run_meta()))
-        tmp = p.with_suffix('.tmp')
+        tmp = p.with_suffix(f'.{os.getpid()}.tmp')         # one temporary name per process: two studies may share a folder
         tmp.write_text(json.dumps(rec, indent=1)); tmp.replace(p)      # never a half-written record
         self.ran.append(p.name)
         return rec

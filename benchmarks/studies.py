@@ -12,7 +12,7 @@ The label-efficiency family shares one set of settings (`LE`): the follow-ups ch
 study states next to its settings.
 """
 from __future__ import annotations
-import math, statistics
+import functools, math, statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -106,11 +106,11 @@ def mae_time_epochs(pre: dict) -> int | None:
     return max(1, round(pre['gmml']['train_minutes']/(pre['mae']['train_minutes']/pre['mae']['epochs'])))
 
 def pretrainings(ctx, methods=('gmml', 'mae')) -> dict:
-    "The study's pretrainings {name: (config, record)}: GMML and MAE at equal epochs, MAE at GMML's measured time, and any other `methods`."
+    "The study's pretrainings {name: (config, record)}: GMML and MAE at equal epochs, MAE at GMML's measured time (when that is more epochs: otherwise it is the same stage), and any other `methods`."
     m, out = le(ctx), {}
     for k in methods: out[k] = (c := pre_cfg(m, k), ctx.store.run('pretrain', c))
     e = mae_time_epochs({k: r for k, (c, r) in out.items()})
-    if e is not None: out['mae_time'] = (c := pre_cfg(m, 'mae', epochs=e), ctx.store.run('pretrain', c))
+    if e is not None and e != out['mae'][1]['epochs']: out['mae_time'] = (c := pre_cfg(m, 'mae', epochs=e), ctx.store.run('pretrain', c))
     return out
 
 def study_finetune(ctx, pre, init, fraction, seed, **kw):
@@ -145,7 +145,7 @@ def _label_efficiency(ctx, with_simmim: bool, stem: str):
     minutes = sum(p['minutes'] for _, p in done.values()) + sum(frozen_minutes.values()) + sum(r['minutes'] for r in recs if r['protocol'] == 'finetune')
     meta = ctx.meta()
     run = dict(command=meta['command'], finished=meta['date'], stage_total_minutes=round(minutes, 2), machine=meta['machine'],
-               git_commit=meta['commit'], mode=meta['mode'], note=ctx.note)
+               git_commit=meta['commit'], mode=meta['mode'], note=ctx.note, stages_missing=meta['stages_missing'])
     info = {k: dict(_pre_info(p), recipe=c['recipe'], overrides=c['overrides']) for k, (c, p) in done.items()}
     out = [dict(r, pretraining=info.get(r['method']), run=run) for r in recs]
     title = f"Fashion-MNIST, ViT-Nano ({DEPTH} blocks), pretrained {m['pretrain_epochs']} epochs, n={len(m['seeds'])} seeds"
@@ -165,6 +165,8 @@ def _label_efficiency_md(path) -> str:
          '## Pretraining', '', R.pretraining_table(recs), '',
          f"![test accuracy]({Path(path).stem}.png)", '', f"![curves]({Path(path).stem}_curves.png)", '',
          'Settings: `benchmarks/studies.py` (`LE`, `CALIBRATED`); every record carries its finetune settings and its pretraining.']
+    missing = recs[0]['run'].get('stages_missing')
+    if missing: L += ['', f"**Not run in this report** ({len(missing)} stages): " + ', '.join(missing)]
     return '\n'.join(L) + '\n'
 
 @study('label_efficiency', "GMML and MAE pretraining on Fashion-MNIST, then 1 % and 10 % of the labels: finetune, linear probe and k-NN "
@@ -242,15 +244,18 @@ def longer_finetune(ctx):
     return outs
 
 def _titled(title, path, body) -> str:
-    d = R.load(path)
-    return f"# {title}\n\n{body}\n\n{R.meta_line(path)}. {(d.get('meta') or {}).get('note') or ''}\n"
+    "A record's markdown: title, body, the command and machine, the note, and the stages not run (a --report of an unfinished study)."
+    meta = R.load(path).get('meta') or {}
+    missing = meta.get('stages_missing')
+    return (f"# {title}\n\n{body}\n\n{R.meta_line(path)}. {meta.get('note') or ''}\n"
+            + (f"\n**Not run in this report** ({len(missing)} stages): {', '.join(missing)}\n" if missing else ''))
 
 def last_quarter_drop(curve) -> float:
     "Relative fall of the epoch loss over the last quarter of training: near 0 means the loss has flattened."
     q = max(1, len(curve)//4)
     return (curve[-q - 1] - curve[-1])/curve[-q - 1]
 
-@study('longer_pretrain', "GMML pretrained twice as long (10 epochs), finetuned as the study and longer", ('label_efficiency_longer_pretrain',))
+@study('longer_pretrain', "GMML pretrained twice as long (10 epochs), finetuned as the study (1 %: 80 epochs) and longer (1 %: 160; 10 %: 30 and 60)", ('label_efficiency_longer_pretrain',))
 def longer_pretrain(ctx):
     m = le(ctx)
     epochs = 2 if ctx.quick else 10
@@ -258,19 +263,18 @@ def longer_pretrain(ctx):
     new_cfg = pre_cfg(m, 'gmml', epochs=epochs)
     new = ctx.store.run('pretrain', new_cfg)
     if new is None or pre['gmml'][1] is None: return []
-    runs = [(0.01, m['ft_epochs'][0.01])] + ([(0.1, 30)] if not ctx.quick else [])
+    runs = [(0.01, m['ft_epochs'][0.01])] + ([(0.01, 160), (0.1, 30), (0.1, 60)] if not ctx.quick else [])
     rows = []
     for f, e in runs:
-        acc = {k: [] for k in ('random', 'gmml', 'new')}
-        curves = []
+        acc, curves, seeds = {k: [] for k in ('random', 'gmml', 'new')}, [], []
         for s in m['seeds']:
             a, b = study_finetune(ctx, pre, 'random', f, s, epochs=e), study_finetune(ctx, pre, 'gmml', f, s, epochs=e)
             c = ctx.store.run('finetune', ft_cfg(m, 'gmml', new_cfg, f, s, epochs=e))
             if a and b and c:
                 acc['random'].append(a['test_accuracy']); acc['gmml'].append(b['test_accuracy']); acc['new'].append(c['test_accuracy'])
-                curves.append(last_quarter_drop(c['loss_curve']))
+                curves.append(last_quarter_drop(c['loss_curve'])); seeds.append(s)
         if acc['new']:
-            rows.append(dict(label_fraction=f, finetune_epochs=e, seeds=list(m['seeds'][:len(acc['new'])]), test_accuracy=acc,
+            rows.append(dict(label_fraction=f, finetune_epochs=e, seeds=seeds, test_accuracy=acc,
                              gain_over_random=[n - r for n, r in zip(acc['new'], acc['random'])],
                              gain_over_study_gmml=[n - g for n, g in zip(acc['new'], acc['gmml'])], loss_fall_last_quarter=curves))
     res = dict(meta=ctx.meta(), pretraining=_pre_info(new), study_pretraining=_pre_info(pre['gmml'][1]), finetunes=rows)
@@ -365,7 +369,7 @@ def sweep_table(path) -> str:
 @study('decoder', "how wide GMML's light decoder should be (4× the encoder, 1×, linear), read out on held-out training images", ('decoder',))
 def decoder(ctx):
     return sweep(ctx, 'decoder', "GMML's decoder width", {'hidden 4×D = 384, 2 convs': dict(decoder=dict(hidden_dim=384, depth=2)),
-                                                          'hidden D = 96, 2 convs (the default)': dict(decoder=dict(hidden_dim=96, depth=2)),
+                                                          'hidden D = 96, 2 convs (the default)': {},
                                                           'linear (no hidden layer)': dict(decoder=dict(depth=0))})
 
 @study('encoder_width', "GMML with ViT-Nano (96-d) and ViT-Tiny (192-d) at equal epochs, read out on held-out training images", ('encoder_width',))
@@ -443,27 +447,31 @@ def run_ablations(store: Store, quick: bool = False, p: dict | None = None) -> d
     reps = {a: [_variant(r, dict(corruption=a), s) for s in p['seeds'] if (r := pre(dict(corruption=a), s))] for a in p.get('repeat', ())}
     return dict(protocol={k: list(v) if isinstance(v, tuple) else v for k, v in p.items()}, default_seeds=default, random_init=rnd, ablations=abl, repeats=reps)
 
+@functools.lru_cache(maxsize=4)
+def _coverage_images(n: int):
+    from gmml_fast.data import load_fashion_mnist
+    from stages import normalised
+    return normalised(load_fashion_mnist('train')[0][:n], SIZE)
+
 def measured_coverage(corruption='gmml', ratio=None, n: int = 256) -> float:
     "Mean share of pixels a corruption recipe actually hides on `n` training images (steps may overlap; 'gmml' adds a blur block of its own)."
     from gmml_fast.aliens import gmml_corrupt
-    from gmml_fast.data import load_fashion_mnist
     from gmml_fast.masking import mask_coverage
-    from stages import normalised
-    x = normalised(load_fashion_mnist('train')[0][:n], SIZE)
-    return float(mask_coverage(gmml_corrupt(x, corruption, ratio=ratio, seed=123)[1]).mean())
+    return float(mask_coverage(gmml_corrupt(_coverage_images(n), corruption, ratio=ratio, seed=123)[1]).mean())
 
 def tables(res: dict) -> dict:
     "One pandas DataFrame per ablation, a row per variant: linear-probe and k-NN accuracy on held-out training images, measured coverage, reconstruction L1 after pretraining."
     import pandas as pd
     cols = [c for c in ('probe_acc', 'knn_acc', 'coverage', 'recon_l1') if all(c in r for rows in res['ablations'].values() for r in rows)]
-    return {name: pd.DataFrame(rows).set_index('label')[cols].round(4) for name, rows in res['ablations'].items()}
+    return {name: pd.DataFrame(rows).set_index('label')[cols].round(4) for name, rows in res['ablations'].items() if rows}
 
 def seed_summary(res: dict):
     "Per seed: probe and finetuned accuracy of the default GMML variant, of the repeated variants and of random init, with mean and std over seeds."
     import pandas as pd
     runs = [('GMML default', res['default_seeds'])] + [(f'GMML {a}', v) for a, v in res.get('repeats', {}).items()] + [('random init', res['random_init'])]
-    df = pd.DataFrame({(name, m): [r[m] for r in rows] for name, rows in runs for m in ('probe_acc', 'finetune_acc') if rows and m in rows[0]},
-                      index=[f"seed {r['seed']}" for r in res['default_seeds']])
+    # by seed: a --report of an unfinished study may have fewer seeds of one run than of another
+    df = pd.DataFrame({(name, m): pd.Series({f"seed {r['seed']}": r[m] for r in rows}) for name, rows in runs for m in ('probe_acc', 'finetune_acc')
+                       if rows and m in rows[0]}).reindex([f"seed {r['seed']}" for r in res['default_seeds']])
     if len(df) > 1: df.loc['mean'], df.loc['std'] = df.mean(), df.iloc[:len(res['default_seeds'])].std(ddof=0)
     return df.round(4)
 
@@ -569,7 +577,7 @@ def throughput(ctx):
         d = R.load(p)
         return (f"# Throughput\n\n`{d['command']}` on {d['machine']} ({d['wall_s']/60:.1f} min). {d['setup']}.\n\n"
                 + R.md_table(['step', 'images/s'], [[k, f'{v:.1f}'] for k, v in d['images_per_s'].items()]) + '\n\n' + R.ratios_table(p)
-                + '\n\nOn a CPU, bf16 is emulated and compilation gains little: both are aimed at GPUs (`benchmarks/gpu.py`).\n')
+                + '\n\nImages/s ratios: above 1, the first step is faster. On a CPU, bf16 is emulated; bf16 and compilation are aimed at GPUs (`benchmarks/gpu.py`).\n')
     return [Output('throughput', res, md)]
 
 MEMORY_CONFIGS = [(m, arch, size, bs) for arch, size, bs in (('tiny_32', 32, 64), ('small_224', 224, 8)) for m in ('gmml', 'mae', 'finetune')]

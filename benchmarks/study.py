@@ -47,7 +47,19 @@ def parse_args(argv):
     if a.name is None: fail(f"name a study: one of {', '.join(STUDIES)} (or gpu); --list says what each measures")
     if a.name not in STUDIES: fail(f"no study {a.name!r}: the studies are {', '.join(STUDIES)} (and gpu, the GPU study)")
     if a.threads < 1: fail(f"--threads must be >= 1, got {a.threads}")
+    state = Path(a.state).expanduser()
+    if state.exists() and not state.is_dir(): fail(f"--state {a.state} is a file; name a folder (it holds the finished stages)")
+    if a.report and not state.is_dir(): fail(f"--report reads the finished stages in --state, and {a.state} does not exist")
+    if a.out and Path(a.out).expanduser().exists() and not Path(a.out).expanduser().is_dir(): fail(f"--out {a.out} is a file; name a folder for the records")
     return a
+
+
+def _unlist_legacy(out: Path, stem: str):
+    "A record the runner wrote into benchmarks/results/ replaces a legacy one: drop the stem from legacy.json, so that the pages credit the runner's command."
+    p = out/'legacy.json'
+    if out != HERE/'results' or not p.is_file(): return
+    d = json.loads(p.read_text())
+    if d.pop(stem, None) is not None: p.write_text(json.dumps(d, indent=1, ensure_ascii=False) + '\n')
 
 
 def main(argv=None) -> int:
@@ -69,11 +81,12 @@ def main(argv=None) -> int:
     taken = [str(out/f'{s}.{e}') for s in st.stems for e in ('json', 'md') if (out/f'{s}.{e}').exists()]
     if taken and not a.overwrite: fail(f"{', '.join(taken)} exist; pass --overwrite to replace them (or --out another folder)")
     import torch
-    from stages import Store, log
+    from stages import Store, StageFileError, log
     torch.set_num_threads(a.threads)
     store = Store(state, compute=not a.report)
     log(f"{a.name}{' (quick)' if a.quick else ''}: stages in {state}" + (' (report only: nothing is computed)' if a.report else ''))
-    outputs = st.run(Context(store, a.quick, argv, a.note))
+    try: outputs = st.run(Context(store, a.quick, argv, a.note))
+    except StageFileError as e: fail(str(e), 1)
     if not outputs: fail(f"nothing to write: none of the stages {a.name} needs has finished in {state}", 1)
     out.mkdir(parents=True, exist_ok=True)
     for o in outputs:
@@ -82,6 +95,7 @@ def main(argv=None) -> int:
         (out/f'{o.stem}.md').write_text(o.markdown(path))
         for suffix, draw in o.figures.items(): draw(out/f'{o.stem}{suffix}')
         print((out/f'{o.stem}.md').read_text())
+        _unlist_legacy(out, o.stem)
     missing = sorted(set(store.missing))
     log(f"done: {len(store.ran)} stages computed, {len(store.reused)} read back" + (f", {len(missing)} not run: {', '.join(missing)}" if missing else '')
         + f"; records in {out}: {', '.join(o.stem for o in outputs)}")
