@@ -161,7 +161,7 @@ class SkipValidation(Callback):
     def before_validate(self): raise CancelValidException()
 
 class Timing(Callback):
-    "Seconds spent in the training phases (read-outs and validation excluded), each training batch's wall time, and the mean training loss of every epoch (summed on the loss's device: no host sync per step)."
+    "Seconds spent in the training phases (read-outs and validation excluded), each training batch's wall time (host time: on a GPU it counts launches, not kernels; the studies time CPUs, `gpu.py` synchronises), and the mean training loss of every epoch (summed on the loss's device: no host sync per step)."
     order = 100
     def before_fit(self): self.train_s, self.steps, self.epoch_loss, self.epoch_s = 0., [], [], []
     def before_train(self): self.t0, self.tot, self.n = time.perf_counter(), 0., 0
@@ -510,7 +510,7 @@ def throughput(cfg: dict, store: Store) -> dict:
                                                                              lr=1e-4, seed=0, **BARE_STEP), epochs)
     rows['finetune step, CE (fastai)'] = _fastai_rate(finetune_learner(fdls, arch='tiny_32', lr=1e-4), epochs)
     rows['finetune step, CE + DRLoc + ME (fastai)'] = _fastai_rate(finetune_learner(fdls, arch='tiny_32', lr=1e-4, drloc=0.1, me=0.2), epochs)
-    rows['GMML step (raw PyTorch loop)'] = _raw_gmml_rate(dls, gmml_learner(dls, 'tiny_32', lr=1e-4, seed=0, **BARE_STEP).model, 1e-4, 0.05, epochs)
+    rows['GMML step (raw PyTorch loop)'] = _raw_gmml_rate(dls, gmml_learner(dls, 'tiny_32', lr=1e-4, seed=0, **BARE_STEP).model, 1e-4, BARE_STEP['wd'], epochs)
     log('  fastai steps done')
     ndls, nfdls, nano = loaders(28, 1, False), loaders(28, 1, True), dict(encoder_kwargs=dict(depth=6), lr=1e-4)
     builders = {'GMML': lambda **k: gmml_learner(ndls, 'nano_28', seed=0, **nano, **k),

@@ -570,8 +570,7 @@ def throughput(ctx):
                       dict(batches=8, epochs=3, repeats=5, machine=machine_key()))
     if r is None: return []
     meta = ctx.meta()
-    m = meta['machine']
-    res = dict(meta=meta, machine=f"{m['cpu']}, {m['torch_threads']} torch threads, torch {m['torch']}, GPU: {m['gpu']}", command=meta['command'],
+    res = dict(meta=meta, machine=R.machine_line(meta['machine']), command=meta['command'],
                setup=r['setup'], images_per_s=r['images_per_s'], ratios=compute_ratios(r['images_per_s']), wall_s=r['wall_s'])
     def md(p):
         d = R.load(p)
