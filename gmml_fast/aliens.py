@@ -14,11 +14,11 @@ from .masking import block_mask, gmml_block_mask, mask_coverage
 from .rng import resolve_key, split_key, hash_uniform, hash_normal, rng_key, seeded_generator, CORRUPTION_STEP_STREAM
 from .core import range_pair, denormalize
 from .patches import show_img, show_mask
-from .augment import to_grayscale      # the luminance shared with the pretraining colour jitter
+from .augment import to_grayscale, gaussian_blur_batch   # shared with the pretraining views (25_augment)
 
 # %% auto #0
-__all__ = ['ALIEN_KINDS', 'RECIPES', 'Alien', 'get_recipe', 'batch_derangement', 'gaussian_blur_batch', 'gmml_corrupt',
-           'show_corruption', 'GMMLCorruption', 'corruption_explorer']
+__all__ = ['ALIEN_KINDS', 'RECIPES', 'Alien', 'get_recipe', 'batch_derangement', 'gmml_corrupt', 'show_corruption',
+           'GMMLCorruption', 'corruption_explorer']
 
 # %% ../nbs/30_aliens.ipynb #76462ee2
 ALIEN_KINDS = ('zeros', 'noise', 'noise_or_zeros', 'replace', 'grayscale', 'blur')
@@ -85,19 +85,6 @@ def batch_derangement(batch_size: int, key: torch.Tensor, stream: int = 0) -> to
     if batch_size < 2: raise ValueError(f"a permutation without fixed points needs batch_size >= 2, got {batch_size}")
     p = hash_uniform(key, (batch_size,), stream).argsort()
     return torch.empty_like(p).scatter_(0, p, p.roll(-1))
-
-# %% ../nbs/30_aliens.ipynb #9e92cf67
-def gaussian_blur_batch(x: torch.Tensor, sigma: torch.Tensor, ksize: torch.Tensor, max_ksize: int = 15) -> torch.Tensor:
-    "Blur each image `b` of a B×C×H×W batch with its own Gaussian `sigma[b]` and odd kernel size `ksize[b]` (<= `max_ksize`)."
-    B, C, H, W = x.shape
-    r = max_ksize//2
-    t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
-    k = torch.exp(-t[None]**2/(2*sigma.to(x.dtype)[:, None]**2)) * (t[None].abs() <= (ksize[:, None]//2))
-    k = (k/k.sum(1, keepdim=True)).repeat_interleave(C, 0)                # (B·C)×K: one kernel per image and channel
-    y = F.pad(x.reshape(1, B*C, H, W), (r, r, r, r), mode='replicate')
-    y = F.conv2d(y, k.view(B*C, 1, 1, -1), groups=B*C)                    # horizontal pass
-    y = F.conv2d(y, k.view(B*C, 1, -1, 1), groups=B*C)                    # vertical pass
-    return y.reshape(B, C, H, W)
 
 # %% ../nbs/30_aliens.ipynb #72404a88
 def gmml_corrupt(x: torch.Tensor, recipe='gmml', align: int = 1, ratio=None, key: torch.Tensor | None = None,
