@@ -11,16 +11,16 @@ from torch import nn
 from timm.layers import trunc_normal_
 from timm.models.vision_transformer import VisionTransformer, Block
 from .patches import (block_outputs, check_blocks, create_encoder, unpatchify, embed_tokens, zero_patch_token,
-                               token_to_pixel_mask)
+                               token_to_pixel_mask, LITE_BLOCK)
 from .core import to_pair, eval_mode
 from .decoder import LightDecoder, fuse_blocks
-from .masking import random_token_mask, beit_block_mask
+from .masking import random_token_mask, random_cell_mask, beit_block_mask, _cell_shape
 
 # %% auto #0
-__all__ = ['SIMMIM_MASKS', 'check_encoder', 'encoder_geometry', 'default_blocks', 'GMMLModel', 'MAEModel', 'mae_decoder_for',
-           'SimMIMModel', 'create_gmml_model', 'create_mae_model', 'create_simmim_model', 'encoder_state_dict',
-           'encoder_extras', 'write_state_dict', 'export_encoder', 'read_state_dict', 'load_encoder', 'attention_maps',
-           'cls_attention', 'show_attention']
+__all__ = ['MAE_DECODER_BLOCKS', 'SIMMIM_MASKS', 'check_encoder', 'encoder_geometry', 'default_blocks', 'GMMLModel', 'MAEModel',
+           'mae_decoder_for', 'SimMIMModel', 'create_gmml_model', 'create_mae_model', 'create_simmim_model',
+           'encoder_state_dict', 'encoder_extras', 'write_state_dict', 'export_encoder', 'read_state_dict',
+           'load_encoder', 'attention_maps', 'cls_attention', 'show_attention']
 
 # %% ../nbs/60_models.ipynb #baa81fa4
 def check_encoder(encoder) -> VisionTransformer:
@@ -79,11 +79,13 @@ class GMMLModel(nn.Module):
         return dict(zip(blocks, recs))
 
 # %% ../nbs/60_models.ipynb #ec5a6f5f
+MAE_DECODER_BLOCKS = ('vit', 'lite')
+
 class MAEModel(nn.Module):
     "Lightweight MAE: a timm ViT encoder on the visible tokens only, and a small transformer decoder (mask token, own positional embeddings) predicting the pixels of every patch."
     def __init__(self, encoder: VisionTransformer, decoder_dim: int = 192, decoder_depth: int = 4, decoder_heads: int = 3,
-                 decoder_mlp_ratio: float = 4.0, mask_ratio: float = 0.75, dummy_token: bool = False,
-                 out_chans: int | None = None):
+                 decoder_mlp_ratio: float | None = None, mask_ratio: float = 0.75, dummy_token: bool = False,
+                 out_chans: int | None = None, decoder_block: str = 'vit'):
         super().__init__()
         self.encoder = check_encoder(encoder)
         if getattr(encoder, 'dynamic_img_size', False) or encoder.pos_embed is None:
@@ -92,20 +94,24 @@ class MAEModel(nn.Module):
         if decoder_depth < 1: raise ValueError(f"decoder_depth must be >= 1, got {decoder_depth}")
         if decoder_dim < 1 or decoder_heads < 1 or decoder_dim % decoder_heads:
             raise ValueError(f"decoder_dim must be a positive multiple of decoder_heads, got decoder_dim={decoder_dim}, decoder_heads={decoder_heads}")
+        if decoder_block not in MAE_DECODER_BLOCKS: raise ValueError(f"decoder_block must be one of {', '.join(MAE_DECODER_BLOCKS)}, got {decoder_block!r}")
         g = encoder_geometry(encoder)
         self.patch_size, self.img_size, self.num_patches = g['patch_size'], g['img_size'], g['num_patches']
         self.out_chans, self.mask_ratio, self.dummy_token = out_chans or g['in_chans'], mask_ratio, dummy_token
+        self.decoder_block, lite = decoder_block, decoder_block == 'lite'
+        block_args = dict(LITE_BLOCK) if lite else dict(mlp_ratio=4.0)
+        if decoder_mlp_ratio is not None: block_args['mlp_ratio'] = decoder_mlp_ratio
         self.num_prefix_tokens = encoder.num_prefix_tokens
         D, P, N = g['embed_dim'], self.num_prefix_tokens, self.num_patches
         self.dummy_pos_embed = nn.Parameter(torch.zeros(1, 1, D)) if dummy_token else None
-        self.decoder_embed = nn.Linear(D, decoder_dim)
+        self.decoder_embed = nn.Linear(D, decoder_dim, bias=not lite)             # Tan: no bias outside the blocks
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
         self.decoder_pos_embed = nn.Parameter(torch.zeros(1, P + N + int(dummy_token), decoder_dim))
         norm_layer = partial(nn.LayerNorm, eps=1e-6)
-        self.decoder_blocks = nn.Sequential(*[Block(decoder_dim, decoder_heads, decoder_mlp_ratio, qkv_bias=True, norm_layer=norm_layer)
+        self.decoder_blocks = nn.Sequential(*[Block(decoder_dim, decoder_heads, qkv_bias=True, norm_layer=norm_layer, **block_args)
                                               for _ in range(decoder_depth)])
         self.decoder_norm = norm_layer(decoder_dim)
-        self.decoder_pred = nn.Linear(decoder_dim, self.patch_size[0]*self.patch_size[1]*self.out_chans)
+        self.decoder_pred = nn.Linear(decoder_dim, self.patch_size[0]*self.patch_size[1]*self.out_chans, bias=not lite)
         self._init_new_weights()
         self.last_mask = None
 
@@ -194,7 +200,7 @@ SIMMIM_MASKS = ('random', 'blockwise')
 class SimMIMModel(nn.Module):
     "SimMIM: a timm ViT encoder on all tokens, masked patch embeddings replaced by a learned mask token; a light decoder (default: a linear map per token, `LightDecoder(depth=0)`) predicts the pixels."
     def __init__(self, encoder: VisionTransformer, mask_ratio: float = 0.6, mask: str = 'random', decoder=None,
-                 out_chans: int | None = None):
+                 out_chans: int | None = None, mask_cells: int | None = None):
         super().__init__()
         self.encoder = check_encoder(encoder)
         if getattr(encoder, 'dynamic_img_size', False): raise ValueError("encoder must have a fixed image size (dynamic_img_size=False)")
@@ -203,6 +209,10 @@ class SimMIMModel(nn.Module):
         g = encoder_geometry(encoder)
         self.patch_size, self.img_size, self.grid_size, self.num_patches = g['patch_size'], g['img_size'], g['grid_size'], g['num_patches']
         self.out_chans, self.mask_ratio, self.mask = out_chans or g['in_chans'], mask_ratio, mask
+        if mask_cells is not None:
+            if mask != 'random': raise ValueError(f"mask_cells is for mask='random' (SimMIM's cells); blockwise masks draw their own blocks: use mask_cells=None, got mask_cells={mask_cells!r}")
+            _cell_shape(self.grid_size, mask_cells, 'mask_cells')
+        self.mask_cells = mask_cells
         self.mask_token = nn.Parameter(torch.zeros(1, 1, g['embed_dim']))
         trunc_normal_(self.mask_token, std=.02)
         if decoder is None or isinstance(decoder, dict):
@@ -213,7 +223,9 @@ class SimMIMModel(nn.Module):
         self.last_mask = None
 
     def draw_mask(self, x: torch.Tensor, generator: torch.Generator | None = None, key=None, seed: int | None = None) -> torch.Tensor:
-        "A B×N token mask for the batch `x` on its device: `mask_ratio` of the tokens, uniformly ('random') or in BEiT blocks ('blockwise')."
+        "A B×N token mask for the batch `x` on its device: `mask_ratio` of the tokens, uniformly ('random': tokens, or `mask_cells` cells per side) or in BEiT blocks ('blockwise')."
+        if self.mask == 'random' and self.mask_cells is not None:
+            return random_cell_mask(x.shape[0], self.grid_size, self.mask_ratio, self.mask_cells, key=key, seed=seed, generator=generator, device=x.device)
         if self.mask == 'random':
             return random_token_mask(x.shape[0], self.num_patches, self.mask_ratio, generator=generator, device=x.device, key=key, seed=seed)
         return beit_block_mask(x.shape[0], self.grid_size, self.mask_ratio, key=key, seed=seed, generator=generator, device=x.device)
@@ -246,18 +258,19 @@ def create_gmml_model(arch: str = 'tiny_32', in_chans: int = 3, blocks=None, fus
                      decoder=decoder, out_chans=out_chans)
 
 def create_mae_model(arch: str = 'tiny_32', in_chans: int = 3, decoder_dim: int = 192, decoder_depth: int = 4,
-                     decoder_heads: int = 3, decoder_mlp_ratio: float = 4.0, mask_ratio: float = 0.75,
-                     dummy_token: bool = False, out_chans: int | None = None, **encoder_kwargs) -> MAEModel:
-    "A `MAEModel` (lightweight-MAE decoder by default: 192-d, 4 blocks, 3 heads) on a fresh `create_encoder(arch, ...)`."
+                     decoder_heads: int = 3, decoder_mlp_ratio: float | None = None, mask_ratio: float = 0.75,
+                     dummy_token: bool = False, out_chans: int | None = None, decoder_block: str = 'vit',
+                     **encoder_kwargs) -> MAEModel:
+    "A `MAEModel` (lightweight-MAE decoder size by default: 192-d, 4 blocks, 3 heads) on a fresh `create_encoder(arch, ...)`."
     return MAEModel(create_encoder(arch, in_chans=in_chans, **encoder_kwargs), decoder_dim=decoder_dim,
                     decoder_depth=decoder_depth, decoder_heads=decoder_heads, decoder_mlp_ratio=decoder_mlp_ratio,
-                    mask_ratio=mask_ratio, dummy_token=dummy_token, out_chans=out_chans)
+                    mask_ratio=mask_ratio, dummy_token=dummy_token, out_chans=out_chans, decoder_block=decoder_block)
 
 def create_simmim_model(arch: str = 'tiny_32', in_chans: int = 3, mask_ratio: float = 0.6, mask: str = 'random',
-                        decoder=None, out_chans: int | None = None, **encoder_kwargs) -> SimMIMModel:
+                        decoder=None, out_chans: int | None = None, mask_cells: int | None = None, **encoder_kwargs) -> SimMIMModel:
     "A `SimMIMModel` (linear head, 60 % random masking by default) on a fresh `create_encoder(arch, ...)`."
     return SimMIMModel(create_encoder(arch, in_chans=in_chans, **encoder_kwargs), mask_ratio=mask_ratio, mask=mask,
-                       decoder=decoder, out_chans=out_chans)
+                       decoder=decoder, out_chans=out_chans, mask_cells=mask_cells)
 
 # %% ../nbs/60_models.ipynb #3260626c
 def _encoder_of(model) -> VisionTransformer:

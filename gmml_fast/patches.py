@@ -14,8 +14,8 @@ from timm.models.vision_transformer import VisionTransformer, _create_vision_tra
 from .core import to_pair
 
 # %% auto #0
-__all__ = ['default_cfgs', 'ARCH_ALIASES', 'ENCODER_PRESETS', 'grid_size', 'num_tokens', 'patchify', 'unpatchify', 'show_img',
-           'show_patch_grid', 'show_tokens', 'token_to_pixel_mask', 'pixel_to_token_mask', 'show_mask',
+__all__ = ['default_cfgs', 'ARCH_ALIASES', 'LITE_BLOCK', 'ENCODER_PRESETS', 'grid_size', 'num_tokens', 'patchify', 'unpatchify',
+           'show_img', 'show_patch_grid', 'show_tokens', 'token_to_pixel_mask', 'pixel_to_token_mask', 'show_mask',
            'vit_nano_patch16_224', 'create_encoder', 'check_blocks', 'block_outputs', 'embed_tokens',
            'zero_patch_token']
 
@@ -142,6 +142,9 @@ def vit_nano_patch16_224(pretrained: bool = False, **kwargs) -> VisionTransforme
 ARCH_ALIASES = {'vit_nano': 'vit_nano_patch16_224', 'vit_tiny': 'vit_tiny_patch16_224',
                 'vit_small': 'vit_small_patch16_224', 'vit_base': 'vit_base_patch16_224'}
 
+# the lightweight MAE's transformer block (Tan 2024, §3.1) as timm `Block` arguments: MLP ×2, ReLU, dropout 0.1
+LITE_BLOCK = dict(mlp_ratio=2.0, act_layer=nn.ReLU, proj_drop=0.1)
+
 ENCODER_PRESETS = {
     'nano_28':   dict(arch='vit_nano_patch16_224',  img_size=28,  patch_size=4),
     'nano_32':   dict(arch='vit_nano_patch16_224',  img_size=32,  patch_size=4),
@@ -149,6 +152,9 @@ ENCODER_PRESETS = {
     'tiny_32':   dict(arch='vit_tiny_patch16_224',  img_size=32,  patch_size=4),
     'tiny_32_p2': dict(arch='vit_tiny_patch16_224', img_size=32,  patch_size=2),
     'tiny_36':   dict(arch='vit_tiny_patch16_224',  img_size=36,  patch_size=3),
+    'lite_36':   dict(arch='vit_tiny_patch16_224',  img_size=36,  patch_size=3,     # Tan 2024: no class token, LITE_BLOCK blocks
+                      kwargs=dict(class_token=False, global_pool='avg', fc_norm=False, mlp_ratio=LITE_BLOCK['mlp_ratio'],
+                                  act_layer='relu', proj_drop_rate=LITE_BLOCK['proj_drop'])),
     'tiny_96':   dict(arch='vit_tiny_patch16_224',  img_size=96,  patch_size=8),    # STL-10: 12×12 tokens
     'small_32':  dict(arch='vit_small_patch16_224', img_size=32,  patch_size=4),
     'small_36':  dict(arch='vit_small_patch16_224', img_size=36,  patch_size=3),
@@ -159,10 +165,11 @@ ENCODER_PRESETS = {
 
 def create_encoder(arch: str = 'tiny_32', img_size=None, patch_size=None, in_chans: int = 3, num_classes: int = 0,
                    **kwargs) -> VisionTransformer:
-    "A timm ViT (random init, nothing downloaded) from a preset name in `ENCODER_PRESETS`, an alias, or any timm ViT name."
+    "A timm ViT (random init, nothing downloaded) from a preset name in `ENCODER_PRESETS` (its `kwargs` merged in, yours winning), an alias, or any timm ViT name."
     if arch in ENCODER_PRESETS:
         p = ENCODER_PRESETS[arch]
         arch, img_size, patch_size = p['arch'], img_size or p['img_size'], patch_size or p['patch_size']
+        kwargs = {**p.get('kwargs', {}), **kwargs}
     arch = ARCH_ALIASES.get(arch, arch)
     if not timm.is_model(arch):
         raise ValueError(f"arch={arch!r} is neither a preset ({', '.join(ENCODER_PRESETS)}), an alias "

@@ -45,10 +45,11 @@ def test_gmml_block_mask_refuses_a_budget_under_one_unit(geom, share, B):
 
 @FAST
 @given(st.integers(1, 20), st.integers(1, 20), st.floats(0.01, 1), st.integers(1, 32), st.integers(0, 2**40))
-def test_beit_mask_reaches_its_budget(gh, gw, ratio, min_area, seed):
+def test_beit_mask_stays_within_its_budget(gh, gw, ratio, min_area, seed):
+    "BEiT's Algorithm 1 never masks more than its target and may stop short of it (after 10 rejected attempts)."
     m = beit_block_mask(3, (gh, gw), ratio, min_area=min_area, seed=seed)
     assert m.shape == (3, gh*gw)
-    assert (m.sum(1) == math.ceil(ratio*gh*gw - 1e-6)).all()
+    assert (m.sum(1) <= math.ceil(ratio*gh*gw - 1e-6)).all()
 
 @FAST
 @given(st.integers(1, 8), st.integers(1, 300), st.floats(0, 1), st.integers(0, 2**40))
