@@ -131,17 +131,18 @@ class SimMIM(_MaskedPretrainCallback):
 # %% ../nbs/70_callbacks.ipynb #a420f310
 _NO_DECAY_NAMES = ('pos_embed', 'cls_token', 'mask_token', 'reg_token', 'dist_token', 'dummy_pos_embed', 'decoder_pos_embed')
 
-def no_decay_params(model: nn.Module) -> list[nn.Parameter]:
-    "Parameters that should not be weight-decayed: 1-d ones (biases, norm gains) and positional embeddings and learned tokens."
+def no_decay_params(model: nn.Module, decay_tokens: bool = False) -> list[nn.Parameter]:
+    "Parameters that should not be weight-decayed: 1-d ones (biases, norm gains) and, unless `decay_tokens`, positional embeddings and learned tokens."
     return [p for n, p in model.named_parameters()
-            if p.requires_grad and (p.ndim <= 1 or n.split('.')[-1] in _NO_DECAY_NAMES)]
+            if p.requires_grad and (p.ndim <= 1 or (not decay_tokens and n.split('.')[-1] in _NO_DECAY_NAMES))]
 
 class NoDecayCallback(Callback):
-    "Exclude `no_decay_params(model)` from fastai's weight decay (sets their `do_wd` flag to False)."
+    "Exclude `no_decay_params(model, decay_tokens)` from fastai's weight decay (sets their `do_wd` flag to False)."
     order = 5
+    def __init__(self, decay_tokens: bool = False): self.decay_tokens = decay_tokens
     def before_fit(self):
         if self.learn.opt is None: self.learn.create_opt()
-        for p in no_decay_params(unwrap_model(self.learn.model)): self.learn.opt.state[p]['do_wd'] = False
+        for p in no_decay_params(unwrap_model(self.learn.model), self.decay_tokens): self.learn.opt.state[p]['do_wd'] = False
 
 # %% ../nbs/70_callbacks.ipynb #9b8719b2
 class TrainedEpochCallback(Callback):

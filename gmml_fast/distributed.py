@@ -205,12 +205,12 @@ class SkipTrainedEpochs(Callback):
         if self.cancel in self.learn.cbs: self.learn.remove_cb(self.cancel)
 
 def resume_fit(learn: Learner, path, cbs=None, **fit_kwargs):
-    "Load the checkpoint at `path` and finish its fit: the same fit method (`fit_one_cycle` unless the checkpoint's `fit_kwargs` name another under 'fit'), `n_epoch` and schedule; `fit_kwargs` override the saved ones."
+    "Load the checkpoint at `path` and finish its fit: the same fit method (`fit_one_cycle` unless the checkpoint's `fit_kwargs` name another under 'fit': `fit_warmup_cosine`, `fit_flat_cos`, or `fit` for a constant rate), `n_epoch` and schedule; `fit_kwargs` override the saved ones."
     st = load_checkpoint(learn, path)
     if st['n_epoch'] is None: raise ValueError(f"{path} does not record n_epoch; resume by hand with fit_one_cycle(start_epoch=...)")
     kw = {**st['fit_kwargs'], **fit_kwargs}
     method = kw.pop('fit', 'fit_one_cycle')
-    if method not in ('fit_one_cycle', 'fit_warmup_cosine', 'fit_flat_cos'):
+    if method not in ('fit_one_cycle', 'fit_warmup_cosine', 'fit_flat_cos', 'fit'):
         raise ValueError(f"{path} names an unknown fit method {method!r}")
     start = st['epoch'] + 1
     if start >= st['n_epoch']: return learn   # that fit had already finished

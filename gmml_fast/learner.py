@@ -36,12 +36,14 @@ from .losses import MaskedL1Loss, MAELoss
 from .aliens import GMMLCorruption
 from .augment import PretrainAugment
 from .core import unwrap_model, dls_stats, stats_tensors
-from .callbacks import GMML, MAE, SimMIM, NoDecayCallback, ReconstructionFigures
+from .callbacks import GMML, MAE, SimMIM, NoDecayCallback, ReconstructionFigures, SeededCallback
+from .rng import split_key, AUGMENT_STREAM
 from .finetune import ViTClassifier, layer_decay_splitter, layer_decay_lrs, layer_groups, DRLoc, ME, MAEAux
 
 # %% auto #0
 __all__ = ['LEARNER_OPTIONS', 'set_drop_path', 'resolve_recipe', 'DevicePrecision', 'gmml_learner', 'mae_learner',
-           'simmim_learner', 'BatchAugment', 'default_layer_decay', 'finetune_learner']
+           'simmim_learner', 'recipe_fit_kwargs', 'BatchViews', 'BatchAugment', 'default_layer_decay',
+           'finetune_learner']
 
 # %% ../nbs/90_learner.ipynb #6a5ece4a
 def _data_geometry(dls):
@@ -122,15 +124,15 @@ def gmml_learner(dls, arch: str | None = None, recipe: GMMLRecipe | str | None =
                  compile: bool = False, figures_every: int | None = None, cbs=None, **overrides) -> Learner:
     "A fastai `Learner` that pretrains a ViT with GMML on (unlabeled) `dls` with `recipe` (+ `overrides` of its fields): corruption on device, fused-block light decoder, masked L1."
     r, learner_kwargs = resolve_recipe('gmml', recipe, **overrides)
-    enc, _ = _build_encoder(dls, arch, encoder_kwargs, r.drop_path)
+    enc, _ = _build_encoder(dls, arch or r.arch, encoder_kwargs, r.drop_path)
     model = GMMLModel(enc, blocks=r.blocks, fusion=r.fusion, decoder=decoder)
     corr = r.corruption if isinstance(r.corruption, GMMLCorruption) else GMMLCorruption(r.corruption, r.align, r.ratio)
-    cb = GMML(corr, seed=seed, valid_seed=valid_seed, augment=r.augment)
+    cb = GMML(corr, seed=seed, valid_seed=valid_seed, augment=r.views())
     return _pretrainer(dls, model, cb, MaskedL1Loss(r.whole_image), r, figures_every, precision, compile, cbs, learner_kwargs)
 
 def _pretrainer(dls, model, method_cb, loss_func, r: Recipe, figures_every, precision, compile, cbs, learner_kwargs) -> Learner:
-    "The `Learner` every pretraining builder makes from its recipe `r`: the method's callback, the peak learning rate, no decay on 1-d parameters and tokens, optional gradient clipping and figures, AdamW, the weight-decay schedule's end, precision and compilation."
-    cbs = ([method_cb, NoDecayCallback()] + ([GradientClip(max_norm=r.clip)] if r.clip else [])
+    "The `Learner` every pretraining builder makes from its recipe `r`: the method's callback, the peak learning rate, no decay on 1-d parameters (and tokens, unless `r.decay_tokens`), optional gradient clipping and figures, AdamW, the weight-decay schedule's end, precision and compilation."
+    cbs = ([method_cb, NoDecayCallback(decay_tokens=r.decay_tokens)] + ([GradientClip(max_norm=r.clip)] if r.clip else [])
            + ([ReconstructionFigures(every=figures_every)] if figures_every else []) + list(cbs or []))
     learn = Learner(dls, model, loss_func=loss_func, opt_func=_adamw(r.beta2), lr=r.peak_lr(dls.train.bs), wd=r.wd, cbs=cbs,
                     **learner_kwargs)
@@ -142,11 +144,11 @@ def mae_learner(dls, arch: str | None = None, recipe: MAERecipe | str | None = N
                 figures_every: int | None = None, cbs=None, **overrides) -> Learner:
     "A fastai `Learner` that pretrains a ViT as a (lightweight) MAE on (unlabeled) `dls` with `recipe` (+ `overrides`): visible-token encoder, small decoder, MSE (+ α·visible)."
     r, learner_kwargs = resolve_recipe('mae', recipe, **overrides)
-    enc, _ = _build_encoder(dls, arch, encoder_kwargs, r.drop_path)
+    enc, _ = _build_encoder(dls, arch or r.arch, encoder_kwargs, r.drop_path)
     dec = {**mae_decoder_for(enc), **{k: v for k, v in dict(decoder_dim=r.decoder_dim, decoder_depth=r.decoder_depth,
                                                               decoder_heads=r.decoder_heads).items() if v is not None}}
-    model = MAEModel(enc, mask_ratio=r.mask_ratio, dummy_token=r.dummy_token, **dec)
-    return _pretrainer(dls, model, MAE(seed=seed, valid_seed=valid_seed, augment=r.augment),
+    model = MAEModel(enc, mask_ratio=r.mask_ratio, dummy_token=r.dummy_token, decoder_block=r.decoder_block, **dec)
+    return _pretrainer(dls, model, MAE(seed=seed, valid_seed=valid_seed, augment=r.views()),
                        MAELoss(norm_pix=r.norm_pix, alpha=r.alpha, patch_size=model.patch_size),
                        r, figures_every, precision, compile, cbs, learner_kwargs)
 
@@ -155,9 +157,9 @@ def simmim_learner(dls, arch: str | None = None, recipe: SimMIMRecipe | str | No
                    compile: bool = False, figures_every: int | None = None, cbs=None, **overrides) -> Learner:
     "A fastai `Learner` that pretrains a ViT with SimMIM on (unlabeled) `dls` with `recipe` (+ `overrides`): mask token in place of hidden patches, all tokens through the encoder, linear head, L1 on hidden pixels."
     r, learner_kwargs = resolve_recipe('simmim', recipe, **overrides)
-    enc, _ = _build_encoder(dls, arch, encoder_kwargs, r.drop_path)
-    model = SimMIMModel(enc, mask_ratio=r.mask_ratio, mask=r.mask, decoder=decoder)
-    return _pretrainer(dls, model, SimMIM(seed=seed, valid_seed=valid_seed, augment=r.augment), MaskedL1Loss(),
+    enc, _ = _build_encoder(dls, arch or r.arch, encoder_kwargs, r.drop_path)
+    model = SimMIMModel(enc, mask_ratio=r.mask_ratio, mask=r.mask, mask_cells=r.mask_cells, decoder=decoder)
+    return _pretrainer(dls, model, SimMIM(seed=seed, valid_seed=valid_seed, augment=r.views()), MaskedL1Loss(),
                        r, figures_every, precision, compile, cbs, learner_kwargs)
 
 # %% ../nbs/90_learner.ipynb #3a78d1f7
@@ -165,9 +167,9 @@ def simmim_learner(dls, arch: str | None = None, recipe: SimMIMRecipe | str | No
 def fit_warmup_cosine(self: Learner, n_epoch: int, lr_max=None, warmup: float = 0.1, div_final: float = 100.,
                       wd: float | None = None, wd_end: float | None = None, cbs=None, reset_opt: bool = False,
                       start_epoch: int = 0):
-    "Fit `n_epoch` epochs: lr rises linearly from 0 to `lr_max` over the first `warmup` share of the steps, then follows a cosine to `lr_max/div_final`; weight decay follows a cosine from `wd` to `wd_end` (default: the learner's `wd_end`, None = constant); β₁ is not scheduled."
+    "Fit `n_epoch` epochs: lr rises linearly from 0 to `lr_max` over the first `warmup` share of the steps, then follows a cosine to `lr_max/div_final` (`inf`: to 0); weight decay follows a cosine from `wd` to `wd_end` (default: the learner's `wd_end`, None = constant); β₁ is not scheduled."
     if not 0 <= warmup < 1: raise ValueError(f"warmup must be in [0, 1), got {warmup}")
-    if not div_final >= 1: raise ValueError(f"div_final must be >= 1, got {div_final}")
+    if not div_final >= 1: raise ValueError(f"div_final must be >= 1 (inf: decay to 0), got {div_final}")
     if self.opt is None: self.create_opt()
     self.opt.set_hyper('lr', self.lr if lr_max is None else lr_max)
     lr_max = np.array([h['lr'] for h in self.opt.hypers])      # one peak per parameter group (layer-wise decay)
@@ -177,14 +179,20 @@ def fit_warmup_cosine(self: Learner, n_epoch: int, lr_max=None, warmup: float = 
     if wd_end is not None: scheds['wd'] = SchedCos(wd, wd_end)
     self.fit(n_epoch, cbs=ParamScheduler(scheds) + L(cbs), wd=wd, reset_opt=reset_opt, start_epoch=start_epoch)
 
+def recipe_fit_kwargs(r: Recipe) -> dict:
+    "How recipe `r` fits, as plain data: `{'fit': <Learner method name>, **its arguments}` for its `schedule`, `warmup` and `lr_end`."
+    div_final = 1/r.lr_end if r.lr_end > 0 else float('inf')
+    if r.schedule == 'warmup_cosine': return dict(fit='fit_warmup_cosine', warmup=r.warmup, div_final=div_final)
+    if r.schedule == 'one_cycle': return dict(fit='fit_one_cycle', pct_start=r.warmup, div_final=div_final)
+    return dict(fit='fit')                                   # 'constant': the learner's rates throughout
+
 @patch
 def fit_recipe(self: Learner, n_epoch: int | None = None, cbs=None, **kwargs):
-    "Fit as the learner's recipe says: its `epochs` (or `n_epoch`) with its warm-up — `fit_warmup_cosine` for pretraining, `fit_one_cycle` (warm-up as `pct_start`) for finetuning."
+    "Fit as the learner's recipe says (`recipe_fit_kwargs`): its `epochs` (or `n_epoch`) with its schedule, warm-up and final rate."
     r = getattr(self, 'recipe', None)
     if r is None: raise ValueError("fit_recipe needs a learner made by a gmml_fast builder (learn.recipe is missing)")
-    n = r.epochs if n_epoch is None else n_epoch
-    if r.method == 'finetune': return self.fit_one_cycle(n, cbs=cbs, pct_start=r.warmup, **kwargs)
-    return self.fit_warmup_cosine(n, warmup=r.warmup, cbs=cbs, **kwargs)
+    how = {**recipe_fit_kwargs(r), **kwargs}
+    return getattr(self, how.pop('fit'))(r.epochs if n_epoch is None else n_epoch, cbs=cbs, **how)
 
 # %% ../nbs/90_learner.ipynb #1e4e90d8
 @patch
@@ -196,6 +204,20 @@ def export_encoder(self: Learner, path) -> Path:
     return _export_encoder(unwrap_model(self.model), path)
 
 # %% ../nbs/90_learner.ipynb #bd284e1a
+class BatchViews(SeededCallback):
+    "Training-time random resized crops and flips of normalised batches on their device (a `PretrainAugment`, seeded as the pretraining views): the finetuning papers' crop and flip."
+    order = 0                                        # before BatchAugment's policy, MixUp and CutMix
+    def __init__(self, views: PretrainAugment, seed: int | None = None):
+        if not isinstance(views, PretrainAugment): raise ValueError(f"views must be a PretrainAugment, got {type(views).__name__}")
+        super().__init__(seed)
+        self.views = views
+
+    def before_batch(self):
+        if not self.training: return
+        x = self.xb[0]
+        v = self.views(x, key=split_key(self._key(x.device), AUGMENT_STREAM), stats=dls_stats(self.learn.dls))
+        self.learn.xb = (type(x)(v),) + tuple(self.xb[1:])
+
 class BatchAugment(Callback):
     "Training-time AutoAugment/RandAugment/TrivialAugment (torchvision v2) on normalised batches; one random op per `chunk` images."
     order = 1
@@ -242,21 +264,22 @@ def finetune_learner(dls, encoder: VisionTransformer | None = None, pretrained=N
                      recipe: FinetuneRecipe | str | None = None, encoder_kwargs: dict | None = None, num_classes: int | None = None,
                      seed: int | None = None, precision: str = '32', compile: bool = False, metrics=None, cbs=None,
                      **overrides) -> Learner:
-    "A classification `Learner` with `recipe` (+ `overrides` of its fields): a (pretrained or random) ViT encoder + linear head, layer-wise lr decay, optional DRLoc/ME/MAE auxiliary losses."
+    "A classification `Learner` with `recipe` (+ `overrides` of its fields): a (pretrained or random) ViT encoder + linear head, layer-wise lr decay, the recipe's crops and flips (`BatchViews`), policy, MixUp/CutMix and DRLoc/ME/MAE auxiliary losses; fit it with `fit_recipe()`."
     r, learner_kwargs = resolve_recipe('finetune', recipe, **overrides)
     n_cls = num_classes or getattr(dls, 'c', None)
     if not n_cls: raise ValueError("num_classes is needed: dls has no vocabulary (pass labeled DataLoaders or num_classes=)")
-    enc, dummy, bs = _finetune_encoder(dls, encoder, pretrained, arch, encoder_kwargs)
+    enc, dummy, bs = _finetune_encoder(dls, encoder, pretrained, arch or r.arch, encoder_kwargs)
     decay = r.layer_decay
     if decay is None: decay = 1.0 if encoder is None and pretrained is None else default_layer_decay(len(enc.blocks))
     set_drop_path(enc, r.drop_path)                  # the finetune's own rate, whatever the pretraining used
     model = ViTClassifier(enc, n_cls, pool=r.pool, dummy_pos_embed=dummy, head_drop=r.head_drop)
-    cbs = [NoDecayCallback()] + list(cbs or [])
+    cbs = [NoDecayCallback(decay_tokens=r.decay_tokens)] + list(cbs or [])
     # the callbacks add their heads to model.aux when the Learner is created, before its optimizer
     # `seed` fixes the auxiliary tasks' streams (pair positions, embedding masks); each callback adds the rank itself
     if r.drloc: cbs.append(DRLoc(lam=r.drloc, **{'seed': seed, **(r.drloc_kwargs or {})}))
     if r.me: cbs.append(ME(lam=r.me, **{'seed': seed, **(r.me_kwargs or {})}))
     if r.mae: cbs.append(MAEAux(lam=r.mae, **{'seed': seed, **(r.mae_kwargs or {})}))
+    if r.views() is not None: cbs.append(BatchViews(r.views(), seed=seed))
     if r.augment: cbs.append(BatchAugment(r.augment))
     if r.mixup: cbs.append(MixUp(r.mixup))
     if r.cutmix: cbs.append(CutMix(r.cutmix))

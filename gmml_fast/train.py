@@ -23,11 +23,11 @@ from .data import fmnist_pretrain_dls, fmnist_finetune_dls, folder_dls, load_fas
 from .patches import ENCODER_PRESETS, ARCH_ALIASES
 from .datasets import DATASETS, dataset_info, dataset_pretrain_dls, dataset_finetune_dls, load_dataset
 from .recipe import (Checked, hp, allowed, field_kind, GMMLRecipe, MAERecipe, SimMIMRecipe, FinetuneRecipe,
-                              NAMED_RECIPES, PRECISIONS, get_recipe, with_overrides, recipe_name)
+                              NAMED_RECIPES, RECIPE_ALIASES, PRECISIONS, get_recipe, with_overrides, recipe_name)
 from .callbacks import ReconstructionFigures
 from .evaluate import KNNMonitor
 from .core import local_dl
-from .learner import gmml_learner, mae_learner, simmim_learner, finetune_learner
+from .learner import gmml_learner, mae_learner, simmim_learner, finetune_learner, recipe_fit_kwargs
 from .finetune import fgsm_accuracy
 from .distributed import (setup_distrib, teardown_distrib, distrib_ctx, is_rank0, CheckpointEveryEpoch,
                                    resume_fit)
@@ -151,7 +151,8 @@ class RunConfig(Checked):
     arch: str | None = hp(None, "encoder preset (gmml_fast.patches.ENCODER_PRESETS) or timm ViT name", none="the --dataset's preset; nano_28 for Fashion-MNIST and folders")
     size: int | None = hp(None, "image side in pixels", '[1, inf)', none="the preset's")
     patch_size: int | None = hp(None, "patch size", '[1, inf)', none="the preset's")
-    depth: int = hp(6, "number of transformer blocks (0: the preset's, 12)", '[0, inf)')
+    depth: int | None = hp(None, "number of transformer blocks (0: the preset's, 12)", '[0, inf)',
+                           none="6; the preset's own when the encoder is the recipe's (a paper's)")
     bs: int = hp(128, "batch size", '[1, inf)')
     n_valid: int = hp(1000, "number of test images used for validation (at most the test split's size)", '[1, inf)')
     strict: bool = hp(False, "--data DIR: stop at the first unreadable image file instead of skipping unreadable files with a warning")
@@ -168,9 +169,10 @@ class RunConfig(Checked):
             raise ValueError(f"dataset must be one of {', '.join(DATASETS)} or a torchvision dataset class name (e.g. FakeData), got {self.dataset!r}")
         if self.arch is not None and not (self.arch in ENCODER_PRESETS or self.arch in ARCH_ALIASES or timm.is_model(self.arch)):
             raise ValueError(f"arch must be a preset ({', '.join(ENCODER_PRESETS)}), an alias ({', '.join(ARCH_ALIASES)}) or a timm ViT name, got {self.arch!r}")
-        if self.dataset is None and self.data == 'fmnist' and self.n_valid > 10000:
+        if self.dataset is None and self.data == 'fmnist' and self.n_valid is not None and self.n_valid > 10000:
             raise ValueError(f"n_valid must be in [1, 10000] for Fashion-MNIST (its test split), got {self.n_valid}")
         names = [n for n, r in NAMED_RECIPES.items() if type(r) in self.recipe_classes]
+        names += [a for a, n in RECIPE_ALIASES.items() if n in names]
         if self.recipe is not None and self.recipe not in names:
             raise ValueError(f"recipe must be one of {', '.join(names)} for {self.command}, got {self.recipe!r}")
 
@@ -199,8 +201,12 @@ class RunConfig(Checked):
         if bad: raise ValueError(f"{', '.join('--' + b for b in bad)}: not a setting of {r.method} (its settings: {', '.join(r.field_names())})")
         return with_overrides(r, **self.overrides)
 
-    def resolve_arch(self):
-        "Fill in the encoder preset when none was given: the --dataset's preset (measured size for a torchvision class), else nano_28."
+    def resolve_arch(self, r=None):
+        "Fill in the encoder when none was given: the recipe `r`'s (a paper's, at its depth), else the --dataset's preset (measured size for a torchvision class), else nano_28; the depth defaults to 6."
+        if self.arch is None and r is not None and r.arch is not None:
+            self.arch = r.arch
+            if self.depth is None: self.depth = 0                # the paper's encoder: the preset's own depth
+        if self.depth is None: self.depth = 6
         if self.arch is not None: return self
         if self.dataset is None: self.arch = 'nano_28'
         else:
@@ -244,7 +250,7 @@ def _begin(cfg_cls, resume, stop_after, options):
     else: cfg = cfg_cls.from_options(**options)
     r = cfg.make_recipe()
     _check_stop_after(stop_after, r.epochs)
-    cfg.resolve_arch()
+    cfg.resolve_arch(r)
     matplotlib.use('Agg')
     setup_distrib()                                  # no-op in a single process
     set_seed(cfg.seed)                               # python, numpy and torch: fastai's loaders shuffle with python's `random`
@@ -349,7 +355,7 @@ def pretrain(resume: str | None = None, stop_after: int | None = None, **options
     n_params = sum(p.numel() for p in learn.model.parameters())/1e6
     _announce(f"{cfg.method} pretraining of {cfg.arch} ({n_params:.2f} M parameters) on {meta['train_images']} images, {r.epochs} epochs", run, resuming)
     cbs = ([ReconstructionFigures()] if cfg.show else []) + _monitor_cbs(cfg)
-    if not _fit(learn, r.epochs, run, resuming, stop_after, cbs=cbs, fit_kwargs=dict(fit='fit_warmup_cosine', warmup=r.warmup)):
+    if not _fit(learn, r.epochs, run, resuming, stop_after, cbs=cbs, fit_kwargs=recipe_fit_kwargs(r)):
         return _stopped(cfg.command, run, stop_after)
     return _done(run, t0, _pretrain_finish(cfg, learn, run, meta))
 
@@ -362,9 +368,11 @@ class FinetuneConfig(RunConfig):
     label_fraction: float = hp(0.01, "fraction of the training labels to use, drawn per class", '(0, 1]')
     pretrained: str | None = hp(None, "pretraining run folder or encoder weights file", none='random init')
     arch: str | None = hp(None, "encoder preset or timm ViT name (taken from the run folder when given)", none="the --dataset's preset; nano_28 for Fashion-MNIST and folders")
-    depth: int = hp(6, "number of transformer blocks (taken from the run folder when given; 0: the preset's)", '[0, inf)')
+    depth: int | None = hp(None, "number of transformer blocks (taken from the run folder when given; 0: the preset's)", '[0, inf)',
+                           none="6; the preset's own when the encoder is the recipe's (a paper's)")
     bs: int = hp(64, "batch size", '[1, inf)')
-    n_valid: int = hp(2000, "number of test images used for validation (at most the test split's size)", '[1, inf)')
+    n_valid: int | None = hp(None, "evaluate (validation, accuracy, FGSM) on this many test images, a class-balanced subset",
+                             '[1, inf)', none='the whole test split, as the papers report')
     out: str = hp('outputs/finetune', "parent folder of the run folder")
 
 def per_class_accuracy(learn, dl=None) -> dict[str, float]:
@@ -411,9 +419,22 @@ def _finetune_learner(cfg: FinetuneConfig, r, dls, res, run=None):
                             encoder_kwargs=_encoder_kwargs(res['depth'], res['patch_size']), seed=cfg.seed,
                             precision=cfg.precision, compile=cfg.compile, **({'path': run} if run else {}))
 
+def _test_split_size(cfg: FinetuneConfig) -> int | None:
+    "The number of images in the test split the run's validation images were drawn from (read only when a subset was asked for)."
+    if cfg.data != 'fmnist' and cfg.dataset is None: return None               # an image folder: its own validation split
+    if cfg.dataset is None: return len(load_fashion_mnist('test', download=cfg.download)[1])
+    return len(load_dataset(cfg.dataset, 'test', cfg.data_root, cfg.download)[0])
+
+def _evaluated_on(cfg: FinetuneConfig, n: int) -> str:
+    "Which test images the reported numbers are on: the whole split, or 'N of M' when `--n_valid` asked for a subset."
+    m = _test_split_size(cfg) if cfg.n_valid is not None else None
+    if m is None or m == n: return f"all {n} test images"
+    return f"{n} of {m} test images (a class-balanced subset: --n_valid {cfg.n_valid})"
+
 def _finetune_finish(cfg: FinetuneConfig, learn, run, meta):
     acc = float(learn.validate()[1])                 # gathered across processes, like the loss
-    res = dict(accuracy=round(acc, 4), per_class_accuracy=per_class_accuracy(learn))   # every rank: get_preds gathers
+    res = dict(accuracy=round(acc, 4), evaluated_on=_evaluated_on(cfg, meta['valid_images']),
+               per_class_accuracy=per_class_accuracy(learn))   # every rank: get_preds gathers
     if is_rank0():
         learn.save('checkpoint')
         learn.model.export_classifier(run/'classifier.safetensors')
@@ -431,7 +452,7 @@ def finetune(resume: str | None = None, stop_after: int | None = None, **options
     if not resuming: meta = _save_config(cfg, r, run, dls, res)
     init = f"pretrained: {res['pretrained']}" if res['pretrained'] else 'random init'
     _announce(f"finetuning {res['arch']} ({init}) on {meta['train_images']} labeled images, {r.epochs} epochs", run, resuming)
-    if not _fit(learn, r.epochs, run, resuming, stop_after, fit_kwargs=dict(pct_start=r.warmup)):
+    if not _fit(learn, r.epochs, run, resuming, stop_after, fit_kwargs=recipe_fit_kwargs(r)):
         return _stopped(cfg.command, run, stop_after)
     out = _done(run, t0, _finetune_finish(cfg, learn, run, meta))
     if is_rank0(): out.update(compare_initialisations(out['run']))

@@ -44,7 +44,7 @@ def test_missing_or_unknown_dataset_is_one_line(tmp_path, capsys):
     assert not (tmp_path/'out').exists() or not any((tmp_path/'out').iterdir())      # nothing written for a rejected command
 
 def test_paper_recipe_for_cifar10_runs_in_its_quick_form(tmp_path):
-    "benchmarks/paper_recipe_cifar10.sh --quick: the full recipe's two commands on FakeData, one epoch each, on a CPU."
+    "benchmarks/paper_recipe_cifar10.sh --quick: the paper's two recipes on FakeData, one epoch each, on a CPU."
     import subprocess
     from pathlib import Path
     root = Path(__file__).resolve().parent.parent
@@ -54,7 +54,10 @@ def test_paper_recipe_for_cifar10_runs_in_its_quick_form(tmp_path):
     (pre,), (ft,) = (tmp_path/'pretrain').iterdir(), (tmp_path/'finetune').iterdir()
     meta = json.loads((pre/'config.json').read_text())
     cfg, rec = meta['config'], meta['recipe']['fields']
-    assert cfg['arch'] == 'tiny_32' and rec['corruption'] == 'gmml' and cfg['dataset'] == 'FakeData' and rec['epochs'] == 1
-    assert (ft/'result.json').is_file() and json.loads((ft/'config.json').read_text())['resolved']['pretrained'].endswith('encoder.safetensors')
+    assert cfg['arch'] == 'tiny_32' and rec['corruption'] == 'gmml_paper' and cfg['dataset'] == 'FakeData' and rec['epochs'] == 1
+    assert meta['recipe']['name'] is None and meta['recipe']['base'] == 'gmml@atito2022'      # the paper's, one epoch
+    fmeta = json.loads((ft/'config.json').read_text())
+    assert (ft/'result.json').is_file() and fmeta['resolved']['pretrained'].endswith('encoder.safetensors')
+    assert fmeta['recipe']['base'] == 'finetune@gmml2022' and fmeta['recipe']['fields']['mixup'] == 0.8
     r = subprocess.run(['bash', str(root/'benchmarks'/'paper_recipe_cifar10.sh'), '--bogus'], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith('error: unknown option --bogus')
