@@ -342,7 +342,8 @@ RECIPE_SOURCES = {
                     decay_tokens='official code (`main_pretrain.py`: timm `add_weight_decay`, no skip list)',
                     mask_ratio='paper §3–4', decoder_dim='paper §4 (Table 1a–b)', decoder_depth='paper §4 (Table 1a)',
                     decoder_heads='official code (`models_mae.py`: 16 heads)', norm_pix='paper §3 and Table 1d',
-                    alpha='paper §3 (loss on masked patches only)', crop_scale='paper Appendix A.1 and `main_pretrain.py`', flip='paper Appendix A.1')),
+                    alpha='paper §3 (loss on masked patches only)', crop_scale='paper Appendix A.1 and `main_pretrain.py`', flip='paper Appendix A.1',
+                    jitter='paper Appendix A.1 (crop and flip only)')),
     'mae@tan2024': dict(
         paper='Tan, Pre-training of Lightweight Vision Transformers on Small Datasets with Minimally Scaled Images, 2024, arXiv:2402.03752',
         batch='1,408 (Table 1)',
@@ -353,7 +354,7 @@ RECIPE_SOURCES = {
                     dummy_token='paper §3', alpha='paper Eq. 1 and Table 1', norm_pix='paper §2.3 (pixel values)',
                     beta2='not stated: PyTorch AdamW\'s default (paper §3.2 names AdamW)',
                     decay_tokens='not stated: PyTorch AdamW decays every parameter it is given (here: all but biases and norm gains)',
-                    crop_scale='paper Table 1', flip='paper Table 1')),
+                    crop_scale='paper Table 1', flip='paper Table 1', jitter='paper Table 1 (crop and flip only)')),
     'simmim@xie2021': dict(
         paper='Xie, Zhang, Cao, Lin, Bao, Yao, Dai and Hu, SimMIM: A Simple Framework for Masked Image Modeling, 2021, arXiv:2111.09886',
         batch='not stated for ViT-B (the repository\'s example: 128 per GPU × 16 = 2,048)',
@@ -378,20 +379,29 @@ RECIPE_SOURCES = {
         batch='768 (Table 2)',
         fields=dict(arch='paper §3', pool='paper §3.3 (the dummy patch\'s embedding)', base_lr='paper Table 2', layer_decay='paper Table 2',
                     wd='paper Table 2', warmup='paper Table 2', epochs='paper Table 2', schedule='paper Table 2 (cosine decay)',
-                    lr_end='paper §3.3 (cosine decay)', crop_scale='paper Table 2', flip='paper Table 2', augment='paper Table 2 (CIFAR-10 policy)')),
+                    lr_end='paper §3.3 (cosine decay)', crop_scale='paper Table 2', flip='paper Table 2', augment='paper Table 2 (CIFAR-10 policy)',
+                    label_smoothing='not stated: none (plain cross-entropy)', drop_path='not stated: none',
+                    decay_tokens='not stated: PyTorch AdamW decays every parameter it is given (here: all but biases and norm gains)')),
     'finetune@floros2024': dict(
         paper='Floros, Enhancing Vision Transformers on Small Datasets Using Self-Supervised Auxiliary Tasks, MSc thesis, University of Edinburgh, 2024',
         batch='128 (§3.1; one A100)',
         fields=dict(lr='thesis §3.1 (Adam, lr 1e-4)', wd='thesis §3.1 (Adam: no weight decay)', schedule='thesis §3.1 (no schedule stated)',
                     warmup='thesis §3.1 (none stated)', epochs='thesis §3.1', drloc='thesis Tables 4.3 and 4.6 (λ = 0.1)',
-                    me='thesis Tables 4.3 and 4.6 (λ = 0.1)', pool='thesis §3.1 (the original ViT: class token)')),
+                    me='thesis Tables 4.3 and 4.6 (λ = 0.1)', pool='thesis §3.1 (the original ViT: class token)',
+                    label_smoothing='not stated: none (plain cross-entropy)', layer_decay='not stated: none (one rate for every layer)',
+                    beta2='not stated: Adam\'s default')),
 }
 
 def recipe_sources_table(name: str) -> str:
     "A markdown table of the paper recipe `name`: every field, its value, and where the value comes from (paper, official code, or this package's default)."
     if name not in RECIPE_SOURCES: raise ValueError(f"name must be one of {', '.join(RECIPE_SOURCES)}, got {name!r}")
     r, src = NAMED_RECIPES[name], RECIPE_SOURCES[name]['fields']
-    rows = [f"| `{f.name}` | `{getattr(r, f.name)!r}` | {src.get(f.name, 'not stated: this package’s default')} |" for f in fields(r)]
+    base = type(r)()
+    def unstated(name):
+        d = getattr(base, name)
+        return 'not stated: this package’s default' if getattr(r, name) == d else f"not stated: set here (this package’s default: `{d!r}`)"
+    if r.lr is None: src = {'lr': 'the rate is `base_lr`, per 256 images', **src}
+    rows = [f"| `{f.name}` | `{getattr(r, f.name)!r}` | {src.get(f.name) or unstated(f.name)} |" for f in fields(r)]
     return '\n'.join(['| field | value | from |', '|---|---|---|'] + rows)
 
 # %% ../nbs/85_recipe.ipynb #d30a1bd7
