@@ -181,7 +181,7 @@ def fit_warmup_cosine(self: Learner, n_epoch: int, lr_max=None, warmup: float = 
 
 def recipe_fit_kwargs(r: Recipe) -> dict:
     "How recipe `r` fits, as plain data: `{'fit': <Learner method name>, **its arguments}` for its `schedule`, `warmup` and `lr_end`."
-    div_final = 1/r.lr_end if r.lr_end > 0 else float('inf')
+    div_final = float(f'{1/r.lr_end:.12g}') if r.lr_end > 0 else float('inf')     # 1/1e-5 is 99999.99999999999: keep 1e5
     if r.schedule == 'warmup_cosine': return dict(fit='fit_warmup_cosine', warmup=r.warmup, div_final=div_final)
     if r.schedule == 'one_cycle': return dict(fit='fit_one_cycle', pct_start=r.warmup, div_final=div_final)
     return dict(fit='fit')                                   # 'constant': the learner's rates throughout

@@ -247,6 +247,7 @@ class FinetuneRecipe(Recipe):
     mae_kwargs: dict | None = hp(None, "more MAE-auxiliary settings (mask_ratio, norm_pix, alpha)", none='the defaults')
     head_drop: float = hp(0.0, "dropout before the linear head", '[0, 1)')
     schedule: str = redefault(Recipe, 'schedule', 'one_cycle')
+    lr_end: float = redefault(Recipe, 'lr_end', 1e-5)          # fastai's one cycle ends at lr/1e5: finetune@v1 as every result used it
     warmup: float = redefault(Recipe, 'warmup', 0.25)
     epochs: int = redefault(Recipe, 'epochs', 20)
 
