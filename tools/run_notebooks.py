@@ -12,7 +12,7 @@ It runs the cells `nbdev_test` runs without `--flags`: cells marked `#| slow` (s
 Outputs are stored as a notebook front end would show them once the cell is done: a display updated in place
 (fastprogress/fastai progress bars, whose HTML versions are used) is stored once, in its final state, so a training
 run leaves its results table and no progress churn; carriage-return overwrites in printed text are collapsed;
-outputs that show nothing are dropped; opaque PNG figures are stored with a 256-colour palette when that is
+outputs that show nothing are dropped, and a cell ending in `;` stores no value, as Jupyter shows none; opaque PNG figures are stored with a 256-colour palette when that is
 smaller (photos: about a third of the size; `--png_colors 0` keeps them as rendered). Every executed cell is stamped with the hash of its source
 (`metadata['gmml_fast']['src']`, see tools/nb_outputs.py), then the notebook is cleaned exactly as `nbdev_clean` does.
 
@@ -98,7 +98,9 @@ def _run_cell(shell, source, rec):
         tb.stack = traceback.StackSummary.from_list(        # the cell's frames, not IPython's machinery
             [f for f in tb.stack if not f.filename.endswith(('interactiveshell.py', 'async_helpers.py'))])
         raise CellError(''.join(tb.format()))
-    if res.result is not None:
+    from IPython.core.displayhook import DisplayHook
+    # a trailing ';' hides the cell's value in Jupyter (IPython's own rule), so it is not stored either
+    if res.result is not None and not DisplayHook.semicolon_at_end_of_expression(source):
         data, md = shell.display_formatter.format(res.result)
         rec.outs.append({'output_type': 'execute_result', 'execution_count': None,
                          'data': {k: _mime(k, v) for k, v in data.items()}, 'metadata': md or {}})
