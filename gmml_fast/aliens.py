@@ -4,15 +4,16 @@
 
 # %% ../nbs/30_aliens.ipynb #b7279ae8
 from __future__ import annotations
+import math
 from dataclasses import dataclass, replace as dc_replace
 
 import torch
 import torch.nn.functional as F
 import matplotlib.pyplot as plt
 
-from .masking import block_mask, gmml_block_mask, mask_coverage
-from .rng import resolve_key, split_key, hash_uniform, hash_normal, rng_key, seeded_generator, CORRUPTION_STEP_STREAM
-from .core import range_pair, denormalize
+from .masking import rect_cover, mask_coverage, _blocks_for
+from .rng import resolve_key, hash_bits, hash_uniform, rng_key, seeded_generator, CORRUPTION_STREAM
+from .core import range_pair, denormalize, device_constant
 from .patches import show_img, show_mask
 from .augment import to_grayscale, gaussian_blur_batch   # shared with the pretraining views (25_augment)
 
@@ -87,49 +88,114 @@ def batch_derangement(batch_size: int, key: torch.Tensor, stream: int = 0) -> to
     return torch.empty_like(p).scatter_(0, p, p.roll(-1))
 
 # %% ../nbs/30_aliens.ipynb #72404a88
+def _uniform(words: torch.Tensor) -> torch.Tensor:
+    "Uniform float32 numbers in [0, 1) from 32-bit hash words (their top 24 bits), as `hash_uniform` makes them."
+    return (words >> 8).to(torch.float32)*(1.0/(1 << 24))
+
+def _normal(words: torch.Tensor, n: int) -> torch.Tensor:
+    "`n` standard normal numbers from `ceil(n/2)` hash words, by Box–Muller on two 16-bit uniforms per word (as `hash_normal`)."
+    u1 = ((words >> 16).to(torch.float32) + 0.5)*(1/65536)            # in (0, 1): the log is finite
+    angle = (words & 0xFFFF).to(torch.float32)*(2*math.pi/65536)
+    r = torch.sqrt(-2*torch.log(u1))
+    return torch.cat([r*torch.cos(angle), r*torch.sin(angle)])[:n]
+
+def _derangement(u: torch.Tensor) -> torch.Tensor:
+    "The permutation without fixed points (a random cycle) that `batch_derangement` draws, from B uniforms `u`."
+    p = u.argsort()
+    return torch.empty_like(p).scatter_(0, p, p.roll(-1))
+
+def _unit_sides(s: Alien, gh: int, gw: int) -> tuple[int, int, int, int]:
+    "A step's block sides (hmin, hmax, wmin, wmax) in units of a gh×gw grid: a `size` fraction of the side, at least one unit."
+    side = lambda n, f: max(1, min(n, round(f*n)))
+    return side(gh, s.size[0]), side(gh, s.size[1]), side(gw, s.size[0]), side(gw, s.size[1])
+
+@dataclass(frozen=True)
+class _Plan:
+    "Where each random number of one `gmml_corrupt` call comes from: one hash call, sliced (all sizes are static)."
+    kinds: tuple                 # the alien of each step that runs
+    grid: tuple                  # (gh, gw) units of the common block grid
+    align: int
+    sides: tuple                 # per step: (hmin, hmax, wmin, wmax)
+    ratios: tuple                # per step: (lo, hi) budget share, or None for `n_blocks` steps
+    n_rects: tuple               # per step: rectangles drawn
+    noise: tuple                 # per step: index of its noise field among the steps that draw one (or None)
+    n_words: int                 # hash words in all
+
+def _plan(steps, B: int, C: int, H: int, W: int, align: int) -> _Plan:
+    aligns = {s.align if s.align is not None else align for s in steps}
+    if len(aligns) > 1: raise ValueError(f"the steps of one recipe must share one align, got {sorted(aligns)}")
+    a = aligns.pop() if aligns else align
+    if not isinstance(a, int) or a < 1: raise ValueError(f"align must be a positive int, got {a}")
+    if H % a or W % a: raise ValueError(f"align={a} must divide the image sides {H}×{W}")
+    gh, gw = H//a, W//a
+    kinds, sides, ratios, n_rects, noise = [], [], [], [], []
+    for s in steps:
+        kind = 'noise' if s.kind == 'replace' and B == 1 else s.kind     # no other image to borrow from (documented fallback)
+        sd = _unit_sides(s, gh, gw)
+        if s.n_blocks is None:
+            r = range_pair(s.ratio, 'ratio')
+            if r[1] > 0 and math.floor(r[1]*gh*gw) < 1:
+                raise ValueError(f"ratio={r[1]} of a {gh}×{gw} grid of {a}-px units is less than one unit: "
+                                 f"use ratio >= {1/(gh*gw):.3g} or a smaller align")
+            n = _blocks_for(math.floor(r[1]*gh*gw), (sd[0] + sd[1])/2*(sd[2] + sd[3])/2)
+        else: r, n = None, s.n_blocks
+        noise.append(sum(v is not None for v in noise) if kind in ('noise', 'noise_or_zeros') else None)
+        kinds.append(kind); sides.append(sd); ratios.append(r); n_rects.append(n)
+    S, R, n_noise = len(kinds), max(n_rects, default=1), sum(v is not None for v in noise)
+    n_uniform = S*B*(4*R + 2 + 4)              # rectangles, budget and fill start, then 4 per image for the alien
+    return _Plan(tuple(kinds), (gh, gw), a, tuple(sides), tuple(ratios), tuple(n_rects), tuple(noise),
+                 n_uniform + (n_noise*B*C*H*W + 1)//2)
+
+def _step_masks(p: _Plan, u: torch.Tensor, B: int) -> torch.Tensor:
+    "Every step's block mask at once, S×B×gh×gw, from S×B×(4R + 2) uniforms: one run of the block engine over S·B rows."
+    (gh, gw), S, dev = p.grid, len(p.kinds), u.device
+    R = max(p.n_rects)
+    rect = u[..., :4*R].reshape(S*B, 4, R).transpose(0, 1)
+    per_step = lambda vals, dtype: device_constant(tuple(v for v in vals for _ in range(B)), dtype, dev)   # S·B rows
+    lo = per_step([r[0] if r else 1.0 for r in p.ratios], torch.float64)
+    hi = per_step([r[1] if r else 1.0 for r in p.ratios], torch.float64)
+    # float64: a float32 ratio can round r·units up past an integer and overshoot the budget by one unit
+    budget = torch.floor((lo + (hi - lo)*u[..., 4*R].reshape(-1).double())*(gh*gw)).long()
+    sides = tuple(per_step([sd[j] for sd in p.sides], torch.int64) for j in range(4))
+    cov = rect_cover(rect, budget, (gh, gw), sides, fill=per_step([r is not None for r in p.ratios], torch.bool),
+                     start=u[..., 4*R + 1].reshape(-1), n_rects=per_step(list(p.n_rects), torch.int64))
+    return cov.view(S, B, gh, gw)
+
 def gmml_corrupt(x: torch.Tensor, recipe='gmml', align: int = 1, ratio=None, key: torch.Tensor | None = None,
                  seed: int | None = None, generator: torch.Generator | None = None):
     "Corrupt a batch B×C×H×W with GMML alien concepts; returns `(corrupted, mask)`, `mask` B×1×H×W bool (True = manipulated)."
     if not (isinstance(x, torch.Tensor) and x.ndim == 4 and x.is_floating_point()):
         raise ValueError(f"x must be a float tensor B×C×H×W, got {getattr(x, 'shape', type(x))} {getattr(x, 'dtype', '')}")
     B, C, H, W = x.shape
-    steps = get_recipe(recipe, ratio)
+    # grey of a grey image is no manipulation: such a step draws nothing and leaves no mask
+    steps = [s for s in get_recipe(recipe, ratio) if not (s.kind == 'grayscale' and C == 1)]
+    if not steps: return x.clone(), torch.zeros(B, 1, H, W, dtype=torch.bool, device=x.device)
+    p = _plan(steps, B, C, H, W, align)
     key = resolve_key(key, seed, generator, x.device)
-    out = x.clone()
-    mask = torch.zeros(B, 1, H, W, dtype=torch.bool, device=x.device)
-    for i, s in enumerate(steps):
-        k = split_key(key, CORRUPTION_STEP_STREAM + i)
-        kind = s.kind
-        if kind == 'grayscale' and C == 1: continue        # grey of a grey image: no manipulation, no mask
-        if kind == 'replace' and B == 1: kind = 'noise'     # no other image to borrow from (documented fallback)
-        m = _step_mask(s, B, H, W, align, k)
-        if kind == 'zeros': alien = torch.zeros_like(out)
-        elif kind == 'noise': alien = s.noise_std*hash_normal(k, x.shape, 1).to(x.dtype)
-        elif kind == 'noise_or_zeros':
-            use_noise = hash_uniform(k, (B, 1, 1, 1), 2) < 0.5
-            alien = s.noise_std*hash_normal(k, x.shape, 1).to(x.dtype)*use_noise
-        elif kind == 'replace': alien = x[batch_derangement(B, k, 3)]
+    words = hash_bits(key, p.n_words, CORRUPTION_STREAM)          # every random number of the call, in one hash
+    S, R = len(p.kinds), max(p.n_rects)
+    n_u = S*B*(4*R + 6)
+    u = _uniform(words[:n_u]).view(S, B, 4*R + 6)
+    normals = (_normal(words[n_u:], (p.n_words - n_u)*2)[:sum(v is not None for v in p.noise)*x.numel()]
+               .view(-1, B, C, H, W).to(x.dtype))
+    masks = _step_masks(p, u[..., :4*R + 2], B)
+    if p.align > 1: masks = masks.repeat_interleave(p.align, 2).repeat_interleave(p.align, 3)
+    masks = masks[:, :, None]                                      # S×B×1×H×W
+    out = x
+    for i, (kind, s) in enumerate(zip(p.kinds, steps)):
+        v = u[i, :, 4*R + 2:]                                      # this step's 4 numbers per image for its alien
+        if kind == 'zeros': alien = torch.zeros((), dtype=x.dtype, device=x.device)
+        elif kind == 'noise': alien = s.noise_std*normals[p.noise[i]]
+        elif kind == 'noise_or_zeros': alien = s.noise_std*normals[p.noise[i]]*(v[:, 0] < 0.5).view(B, 1, 1, 1)
+        elif kind == 'replace': alien = x[_derangement(v[:, 0])]
         elif kind == 'grayscale': alien = to_grayscale(out)
         else:
-            u = hash_uniform(k, (2, B), 4)
-            sigma = s.sigma[0] + u[0]*(s.sigma[1] - s.sigma[0])
+            sigma = s.sigma[0] + v[:, 0]*(s.sigma[1] - s.sigma[0])
             n_odd = (s.kernel[1] - s.kernel[0])//2 + 1
-            ksize = s.kernel[0] + 2*(u[1]*n_odd).long().clamp(max=n_odd - 1)
+            ksize = s.kernel[0] + 2*(v[:, 1]*n_odd).long().clamp(max=n_odd - 1)
             alien = gaussian_blur_batch(out, sigma, ksize, s.kernel[1])
-        out = torch.where(m, alien.to(out.dtype), out)
-        mask = mask | m
-    return out, mask
-
-def _step_mask(s: Alien, B, H, W, align, key):
-    a = s.align if s.align is not None else align
-    if s.n_blocks is None: return gmml_block_mask(B, (H, W), s.ratio, s.size, a, key=key)
-    # a fixed number of blocks: the budget is the whole image, so every block is kept where drawn (and may overlap)
-    gh, gw = H//a, W//a
-    if H % a or W % a: raise ValueError(f"align={a} must divide the image sides {H}×{W}")
-    side = lambda n, f: max(1, min(n, round(f*n)))
-    sides = (side(gh, s.size[0]), side(gh, s.size[1]), side(gw, s.size[0]), side(gw, s.size[1]))
-    m = block_mask(key, torch.full((B,), gh*gw, device=key.device), (gh, gw), s.n_blocks, sides=sides, fill=False)[:, None]
-    return m.repeat_interleave(a, 2).repeat_interleave(a, 3) if a > 1 else m
+        out = torch.where(masks[i], alien, out)
+    return out, masks.any(0)
 
 # %% ../nbs/30_aliens.ipynb #f82eb4c6
 def show_corruption(x: torch.Tensor, corrupted: torch.Tensor, mask: torch.Tensor, recon: torch.Tensor | None = None,

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .rng import resolve_key, hash_uniform
-from .core import range_pair, stats_tensors
+from .core import range_pair, stats_tensors, device_constant
 
 # %% auto #0
 __all__ = ['to_grayscale', 'random_resized_crop_flip', 'hue_shift', 'color_jitter', 'gaussian_blur_batch', 'random_grayscale',
@@ -20,7 +20,7 @@ __all__ = ['to_grayscale', 'random_resized_crop_flip', 'hue_shift', 'color_jitte
 # %% ../nbs/25_augment.ipynb #89a9e7cf
 def to_grayscale(x: torch.Tensor) -> torch.Tensor:
     "Luminance of a B×C×H×W batch, repeated over its C channels (ITU-R 601 weights for C=3, channel mean otherwise)."
-    if x.shape[1] == 3: w = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    if x.shape[1] == 3: w = device_constant((0.299, 0.587, 0.114), x.dtype, x.device).view(1, 3, 1, 1)
     else: w = torch.full((1, x.shape[1], 1, 1), 1/x.shape[1], device=x.device, dtype=x.dtype)
     return (x*w).sum(1, keepdim=True).expand_as(x)
 
@@ -56,11 +56,11 @@ def hue_shift(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
     B = x.shape[0]
     y = x.float()
     lum = to_grayscale(y)                                                       # Y, repeated over the 3 channels
-    iq = torch.einsum('kc,bchw->bkhw', _YIQ[1:].to(x.device, torch.float32), y)  # B×2×H×W
+    iq = torch.einsum('kc,bchw->bkhw', device_constant(_YIQ[1:].tolist(), torch.float32, x.device), y)  # B×2×H×W
     a = 2*math.pi*turns.to(x.device, torch.float32).view(B, 1, 1)
     cos, sin = torch.cos(a), torch.sin(a)
     iq = torch.stack([cos*iq[:, 0] - sin*iq[:, 1], sin*iq[:, 0] + cos*iq[:, 1]], 1)
-    d = torch.einsum('ck,bkhw->bchw', _YIQ_TO_RGB_CHROMA.to(x.device, torch.float32), iq)   # the turned chroma, in RGB
+    d = torch.einsum('ck,bkhw->bchw', device_constant(_YIQ_TO_RGB_CHROMA.tolist(), torch.float32, x.device), iq)   # the turned chroma, in RGB
     # the largest share t <= 1 of the chroma that keeps every channel of Y + t·d inside [0, 1]
     room = torch.where(d > 0, 1 - lum, lum)/d.abs().clamp(min=1e-12)
     t = room.amin(1, keepdim=True).clamp(0, 1)

@@ -43,10 +43,12 @@ class _PretrainCallback(SeededCallback):
         if self.augment is not None and not isinstance(self.augment, PretrainAugment):
             raise ValueError(f"augment must be a PretrainAugment, True or False/None, got {augment!r}")
 
+    def before_fit(self): self.stats = dls_stats(self.learn.dls)   # read once: the loaders' Normalize may live on a GPU
+
     def _views(self, x, key):
         "The batch the pretext task sees: augmented views while training (if `augment`), the clean batch otherwise."
         if not (self.training and self.augment): return x
-        return self.augment(x, key=split_key(key, AUGMENT_STREAM), stats=dls_stats(self.learn.dls))
+        return self.augment(x, key=split_key(key, AUGMENT_STREAM), stats=self.stats)
 
     def _batch(self, n, dl=None):
         dl = local_dl(dl or self.learn.dls.valid)       # rank 0 draws figures alone: no collective

@@ -5,6 +5,7 @@
 # %% ../nbs/00_core.ipynb #4992a272
 from __future__ import annotations
 from contextlib import contextmanager
+from functools import lru_cache
 
 import torch
 from torch import nn
@@ -13,7 +14,8 @@ from fastai.data.transforms import Normalize
 from fastai.distributed import DistributedDL
 
 # %% auto #0
-__all__ = ['to_pair', 'range_pair', 'unwrap_model', 'eval_mode', 'local_dl', 'dls_stats', 'stats_tensors', 'denormalize']
+__all__ = ['to_pair', 'range_pair', 'device_constant', 'unwrap_model', 'eval_mode', 'local_dl', 'dls_stats', 'stats_tensors',
+           'denormalize']
 
 # %% ../nbs/00_core.ipynb #d6e0f7a8
 def to_pair(v, name: str = 'size') -> tuple[int, int]:
@@ -30,6 +32,17 @@ def range_pair(v, name: str, lo: float = 0.0, hi: float = 1.0, lo_open: bool = F
     ok = p is not None and len(p) == 2 and p[0] <= p[1] and (p[0] > lo if lo_open else p[0] >= lo) and p[1] <= hi
     if not ok: raise ValueError(f"{name} must be a number or a (min, max) pair in {'(' if lo_open else '['}{lo}, {hi}], got {v!r}")
     return p
+
+# %% ../nbs/00_core.ipynb #91667136
+@lru_cache(maxsize=1024)
+def _cached_constant(values: tuple, dtype: torch.dtype, device: str) -> torch.Tensor:
+    return torch.tensor(values, dtype=dtype, device=device)
+
+def device_constant(values, dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
+    "A read-only tensor of the Python numbers `values` (a flat or nested tuple/list) on `device`, made once per (values, dtype, device) and shared: no host-to-device copy in a hot path."
+    values = tuple(tuple(v) if isinstance(v, (list, tuple)) else v for v in values)
+    if torch.compiler.is_compiling(): return torch.tensor(values, dtype=dtype, device=device)   # a constant of the graph
+    return _cached_constant(values, dtype, str(torch.device(device) if device is not None else torch.device('cpu')))
 
 # %% ../nbs/00_core.ipynb #59859de1
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -60,7 +73,8 @@ def dls_stats(dls):
 
 def stats_tensors(stats, device=None, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     "`stats` = (mean, std) lists as two 1×C×1×1 tensors, ready to (de)normalise a B×C×H×W batch on `device`."
-    return tuple(torch.tensor(v, dtype=dtype, device=device).view(1, -1, 1, 1) for v in stats)
+    as_tensor = lambda v: (v.to(device, dtype) if torch.is_tensor(v) else device_constant(tuple(float(t) for t in v), dtype, device))
+    return tuple(as_tensor(v).view(1, -1, 1, 1) for v in stats)
 
 def denormalize(x: torch.Tensor, stats=None) -> torch.Tensor:
     "Undo the normalisation of the batch `x` with `stats` = (mean, std) and clamp to [0, 1] for display; `x` itself when `stats` is None."

@@ -26,7 +26,7 @@ from .rng import resolve_key, hash_uniform, DRLOC_STREAM
 from .models import (encoder_geometry, load_encoder, check_encoder, read_state_dict, write_state_dict, MAEModel,
                               mae_decoder_for)
 from .losses import masked_mean, MAELoss
-from .core import to_pair, unwrap_model, dls_stats, stats_tensors, denormalize
+from .core import device_constant, to_pair, unwrap_model, dls_stats, stats_tensors, denormalize
 from .callbacks import SeededCallback
 
 # %% auto #0
@@ -186,14 +186,14 @@ def sample_drloc_pairs(batch_size: int, rows: int, cols: int, m: int = 64, key=N
     if m < 1: raise ValueError(f"m (pairs per image) must be >= 1, got {m}")
     key = resolve_key(key, seed, generator, device)
     u = hash_uniform(key, (2, 2, batch_size, m), stream)               # (first/second) × (row/col) × B × m
-    size = torch.tensor([rows, cols], device=key.device).view(1, 2, 1, 1)
+    size = device_constant((rows, cols), torch.int64, key.device).view(1, 2, 1, 1)
     pos = torch.minimum((u*size).long(), size - 1).permute(0, 2, 3, 1)  # 2 × B × m × (row, col)
     return pos[0], pos[1]
 
 def drloc_targets(p: torch.Tensor, q: torch.Tensor, rows: int, cols: int, signed: bool = False) -> torch.Tensor:
     "Normalised offsets B×m×2 of the pairs `(p, q)`: `(|i−l|/rows, |j−m|/cols)` in [0,1]² (or signed, in [−1,1]² with `signed`)."
     if p.shape != q.shape or p.shape[-1] != 2: raise ValueError(f"p and q must be B×m×2 positions of the same shape, got {tuple(p.shape)} and {tuple(q.shape)}")
-    d = (p - q).float()/torch.tensor([rows, cols], dtype=torch.float32, device=p.device)
+    d = (p - q).float()/device_constant((rows, cols), torch.float32, p.device)
     return d if signed else d.abs()
 
 def drloc_embeddings(grid: torch.Tensor, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:

@@ -38,6 +38,7 @@ from .augment import PretrainAugment
 from .core import unwrap_model, dls_stats, stats_tensors
 from .callbacks import GMML, MAE, SimMIM, NoDecayCallback, ReconstructionFigures, SeededCallback
 from .rng import split_key, AUGMENT_STREAM
+from .step import ForeachAdam, ForeachGradientClip, StopOnNonFiniteLoss, use_sparse_progress
 from .finetune import ViTClassifier, layer_decay_splitter, layer_decay_lrs, layer_groups, DRLoc, ME, MAEAux
 
 # %% auto #0
@@ -82,7 +83,7 @@ def set_drop_path(encoder: VisionTransformer, rate: float) -> VisionTransformer:
             if hasattr(blk, name): setattr(blk, name, DropPath(r) if r > 0 else nn.Identity())
     return encoder
 
-def _adamw(beta2: float): return partial(Adam, mom=0.9, sqr_mom=beta2, eps=1e-8)
+def _adamw(beta2: float): return partial(ForeachAdam, mom=0.9, sqr_mom=beta2, eps=1e-8)   # fastai's Adam, in foreach calls
 
 LEARNER_OPTIONS = ('path', 'model_dir', 'wd_bn_bias', 'train_bn', 'moms', 'default_cbs')
 
@@ -116,7 +117,8 @@ def _speed(learn: Learner, precision, compile: bool) -> Learner:
     if precision not in PRECISIONS: raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision != '32': learn.add_cb(DevicePrecision(precision))
     if compile: learn.model.compile()
-    return learn
+    learn.add_cb(StopOnNonFiniteLoss())           # a nan or inf loss stops the fit with one clear error
+    return use_sparse_progress(learn)             # no host sync per batch for the progress bar's comment
 
 # %% ../nbs/90_learner.ipynb #185e4a8e
 def gmml_learner(dls, arch: str | None = None, recipe: GMMLRecipe | str | None = None, encoder_kwargs: dict | None = None,
@@ -132,7 +134,7 @@ def gmml_learner(dls, arch: str | None = None, recipe: GMMLRecipe | str | None =
 
 def _pretrainer(dls, model, method_cb, loss_func, r: Recipe, figures_every, precision, compile, cbs, learner_kwargs) -> Learner:
     "The `Learner` every pretraining builder makes from its recipe `r`: the method's callback, the peak learning rate, no decay on 1-d parameters (and tokens, unless `r.decay_tokens`), optional gradient clipping and figures, AdamW, the weight-decay schedule's end, precision and compilation."
-    cbs = ([method_cb, NoDecayCallback(decay_tokens=r.decay_tokens)] + ([GradientClip(max_norm=r.clip)] if r.clip else [])
+    cbs = ([method_cb, NoDecayCallback(decay_tokens=r.decay_tokens)] + ([ForeachGradientClip(max_norm=r.clip)] if r.clip else [])
            + ([ReconstructionFigures(every=figures_every)] if figures_every else []) + list(cbs or []))
     learn = Learner(dls, model, loss_func=loss_func, opt_func=_adamw(r.beta2), lr=r.peak_lr(dls.train.bs), wd=r.wd, cbs=cbs,
                     **learner_kwargs)
@@ -212,10 +214,12 @@ class BatchViews(SeededCallback):
         super().__init__(seed)
         self.views = views
 
+    def before_fit(self): self.stats = dls_stats(self.learn.dls)   # read once: the loaders' Normalize may live on a GPU
+
     def before_batch(self):
         if not self.training: return
         x = self.xb[0]
-        v = self.views(x, key=split_key(self._key(x.device), AUGMENT_STREAM), stats=dls_stats(self.learn.dls))
+        v = self.views(x, key=split_key(self._key(x.device), AUGMENT_STREAM), stats=self.stats)
         self.learn.xb = (type(x)(v),) + tuple(self.xb[1:])
 
 class BatchAugment(Callback):
@@ -286,6 +290,6 @@ def finetune_learner(dls, encoder: VisionTransformer | None = None, pretrained=N
     lrs = [float(v) for v in layer_decay_lrs(r.peak_lr(bs), len(layer_groups(model)), decay)]
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(label_smoothing=r.label_smoothing), opt_func=_adamw(r.beta2),
                     splitter=layer_decay_splitter, lr=lrs, wd=r.wd, metrics=metrics if metrics is not None else [accuracy],
-                    cbs=cbs + ([GradientClip(max_norm=r.clip)] if r.clip else []), **learner_kwargs)
+                    cbs=cbs + ([ForeachGradientClip(max_norm=r.clip)] if r.clip else []), **learner_kwargs)
     learn.recipe = r
     return _speed(learn, precision, compile)

@@ -10,7 +10,8 @@ from .core import to_pair, range_pair
 from .rng import resolve_key, hash_uniform, FILL_START_STREAM, BUDGET_STREAM
 
 # %% auto #0
-__all__ = ['random_token_mask', 'random_cell_mask', 'block_mask', 'gmml_block_mask', 'mask_coverage', 'beit_block_mask']
+__all__ = ['random_token_mask', 'random_cell_mask', 'rect_cover', 'block_mask', 'gmml_block_mask', 'mask_coverage',
+           'beit_block_mask']
 
 # %% ../nbs/20_masking.ipynb #06bb2ab5
 def _random_k_of_n(key: torch.Tensor, batch_size: int, n: int, k: int) -> torch.Tensor:
@@ -55,20 +56,29 @@ def _blocks_for(budget_units: int, mean_block_units: float, cap: int = 96) -> in
     "Static number of rectangles to draw: enough to spend the budget about three times over, at most `cap` (the fill step does the rest)."
     return int(min(cap, math.ceil(3*budget_units/max(mean_block_units, 1.0)) + 2))
 
-def block_mask(key: torch.Tensor, budget: torch.Tensor, grid, n_blocks: int, sides, fill: bool = True,
-               stream: int = 0) -> torch.Tensor:
-    """Boolean B×gh×gw masks of random rectangles covering exactly `budget[b]` units of image `b` (with `fill`).
-    Heights and widths are drawn independently from `sides=(hmin, hmax, wmin, wmax)` (in units)."""
+def _per_row(v):
+    "An int, or a B-long tensor as a B×1 column that broadcasts against B×R."
+    return v.view(-1, 1) if torch.is_tensor(v) else v
+
+def rect_cover(u: torch.Tensor, budget: torch.Tensor, grid, sides, fill=True, start: torch.Tensor | None = None,
+               n_rects: torch.Tensor | None = None) -> torch.Tensor:
+    """The block engine on numbers already drawn: B×gh×gw masks covering exactly `budget[b]` units of row `b`.
+
+    `u` holds 4×B×R uniforms in [0, 1) (height, width, top and left of R rectangles per row); `sides` is
+    `(hmin, hmax, wmin, wmax)` in units, each an int or a B-long tensor (rows may differ); `fill` (a bool or a B-long
+    bool tensor) tops a row up to its budget when its rectangles fall short, scanning from `start` (B uniforms);
+    `n_rects` (B ints) keeps only a row's first rectangles. Callers that draw all their numbers at once (the GMML
+    corruption draws every step's in one hash call) use this; `block_mask` draws its own."""
     gh, gw = grid
-    B, R = budget.shape[0], n_blocks
-    dev = key.device
+    _, B, R = u.shape
+    dev = u.device
     budget = budget.to(device=dev, dtype=torch.int64)
-    u = hash_uniform(key, (4, B, R), stream)
-    hmin, hmax, wmin, wmax = sides
-    h = hmin + (u[0]*(hmax - hmin + 1)).long().clamp(max=hmax - hmin)
-    w = wmin + (u[1]*(wmax - wmin + 1)).long().clamp(max=wmax - wmin)
-    top = (u[2]*(gh - h + 1)).long().clamp(max=gh - 1)
-    left = (u[3]*(gw - w + 1)).long().clamp(max=gw - 1)
+    hmin, hmax, wmin, wmax = (_per_row(s) for s in sides)
+    h = hmin + torch.clamp((u[0]*(hmax - hmin + 1)).long(), max=hmax - hmin)
+    w = wmin + torch.clamp((u[1]*(wmax - wmin + 1)).long(), max=wmax - wmin)
+    top = torch.clamp((u[2]*(gh - h + 1)).long(), max=gh - 1)
+    left = torch.clamp((u[3]*(gw - w + 1)).long(), max=gw - 1)
+    if n_rects is not None: h = h*(torch.arange(R, device=dev) < _per_row(n_rects))   # a row's extra rectangles: empty
     rows, cols = torch.arange(gh, device=dev), torch.arange(gw, device=dev)
     rm = (rows >= top[..., None]) & (rows < (top + h)[..., None])          # B×R×gh: rows each rectangle spans
     cm = (cols >= left[..., None]) & (cols < (left + w)[..., None])        # B×R×gw: columns each rectangle spans
@@ -83,14 +93,23 @@ def block_mask(key: torch.Tensor, budget: torch.Tensor, grid, n_blocks: int, sid
     missing = budget - cov.sum(1)
     cov = cov | (nxt & (nxt.cumsum(1) <= missing[:, None]))
     cov = cov.view(B, gh, gw)
-    if fill: cov = _fill_to_budget(cov, budget - cov.view(B, -1).sum(1), key, stream)
-    return cov
+    if fill is False or start is None: return cov
+    return _fill_to_budget(cov, (budget - cov.view(B, -1).sum(1))*fill, start)
+
+def block_mask(key: torch.Tensor, budget: torch.Tensor, grid, n_blocks: int, sides, fill: bool = True,
+               stream: int = 0) -> torch.Tensor:
+    """Boolean B×gh×gw masks of random rectangles covering exactly `budget[b]` units of image `b` (with `fill`).
+    Heights and widths are drawn independently from `sides=(hmin, hmax, wmin, wmax)` (in units)."""
+    B = budget.shape[0]
+    u = hash_uniform(key, (4, B, n_blocks), stream)
+    start = hash_uniform(key, (B,), stream + FILL_START_STREAM) if fill else None
+    return rect_cover(u, budget, grid, sides, fill, start)
 
 def _first_cover(rm: torch.Tensor, cm: torch.Tensor) -> torch.Tensor:
     "For rectangles given by their row spans `rm` (B×R×gh) and column spans `cm` (B×R×gw): index of the first one covering each unit, B×(gh·gw) (R if none)."
     B, R, gh = rm.shape
     gw = cm.shape[2]
-    first = torch.full((B, gh*gw), R, dtype=torch.int64, device=rm.device)
+    first = None
     for r0 in range(0, R, 62):     # 62 rectangles per int64 bitmask; one word in the usual case
         k = min(62, R - r0)
         bit = torch.ones(k, 1, dtype=torch.int64, device=rm.device) << torch.arange(k, device=rm.device)[:, None]
@@ -100,7 +119,8 @@ def _first_cover(rm: torch.Tensor, cm: torch.Tensor) -> torch.Tensor:
         lowest = both & (-both)                                            # isolate the lowest set bit: a power of two
         # a power of two 2**i is exact in float32; its exponent field (bits 23-30) holds i + 127
         idx = ((lowest.to(torch.float32).view(torch.int32) >> 23) - 127).to(torch.int64) + r0
-        first = torch.minimum(first, torch.where(both != 0, idx, R).view(B, -1))
+        word = torch.where(both != 0, idx, R).view(B, -1)
+        first = word if first is None else torch.minimum(first, word)
     return first
 
 def _dilate(m: torch.Tensor) -> torch.Tensor:
@@ -111,12 +131,12 @@ def _dilate(m: torch.Tensor) -> torch.Tensor:
     c[:, :, 1:] |= r[:, :, :-1]; c[:, :, :-1] |= r[:, :, 1:]
     return c
 
-def _fill_to_budget(cov: torch.Tensor, missing: torch.Tensor, key: torch.Tensor, stream: int) -> torch.Tensor:
-    "Cover exactly `missing[b]` more units of each mask: first uncovered units touching a block, then any, in a randomly rotated scan order."
+def _fill_to_budget(cov: torch.Tensor, missing: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    "Cover exactly `missing[b]` more units of each mask: first uncovered units touching a block, then any, in a scan order rotated to start at the uniform `start[b]`."
     B, gh, gw = cov.shape
     n = gh*gw
-    start = (hash_uniform(key, (B, 1), stream + FILL_START_STREAM)*n).long()
-    order = (torch.arange(n, device=cov.device)[None] + start) % n           # each image scans from its own random start
+    first = (start.view(B, 1)*n).long()
+    order = (torch.arange(n, device=cov.device)[None] + first) % n          # each image scans from its own random start
     flat = cov.reshape(B, n)
     missing = missing.clamp(min=0)
     for border_only in (True, False):

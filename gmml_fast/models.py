@@ -19,8 +19,8 @@ from .masking import random_token_mask, random_cell_mask, beit_block_mask, _cell
 # %% auto #0
 __all__ = ['MAE_DECODER_BLOCKS', 'SIMMIM_MASKS', 'check_encoder', 'encoder_geometry', 'default_blocks', 'GMMLModel', 'MAEModel',
            'mae_decoder_for', 'SimMIMModel', 'create_gmml_model', 'create_mae_model', 'create_simmim_model',
-           'encoder_state_dict', 'encoder_extras', 'write_state_dict', 'export_encoder', 'read_state_dict',
-           'load_encoder', 'attention_maps', 'cls_attention', 'show_attention']
+           'encoder_state_dict', 'encoder_extras', 'write_state_dict', 'non_finite_entries', 'export_encoder',
+           'read_state_dict', 'load_encoder', 'attention_maps', 'cls_attention', 'show_attention']
 
 # %% ../nbs/60_models.ipynb #baa81fa4
 def check_encoder(encoder) -> VisionTransformer:
@@ -140,8 +140,10 @@ class MAEModel(nn.Module):
         "B×(N−k) indices of the visible tokens, in grid order."
         if mask.dtype != torch.bool or tuple(mask.shape) != (batch_size, self.num_patches):
             raise ValueError(f"mask must be a bool B×N token mask of shape {(batch_size, self.num_patches)}, got {mask.dtype} {tuple(mask.shape)}")
-        # free on CPU; skipped on GPUs (a host sync) and under torch.compile (a data-dependent branch breaks the graph)
-        if mask.device.type == 'cpu' and not torch.compiler.is_compiling() and (mask.sum(1) != self.num_masked).any():
+        # in eval mode on a CPU only: in a training step (or on a GPU) reading the counts would be a host sync, and
+        # under torch.compile a data-dependent branch breaks the graph
+        if (not self.training and mask.device.type == 'cpu' and not torch.compiler.is_compiling()
+                and (mask.sum(1) != self.num_masked).any()):
             raise ValueError(f"mask must hide exactly round(mask_ratio*N) = {self.num_masked} tokens in every row "
                              f"(mask_ratio={self.mask_ratio}), got {mask.sum(1).tolist()}: draw it with random_token_mask(B, N, model.mask_ratio)")
         return mask.to(torch.uint8).argsort(dim=1, stable=True)[:, :self.num_patches - self.num_masked]
@@ -299,9 +301,17 @@ def write_state_dict(sd: dict, path) -> Path:
     else: torch.save(sd, path)
     return path
 
+def non_finite_entries(sd: dict) -> list[str]:
+    "Names of the floating-point tensors of the state dict `sd` that hold a nan or an inf."
+    return [k for k, v in sd.items() if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
 def export_encoder(model, path) -> Path:
-    "Save the encoder's timm state dict to `path`: safetensors for `.safetensors`, else `torch.save` of a plain dict."
-    return write_state_dict(encoder_state_dict(model), path)
+    "Save the encoder's timm state dict to `path`: safetensors for `.safetensors`, else `torch.save` of a plain dict; refuses weights that are not finite."
+    sd = encoder_state_dict(model)
+    bad = non_finite_entries(sd)
+    if bad: raise ValueError(f"the encoder's weights are not finite ({len(bad)} tensors hold nan or inf, e.g. {bad[0]}): "
+                             f"nothing was written to {path}; train again with a lower learning rate")
+    return write_state_dict(sd, path)
 
 def read_state_dict(src) -> dict[str, torch.Tensor]:
     "A state dict from `src`: a dict as it is, a `.safetensors` file, or a `torch.save` file read with `weights_only=True` (no code runs)."
@@ -316,6 +326,9 @@ def read_state_dict(src) -> dict[str, torch.Tensor]:
 def load_encoder(timm_model: VisionTransformer, path) -> VisionTransformer:
     "Load encoder weights (a file from `export_encoder`, or a state dict) into `timm_model` strictly; only `head.*` may be missing."
     sd = read_state_dict(path)
+    bad = non_finite_entries(sd)
+    if bad: raise ValueError(f"weights in {path if not isinstance(path, dict) else 'the state dict'} are not finite ({len(bad)} "
+                             f"tensors hold nan or inf, e.g. {bad[0]}): they come from a run that diverged; pretrain again with a lower learning rate")
     try: missing, unexpected = timm_model.load_state_dict(sd, strict=False)
     except RuntimeError as e: raise ValueError(f"weights in {path if not isinstance(path, dict) else 'the state dict'} do not fit the model: {e}") from None
     missing = [k for k in missing if not k.startswith('head.')]

@@ -6,22 +6,25 @@
 from __future__ import annotations
 import math
 import torch
+from .core import device_constant
 
 # %% auto #0
-__all__ = ['SPLIT_STREAM_BASE', 'NORMAL_STREAM_BASE', 'CORRUPTION_STEP_STREAM', 'AUGMENT_STREAM', 'FILL_START_STREAM',
-           'BUDGET_STREAM', 'DRLOC_STREAM', 'VALID_SEED_STRIDE', 'rng_key', 'resolve_key', 'hash_bits', 'split_key',
-           'hash_uniform', 'hash_normal', 'seeded_generator']
+__all__ = ['SPLIT_STREAM_BASE', 'NORMAL_STREAM_BASE', 'CORRUPTION_STREAM', 'AUGMENT_STREAM', 'FILL_START_STREAM', 'BUDGET_STREAM',
+           'DRLOC_STREAM', 'VALID_SEED_STRIDE', 'rng_key', 'resolve_key', 'hash_bits', 'split_key', 'hash_uniform',
+           'hash_normal', 'seeded_generator']
 
 # %% ../nbs/15_rng.ipynb #b7aab4bf
 _M32 = 0xFFFFFFFF
 
 def _mix32(h: torch.Tensor) -> torch.Tensor:
     "Mix 32-bit values held in an int64 tensor (xorshift-multiply rounds; products stay below 2**63)."
-    h = h ^ (h >> 16)
-    h = (h * 0x7FEB352D) & _M32
-    h = h ^ (h >> 15)
-    h = (h * 0x2C1B3C6D) & _M32
-    return h ^ (h >> 16)
+    # the same steps as `h ^ (h >> 16)` etc., called as functions: an operator on a tensor dispatches twice
+    xor, shr, band = torch.bitwise_xor, torch.bitwise_right_shift, torch.bitwise_and
+    h = xor(h, shr(h, 16))
+    h = band(torch.mul(h, 0x7FEB352D), _M32)
+    h = xor(h, shr(h, 15))
+    h = band(torch.mul(h, 0x2C1B3C6D), _M32)
+    return xor(h, shr(h, 16))
 
 def rng_key(seed: int | None = None, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
     "A random key (int64 tensor of two 32-bit words) from an int `seed`, a `torch.Generator`, or PyTorch's global generator."
@@ -40,7 +43,7 @@ def resolve_key(key=None, seed=None, generator=None, device=None) -> torch.Tenso
     return rng_key(seed, generator, device)
 
 def _hash_bits_impl(key: torch.Tensor, n: int, stream: int) -> torch.Tensor:
-    s = torch.tensor([stream & _M32, (stream*0x9E3779B1) & _M32], dtype=torch.int64, device=key.device)
+    s = device_constant((stream & _M32, (stream*0x9E3779B1) & _M32), torch.int64, key.device)
     k = _mix32(_mix32(key ^ s) ^ (s >> 1))
     idx = torch.arange(n, device=key.device, dtype=torch.int64)
     return _mix32(_mix32((idx + k[0]) & _M32) ^ k[1])
@@ -81,7 +84,7 @@ def hash_normal(key: torch.Tensor, shape, stream: int = 0) -> torch.Tensor:
 # %% ../nbs/15_rng.ipynb #c9328dd8
 SPLIT_STREAM_BASE = 0x5EED0000      # split_key(key, s) hashes on this + s
 NORMAL_STREAM_BASE = 0x40000000     # hash_normal(key, shape, s) hashes on this + s
-CORRUPTION_STEP_STREAM = 1000       # step i of a corruption recipe: split_key(key, 1000 + i)
+CORRUPTION_STREAM = 1000            # gmml_corrupt: every number of one call, in one hash
 AUGMENT_STREAM = 2000               # the pretraining augmentation's key, apart from every corruption step
 FILL_START_STREAM = 7919            # block masks: where each image's budget fill starts scanning (stream + this)
 BUDGET_STREAM = 104729              # block masks: each image's share of a ratio range (stream + this)

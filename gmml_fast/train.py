@@ -29,6 +29,7 @@ from .evaluate import KNNMonitor
 from .core import local_dl
 from .learner import gmml_learner, mae_learner, simmim_learner, finetune_learner, recipe_fit_kwargs
 from .finetune import fgsm_accuracy
+from .step import NonFiniteLossError
 from .distributed import (setup_distrib, teardown_distrib, distrib_ctx, is_rank0, CheckpointEveryEpoch,
                                    resume_fit)
 
@@ -562,6 +563,9 @@ def main(argv=None):
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError) as e:
         if is_rank0(): print(f"error: {e}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as e:   # the run folder keeps the checkpoint of the last epoch that finished with finite weights
+        if is_rank0(): print(f"error: {e.message}; no encoder was exported", file=sys.stderr)
+        return 1
     finally: teardown_distrib()
     if is_rank0():
         for k, v in res.items(): print(f"{k:>18}: {v}")
