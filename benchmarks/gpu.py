@@ -207,6 +207,25 @@ def _step_timer(warmup: int, steps: int, sync):
             self.n += 1
     return StepTimer()
 
+def device_work_per_step(learn, sync, steps: int = 3) -> dict:
+    "What one training step asks of the device, from `torch.profiler` over `steps` steps (after one untimed step): the launching ATen operations, host syncs and literals (`gmml_fast.step.count_events`) and, on a GPU, the kernels the CUDA profiler saw run (kernels, copies and fills) and the host's launch calls."
+    import torch
+    from torch.profiler import profile, ProfilerActivity
+    from gmml_fast.step import count_events
+    cuda = next(learn.model.parameters()).is_cuda
+    timer = _step_timer(1, steps, sync)
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        with learn.no_bar(), learn.no_logging(): learn.fit(1, cbs=[timer])
+    ev = prof.events()
+    per = lambda n: round(n/(steps + 1), 1)           # the profiled window: the untimed step and the counted ones
+    c = count_events(ev)
+    r = dict(aten_launches=per(c['launches']), host_syncs=per(c['syncs']), literals=per(c['literals']))
+    if cuda:
+        r['cuda_kernels'] = per(sum(e.device_type == torch.autograd.DeviceType.CUDA for e in ev))
+        r['cuda_launch_calls'] = per(sum(e.name in ('cudaLaunchKernel', 'cuLaunchKernel', 'cudaLaunchKernelExC', 'cudaGraphLaunch')
+                                         for e in ev))
+    return r
+
 def synthetic_dls(n: int, size: int, bs: int, labeled: bool, device):
     "fastai `DataLoaders` over random uint8 images already on `device`, normalised per batch as real data is (the augmentation needs the statistics)."
     import torch
@@ -231,7 +250,7 @@ def time_config(method: str, precision: str, compile: bool, sz: dict, bs: int, d
     learn = dls = None
     try:
         t_build = time.perf_counter()
-        dls = synthetic_dls(bs*(sz['warmup'] + sz['steps'] + 1), sz['size'], bs, method == 'ce', device)   # one epoch holds every step
+        dls = synthetic_dls(bs*(sz['warmup'] + sz['steps'] + 6), sz['size'], bs, method == 'ce', device)   # one epoch: every timed step, then 1 + 3 profiled ones
         build = dict(gmml=gmml_learner, mae=mae_learner, ce=finetune_learner)[method]
         learn = build(dls, arch=sz['arch'], precision=precision, compile=compile, seed=0)
         build_s = time.perf_counter() - t_build
@@ -249,6 +268,8 @@ def time_config(method: str, precision: str, compile: bool, sz: dict, bs: int, d
                  loss_first=round(losses[0], 4), loss_last=round(losses[-1], 4), finite=all(v == v and abs(v) != float('inf') for v in losses))
         if cuda: r.update(peak_memory_mib=round(torch.cuda.max_memory_allocated()/2**20, 1), resident_mib=round(resident/2**20, 1))
         else: r.update(peak_memory_mib=None, resident_mib=None)
+        try: r['per_step'] = device_work_per_step(learn, sync)      # after the memory reading: the profiler allocates too
+        except Exception as e: r['per_step'] = _error(e)
         return r
     finally:
         del learn, dls
@@ -546,6 +567,11 @@ def render_md(res: dict) -> str:
                        '| setting | CE step (ms) | GMML / CE | MAE / CE |', '|---|---|---|---|']
                 md += [f"| {label(r['precision'], r['compile'])} | {r['ce_step_ms']:.2f} | {_cell(r.get('gmml_vs_ce'), '{:.2f}×')} | "
                        f"{_cell(r.get('mae_vs_ce'), '{:.2f}×')} |" for r in t['ratios']] + ['']
+            work = [dict(r, **{k: v for k, v in r.get('per_step', {}).items()}) for r in t['configs']]
+            for key, what in (('cuda_kernels', 'kernels the CUDA profiler saw run'), ('cuda_launch_calls', 'the host\'s kernel-launch calls'),
+                              ('aten_launches', 'launching ATen operations (`gmml_fast.step.count_events`)')):
+                if any(r.get(key) is not None for r in work):
+                    md += [f"Per training step, {what}:", ''] + matrix(work, key, '{:.0f}') + ['']
     if 'memory' in res:
         mem = res['memory']
         md += ['## Peak GPU memory (MiB)', '', f"`torch.cuda.max_memory_allocated` over each configuration's fit, reset before it; part status: {mem['status']}.", '']

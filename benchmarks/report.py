@@ -243,6 +243,20 @@ def ratios_table(name='throughput') -> str:
     return md_table(['ratio (measured in one run)', 'value'], [[k, f'{v:.2f}×'] for k, v in d['ratios'].items()])
 
 
+def host_table(name='host') -> str:
+    "Per training batch of each method, at each setting of one host run: ATen ops, kernel launches, host syncs, literals and host ms, with launches relative to the classification (CE) batch."
+    d = load(name)
+    out = [f"`{d['command']}` on {d['machine']}; per training batch, as (long epoch − short epoch)/(long − short), "
+           "counted by `torch.profiler` on the CPU (launches: the operations a GPU would launch a kernel for)."]
+    for key, s in d['settings'].items():
+        rows, ce = s['per_batch'], s['per_batch']['finetune, CE']['launches']
+        out.append(f"\n**{s['setting']}**\n\n" + md_table(
+            ['training batch', 'ATen ops', 'kernel launches', 'launches / CE', 'host syncs', 'literals', 'host ms'],
+            [[k, f"{r['ops']:,.0f}", f"{r['launches']:,.0f}", f"{r['launches']/ce:.2f}×", f"{r['syncs']:.2f}", f"{r['literals']:.2f}",
+              f"{r['ms']:.1f}" if r['ms'] is not None else '–'] for k, r in rows.items()]))
+    return '\n'.join(out)
+
+
 def legacy_table() -> str:
     "The legacy records (legacy.json): each one's original command, the commit it ran at and the study that measures its question now."
     d = json.loads(LEGACY.read_text(encoding='utf-8'))

@@ -535,7 +535,47 @@ def throughput(cfg: dict, store: Store) -> dict:
                 images_per_s=rows, wall_s=round(time.perf_counter() - t_start, 1))
 
 
-STAGES = dict(pretrain=pretrain, readout=readout, frozen=frozen, finetune=finetune, memory=memory, throughput=throughput)
+
+# ---------------------------------------------------------------------------------------------------- host work per step
+HOST_SETTINGS = {
+    'tiny': dict(label='1-block 16-d ViT, batches of 8 at 28 px', encoder_kwargs=dict(depth=1, embed_dim=16, num_heads=1), bs=8),
+    'nano': dict(label='ViT-Nano/6, batches of 128 at 28 px', encoder_kwargs=dict(depth=6), bs=128),
+}
+HOST_STEPS = ('finetune, CE', 'finetune, CE + DRLoc + ME', 'GMML', 'MAE', 'SimMIM',
+              'finetune, CE (fastai Adam, fastai bar)', 'GMML (fastai Adam, fastai bar)')
+
+def host(cfg: dict, store: Store) -> dict:
+    "Per training batch of every library learner at one setting (`setting` in HOST_SETTINGS): ATen ops, kernel launches, host syncs, literals and host ms (`gmml_fast.step.step_host_work`), on random 1×28×28 images; the last two rows swap in fastai's own Adam and progress bar."
+    from fastai.callback.progress import ProgressCallback
+    from fastai.optimizer import Adam
+    from gmml_fast.learner import gmml_learner, mae_learner, simmim_learner, finetune_learner
+    from gmml_fast.step import step_host_work
+    s = HOST_SETTINGS[cfg['setting']]
+    torch.manual_seed(0)
+    n, bs = cfg['long'] + 2, s['bs']
+    x, y = torch.randint(0, 256, (n*bs, 1, 28, 28), dtype=torch.uint8), torch.randint(0, 10, (n*bs,))
+    tf = image_batch_tfms(([0.5], [0.25]))
+    udl = tensor_dls(x, x[:bs], bs=bs, after_batch=tf)
+    ldl = tensor_dls(x, x[:bs], y, y[:bs], vocab=list('abcdefghij'), bs=bs, after_batch=tf)
+    kw = dict(arch='nano_28', encoder_kwargs=s['encoder_kwargs'], seed=0)
+    def stock(learn):                        # what every step paid before: fastai's per-tensor Adam and per-batch bar
+        learn.opt_func = Adam
+        learn.remove_cb(learn.progress); learn.add_cb(ProgressCallback())
+        return learn
+    build = {'finetune, CE': lambda: finetune_learner(ldl, **kw),
+             'finetune, CE + DRLoc + ME': lambda: finetune_learner(ldl, drloc=0.1, me=0.2, **kw),
+             'GMML': lambda: gmml_learner(udl, **kw), 'MAE': lambda: mae_learner(udl, **kw), 'SimMIM': lambda: simmim_learner(udl, **kw),
+             'finetune, CE (fastai Adam, fastai bar)': lambda: stock(finetune_learner(ldl, **kw)),
+             'GMML (fastai Adam, fastai bar)': lambda: stock(gmml_learner(udl, **kw))}
+    rows = {}
+    for name in HOST_STEPS:
+        w = step_host_work(build[name](), short=cfg['short'], long=cfg['long'], repeats=cfg['repeats'])
+        rows[name] = {k: w[k] for k in ('ops', 'launches', 'syncs', 'literals', 'ms')}
+        log(f"  {name}: {rows[name]}")
+    return dict(setting=s['label'], per_batch=rows)
+
+
+STAGES = dict(pretrain=pretrain, readout=readout, frozen=frozen, finetune=finetune, memory=memory, throughput=throughput, host=host)
 
 if __name__ == '__main__' and sys.argv[1:2] == ['memory-child']:
     m, arch, size, bs, precision = sys.argv[2:7]

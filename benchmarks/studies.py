@@ -616,6 +616,17 @@ def throughput(ctx):
                 + '\n\nImages/s ratios: above 1, the first step is faster. On a CPU, bf16 is emulated; bf16 and compilation are aimed at GPUs (`benchmarks/gpu.py`).\n')
     return [Output('throughput', res, md)]
 
+@study('host', "what one training batch asks of the device, per method: ATen ops, kernel launches, host syncs, host-to-device literals and host ms (about 12 min on 2 CPU cores)", ('host',))
+def host(ctx):
+    quick = dict(short=4, long=8, repeats=1)
+    full = {'tiny': dict(short=20, long=60, repeats=3), 'nano': dict(short=10, long=30, repeats=3)}   # nano: 0.3 s a step
+    recs = {k: ctx.store.run('host', dict(setting=k, machine=machine_key(), **(quick if ctx.quick else full[k]))) for k in ('tiny', 'nano')}
+    if any(r is None for r in recs.values()): return []
+    meta = ctx.meta()
+    res = dict(meta=meta, command=meta['command'], machine=R.machine_line(meta['machine']), settings=recs)
+    return [Output('host', res, lambda p: '# Host work per training batch\n\n' + R.host_table(p) + '\n')]
+
+
 MEMORY_CONFIGS = [(m, arch, size, bs) for arch, size, bs in (('tiny_32', 32, 64), ('small_224', 224, 8)) for m in ('gmml', 'mae', 'finetune')]
 
 @study('memory', "peak memory of one training step (GMML, MAE, finetuning with DRLoc + ME) at ViT-Tiny/32 px and ViT-S/224 px, each in a fresh process",

@@ -86,6 +86,7 @@ def _md_line(line: str) -> str:
 
 def _docstrings(app, what, name, obj, options, lines):
     doc = getattr(type(obj), '__doc__', None)
+    if not isinstance(doc, str): doc = None   # e.g. a NamedTuple field's getter type keeps __doc__ per instance
     if what in ('data', 'attribute') and doc and '\n'.join(lines).strip() == inspect.cleandoc(doc).strip():
         lines.clear()          # a module constant (a str, a dict, a Path) has no docstring of its own: not its type's
     elif name.startswith(project + '.'):

@@ -4,6 +4,7 @@
 
 # %% ../nbs/70_callbacks.ipynb #c068e888
 from __future__ import annotations
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -20,7 +21,7 @@ from .patches import show_img
 from .models import GMMLModel
 
 # %% auto #0
-__all__ = ['SeededCallback', 'GMML', 'MAE', 'SimMIM', 'no_decay_params', 'NoDecayCallback', 'TrainedEpochCallback',
+__all__ = ['SeededCallback', 'GMMLInputs', 'GMML', 'MAE', 'SimMIM', 'no_decay_params', 'NoDecayCallback', 'TrainedEpochCallback',
            'ReconstructionFigures', 'show_block_reconstructions']
 
 # %% ../nbs/70_callbacks.ipynb #062a87a9
@@ -67,18 +68,41 @@ class _PretrainCallback(SeededCallback):
         return fig
 
 # %% ../nbs/70_callbacks.ipynb #50bc48f6
+@dataclass
+class GMMLInputs:
+    "GMML's input step as a function of (clean batch, key, training): the augmented views (training only), then the corruption; returns `(target, corrupted, mask)`. The callback calls it before the model, or the model calls it inside its forward (`in_graph`)."
+    corruption: GMMLCorruption
+    augment: PretrainAugment | None = None
+    stats: tuple | None = None           # (mean, std) of the loaders' normalisation, for the colour views
+    def __call__(self, x: torch.Tensor, key: torch.Tensor, training: bool):
+        if training and self.augment is not None: x = self.augment(x, key=split_key(key, AUGMENT_STREAM), stats=self.stats)
+        xc, mask = self.corruption(x, key=key)
+        return x, xc, mask
+
 class GMML(_PretrainCallback):
-    "GMML pretraining: corrupt each clean batch with alien concepts on its device; the model reconstructs; the loss sees `(clean, mask)`."
+    "GMML pretraining: corrupt each clean batch with alien concepts on its device; the model reconstructs; the loss sees `(clean, mask)`. With `in_graph`, the model makes its own input from `(clean batch, key)` inside its forward (a `GMMLModel` with `inputs`), so a compiled model compiles the views, the corruption and the model as one graph."
     def __init__(self, corruption='gmml', align: int = 1, ratio=None, seed: int | None = None, valid_seed: int = 0,
-                 augment: PretrainAugment | bool | None = None):
+                 augment: PretrainAugment | bool | None = None, in_graph: bool = False):
         super().__init__(seed, valid_seed, augment)
+        if isinstance(corruption, GMMLCorruption) and (align != 1 or ratio is not None):
+            raise ValueError("align and ratio belong to the corruption: pass them to GMMLCorruption, or pass a recipe name here")
         self.corruption = corruption if isinstance(corruption, GMMLCorruption) else GMMLCorruption(corruption, align, ratio)
+        self.inputs, self.in_graph = GMMLInputs(self.corruption, self.augment), in_graph
+
+    def before_fit(self):
+        super().before_fit()
+        self.inputs.stats, self.inputs.augment = self.stats, self.augment   # (augment may have been changed after __init__)
+        model = unwrap_model(self.learn.model)
+        if self.in_graph:
+            if not isinstance(model, GMMLModel): raise ValueError(f"in_graph=True needs a GMMLModel, got {type(model).__name__}")
+            model.inputs = self.inputs
 
     def before_batch(self):
-        key = self._key(self.xb[0].device)
-        x = self._views(self.xb[0], key)
-        xc, mask = self.corruption(x, key=key)
-        self.learn.xb, self.learn.yb = (xc,), (x, mask)
+        x, key = self.xb[0], self._key(self.xb[0].device)
+        if self.in_graph: self.learn.xb, self.learn.yb = (x, key), (x,)     # the model corrupts; the loss reads its output
+        else:
+            target, xc, mask = self.inputs(x, key, self.training)
+            self.learn.xb, self.learn.yb = (xc,), (target, mask)
 
     def reconstruct(self, x: torch.Tensor, seed: int = 0):
         "Corrupt `x` with a fixed `seed` and reconstruct it with the model in eval mode: `(corrupted, mask, reconstruction)`."

@@ -129,7 +129,7 @@ def gmml_learner(dls, arch: str | None = None, recipe: GMMLRecipe | str | None =
     enc, _ = _build_encoder(dls, arch or r.arch, encoder_kwargs, r.drop_path)
     model = GMMLModel(enc, blocks=r.blocks, fusion=r.fusion, decoder=decoder)
     corr = r.corruption if isinstance(r.corruption, GMMLCorruption) else GMMLCorruption(r.corruption, r.align, r.ratio)
-    cb = GMML(corr, seed=seed, valid_seed=valid_seed, augment=r.views())
+    cb = GMML(corr, seed=seed, valid_seed=valid_seed, augment=r.views(), in_graph=compile)   # compiled: one graph
     return _pretrainer(dls, model, cb, MaskedL1Loss(r.whole_image), r, figures_every, precision, compile, cbs, learner_kwargs)
 
 def _pretrainer(dls, model, method_cb, loss_func, r: Recipe, figures_every, precision, compile, cbs, learner_kwargs) -> Learner:

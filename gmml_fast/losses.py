@@ -41,8 +41,9 @@ class MaskedL1Loss(nn.Module):
         super().__init__()
         self.whole_image = whole_image
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        "Loss of `pred` against `target` (both B×C×H×W) over the manipulated pixels in `mask`."
+    def forward(self, pred, target: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        "Loss of `pred` against `target` (both B×C×H×W) over the manipulated pixels in `mask`; `pred` may also carry all three (a `GMMLOutput`: a model that corrupted its own input), and then `target` is ignored."
+        if hasattr(pred, 'recon'): pred, target, mask = pred.recon, pred.target, pred.mask
         return masked_l1_loss(pred, target, mask, self.whole_image)
 
     def extra_repr(self): return f"whole_image={self.whole_image}"

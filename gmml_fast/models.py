@@ -4,6 +4,7 @@
 
 # %% ../nbs/60_models.ipynb #80661a16
 from __future__ import annotations
+from typing import NamedTuple
 from functools import partial
 from pathlib import Path
 import torch
@@ -17,8 +18,8 @@ from .decoder import LightDecoder, fuse_blocks
 from .masking import random_token_mask, random_cell_mask, beit_block_mask, _cell_shape
 
 # %% auto #0
-__all__ = ['MAE_DECODER_BLOCKS', 'SIMMIM_MASKS', 'check_encoder', 'encoder_geometry', 'default_blocks', 'GMMLModel', 'MAEModel',
-           'mae_decoder_for', 'SimMIMModel', 'create_gmml_model', 'create_mae_model', 'create_simmim_model',
+__all__ = ['MAE_DECODER_BLOCKS', 'SIMMIM_MASKS', 'check_encoder', 'encoder_geometry', 'default_blocks', 'GMMLOutput', 'GMMLModel',
+           'MAEModel', 'mae_decoder_for', 'SimMIMModel', 'create_gmml_model', 'create_mae_model', 'create_simmim_model',
            'encoder_state_dict', 'encoder_extras', 'write_state_dict', 'non_finite_entries', 'export_encoder',
            'read_state_dict', 'load_encoder', 'attention_maps', 'cls_attention', 'show_attention']
 
@@ -46,6 +47,12 @@ def default_blocks(depth: int) -> tuple[int, ...]:
     return tuple(sorted({max(1, round(depth*f)) for f in (6/12, 8/12, 10/12, 1.0)}))
 
 # %% ../nbs/60_models.ipynb #02cb65af
+class GMMLOutput(NamedTuple):
+    "What `GMMLModel` returns when it makes its own input from a clean batch and a key: the reconstruction, the images it should match and the manipulated pixels."
+    recon: torch.Tensor          # B×C×H×W reconstruction
+    target: torch.Tensor         # B×C×H×W images before the corruption (the augmented views while training)
+    mask: torch.Tensor           # B×1×H×W, True = manipulated
+
 class GMMLModel(nn.Module):
     "GMML pretraining model: a timm ViT encoder on the full (corrupted) image; the final norm of its fused `blocks` is decoded back to pixels."
     def __init__(self, encoder: VisionTransformer, blocks=None, fusion: str = 'sum', decoder=None,
@@ -62,14 +69,18 @@ class GMMLModel(nn.Module):
         elif not isinstance(decoder, nn.Module):
             raise ValueError(f"decoder must be None, a dict of LightDecoder arguments or an nn.Module, got {type(decoder).__name__}")
         self.decoder = decoder
+        self.inputs = None           # optional: (clean batch, key, training) -> (target, corrupted, mask), see `forward`
 
     def fused_features(self, x: torch.Tensor) -> torch.Tensor:
         "The decoder's input: the encoder's final norm of the fused block outputs, a B×D×rows×cols grid."
         return _channel_norm(self.encoder.norm, fuse_blocks(block_outputs(self.encoder, x, self.blocks), self.fusion))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        "Reconstruct images B×C×H×W from (corrupted) images `x`."
-        return self.decoder(self.fused_features(x))
+    def forward(self, x: torch.Tensor, key: torch.Tensor | None = None):
+        "Reconstruct images B×C×H×W from (corrupted) images `x`; with a `key`, `x` is the clean batch and the model first makes its input with `inputs` (views and corruption), returning a `GMMLOutput`: one call, so `torch.compile` makes one graph of the whole forward step."
+        if key is None: return self.decoder(self.fused_features(x))
+        if self.inputs is None: raise ValueError("GMMLModel(x, key) needs model.inputs (set by the GMML callback with in_graph=True)")
+        target, xc, mask = self.inputs(x, key, self.training)
+        return GMMLOutput(self.decoder(self.fused_features(xc)), target, mask)
 
     def decode_each_block(self, x: torch.Tensor, blocks=None) -> dict[int, torch.Tensor]:
         "Reconstruction from each block alone (normalised by the final norm), as `{block number (1-based): B×C×H×W}`; all blocks by default."

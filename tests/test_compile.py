@@ -31,3 +31,27 @@ def test_compiled_learner_trains_with_the_same_parameter_names(tmp_path):
     from gmml_fast.patches import create_encoder
     from gmml_fast.models import load_encoder
     load_encoder(create_encoder('nano_32', in_chans=1, depth=1), tmp_path/'enc.safetensors')
+
+def test_compile_puts_the_whole_gmml_forward_step_in_one_graph():
+    "compile=True: the views, the corruption and the model are one compiled call (GMMLModel(x, key) with the callback's GMMLInputs), with the eager step's losses (same seed: same shuffle, weights and keys)."
+    from fastai.callback.core import Callback, CancelFitException
+    from fastai.torch_core import set_seed
+    from gmml_fast.data import tensor_dls, image_batch_tfms
+    from gmml_fast.learner import gmml_learner
+    from gmml_fast.models import GMMLOutput
+    x = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8)
+    class ThreeSteps(Callback):
+        def after_batch(self):
+            if self.iter >= 2: raise CancelFitException
+    def run(compile):
+        torch._dynamo.reset(); set_seed(0)
+        dls = tensor_dls(x, x[:16], bs=16, after_batch=image_batch_tfms(([0.5], [0.25])))
+        learn = gmml_learner(dls, 'nano_28', encoder_kwargs=dict(depth=1), seed=0, compile=compile)
+        with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3, cbs=ThreeSteps())
+        return learn, [float(v) for v in learn.recorder.losses]
+    (eager, a), (compiled, b) = run(False), run(True)
+    assert compiled.gmml.in_graph and not eager.gmml.in_graph
+    assert compiled.model.inputs is compiled.gmml.inputs and eager.model.inputs is None
+    out = compiled.model(x[:4].float()/255, torch.tensor([1, 2]))              # the compiled call with a key
+    assert isinstance(out, GMMLOutput) and out.mask.shape == (4, 1, 28, 28)
+    assert len(a) == 2 and max(abs(u - v) for u, v in zip(a, b)) < 1e-5, (a, b)

@@ -70,6 +70,8 @@ def test_every_table_renders_from_the_committed_records():
                R.throughput_table, R.ratios_table, R.readme_summary, R.quick_start_table, R.quick_start_sentence):
         out = fn()
         assert isinstance(out, str) and re.search(r'\d', out), fn.__name__
+    h = R.load('host')['settings']['tiny']['per_batch']['GMML']
+    assert f"| GMML | {h['ops']:,.0f} | {h['launches']:,.0f} |" in R.host_table()
     lp = R.load('label_efficiency_longer_pretrain')
     row = next(f for f in lp['finetunes'] if (f['label_fraction'], f['finetune_epochs']) == (0.01, 160))
     assert f"| 1 % | 160 | {R.pm(row['test_accuracy']['random'])} | {R.pm(row['test_accuracy']['gmml'])} | {R.pm(row['test_accuracy']['new'])} |" in R.longer_pretrain_table()

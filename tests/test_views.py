@@ -46,10 +46,10 @@ def test_defaults_pinned():
         assert math.isclose(PretrainAugment()(_normalise(x), seed=seed, stats=STATS).double().sum().item(), normalised, rel_tol=1e-5)
 
 def test_blur_alien_unchanged():
-    "GMML's blur alien uses the moved gaussian_blur_batch: same function, same corruption as before the move."
+    "GMML's blur alien uses the moved gaussian_blur_batch; the corruption's numbers are pinned (re-pinned when one call began drawing all its numbers in one hash, issue 39)."
     assert aliens.gaussian_blur_batch is gaussian_blur_batch        # still importable from aliens (documented once, in augment)
     x = _images(8, 3, 20, 16)
-    pinned = {0: (2973.926552719817, 1815), 1: (3098.34304211153, 2008)}
+    pinned = {0: (2952.7144717494066, 1986), 1: (3034.962747064652, 1828)}
     for seed, (total, n_mask) in pinned.items():
         xc, m = gmml_corrupt(x, 'gmml', seed=seed)
         assert math.isclose(xc.double().sum().item(), total, rel_tol=1e-5) and m.sum().item() == n_mask

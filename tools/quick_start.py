@@ -3,7 +3,8 @@
     python tools/quick_start.py [--out DIR] [--overwrite]
 
 It runs the main job (`bash run.sh main`, i.e. `python -m gmml_fast.train pretrain` with its defaults), then the two
-finetune commands of the README (with `--pretrained <run>` and without), and writes
+finetune commands of the README (with `--pretrained <run>` and without), each in a process of its own as a user
+types them in a shell, and writes
 * docs/images/quick_start.json: the commands, the machine, the minutes of each command, the accuracies and their gap;
 * docs/images/main_job.png (+ main_job.json): the main job's reconstruction figure, the README's picture.
 The README and the Results page render their quick-start numbers from that record; `tests/test_quickstart.py` runs
@@ -11,14 +12,14 @@ the same `follow()` (into a temporary folder) and checks that the pretrained enc
 About 8 minutes on two CPU cores. Existing records are kept unless `--overwrite` is given.
 """
 from __future__ import annotations
-import argparse, json, os, platform, shutil, sys, time
+import argparse, json, os, platform, shutil, subprocess, sys, time
 from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES = ROOT/'docs'/'images'
 RECORD, FIGURE = IMAGES/'quick_start.json', IMAGES/'main_job.png'
-# The three commands exactly as the README gives them; `follow` runs them through the same Python entry points.
+# The three commands exactly as the README gives them; `follow` runs each in a Python process of its own.
 COMMANDS = ('bash run.sh main',
             'python -m gmml_fast.train finetune --pretrained outputs/pretrain/<run folder> --drloc 0.1 --me 0.2',
             'python -m gmml_fast.train finetune --drloc 0.1 --me 0.2')
@@ -43,16 +44,26 @@ def run_options(meta: dict) -> dict:
     return {k: v for k, v in meta['config'].items() if k != 'overrides'}
 
 
+def _command(args: list, out: Path) -> dict:
+    "One command of the quick start in a Python process of its own, as a user types it in a shell; returns the result.json of the run it made in `out`."
+    out.mkdir(parents=True, exist_ok=True)
+    before = set(out.iterdir())
+    r = subprocess.run([sys.executable, '-m', 'gmml_fast.train', *args, '--out', str(out)], capture_output=True, text=True)
+    if r.returncode: raise RuntimeError(f"`python -m gmml_fast.train {' '.join(args)}` failed:\n{r.stderr[-3000:]}")
+    (run,) = set(out.iterdir()) - before
+    return json.loads((run/'result.json').read_text())
+
+
 def follow(out: Path) -> tuple[dict, Path]:
-    "Run the quick start's three commands into `out`; returns (the record, the main job's run folder)."
-    from gmml_fast.train import pretrain, finetune
+    "Run the quick start's three commands into `out`, each in its own process (nothing carries over between them but the files); returns (the record, the main job's run folder)."
     out = Path(out)
     minutes, t = [], time.perf_counter()
-    pre = pretrain(out=str(out/'pretrain'))
+    pre = _command(['pretrain'], out/'pretrain')
     minutes.append((time.perf_counter() - t)/60); t = time.perf_counter()
-    ft_pre = finetune(pretrained=pre['run'], out=str(out/'finetune'), **FINETUNE_OPTIONS)
+    opts = [a for k, v in FINETUNE_OPTIONS.items() for a in (f'--{k}', str(v))]
+    ft_pre = _command(['finetune', '--pretrained', pre['run'], *opts], out/'finetune')
     minutes.append((time.perf_counter() - t)/60); t = time.perf_counter()
-    ft_rnd = finetune(out=str(out/'finetune'), **FINETUNE_OPTIONS)
+    ft_rnd = _command(['finetune', *opts], out/'finetune')
     minutes.append((time.perf_counter() - t)/60)
     meta = lambda res: json.loads((Path(res['run'])/'config.json').read_text())
     pre_meta, ft_meta = meta(pre), meta(ft_rnd)
