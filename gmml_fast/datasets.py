@@ -64,9 +64,6 @@ def _read_mnist_like(folder: Path, split: str):
     x = torch.from_numpy(read_idx(img).copy()).unsqueeze(1)
     return x, torch.from_numpy(read_idx(lbl).astype(np.int64)), None
 
-def _unpickle(path: Path) -> dict:
-    with open(path, 'rb') as f: return pickle.load(f, encoding='latin1')
-
 def _read_cifar(folder: Path, split: str, fine: bool):
     if fine: files = ['train' if split == 'train' else 'test']
     else: files = [f'data_batch_{i}' for i in range(1, 6)] if split == 'train' else ['test_batch']
@@ -102,6 +99,28 @@ def _read_svhn(folder: Path, split: str):
 
 _READERS = {'mnist': _read_mnist_like, 'cifar10': lambda f, s: _read_cifar(f, s, False),
             'cifar100': lambda f, s: _read_cifar(f, s, True), 'stl10': _read_stl10, 'svhn': _read_svhn}
+
+# %% ../nbs/01_datasets.ipynb #9290dd5a
+from numpy.core.multiarray import _reconstruct      # numpy 2 keeps this old path importable, without a warning, for pickles
+
+_CIFAR_GLOBALS = {('numpy.core.multiarray', '_reconstruct'): _reconstruct,   # numpy 1, and the Python 2 files CIFAR ships
+                  ('numpy._core.multiarray', '_reconstruct'): _reconstruct,  # numpy 2
+                  ('numpy', 'ndarray'): np.ndarray, ('numpy', 'dtype'): np.dtype}
+
+class _CifarUnpickler(pickle.Unpickler):
+    "An unpickler for CIFAR batches: numpy arrays, lists, dicts, bytes, strings and numbers, and no other class or function."
+    def __init__(self, f, path):
+        super().__init__(f, encoding='latin1'); self.path = path
+
+    def find_class(self, module, name):
+        "The object a pickle asks for by name, if it is one of `_CIFAR_GLOBALS`; anything else is a `ValueError`, raised before it is imported."
+        if (module, name) in _CIFAR_GLOBALS: return _CIFAR_GLOBALS[module, name]
+        raise ValueError(f"{self.path} is not a CIFAR batch: it asks to load '{module}.{name}'; gmml_fast reads only arrays, "
+                         "lists, dicts, bytes, strings and numbers from CIFAR files")
+
+def _unpickle(path: Path) -> dict:
+    "The dict pickled in the CIFAR file `path` (Python 2 strings decoded as latin-1), read without calling any function the file names."
+    with open(path, 'rb') as f: return _CifarUnpickler(f, path).load()
 
 # %% ../nbs/01_datasets.ipynb #e8f241bd
 _TORCHVISION_NAMES = {'fashion_mnist': 'FashionMNIST', 'mnist': 'MNIST', 'cifar10': 'CIFAR10', 'cifar100': 'CIFAR100',
