@@ -29,9 +29,10 @@ from timm.models.vision_transformer import VisionTransformer
 from .patches import create_encoder, ENCODER_PRESETS
 from .datasets import preset_for_size
 from .recipe import (Recipe, GMMLRecipe, MAERecipe, SimMIMRecipe, FinetuneRecipe, PRECISIONS, AUGMENT_POLICIES,
-                              get_recipe, with_overrides)
+                              get_recipe, with_overrides, recipe_name)
 from .models import (GMMLModel, MAEModel, SimMIMModel, load_encoder, encoder_extras, mae_decoder_for,
                               export_encoder as _export_encoder)
+from .share import save_timm_folder
 from .losses import MaskedL1Loss, MAELoss
 from .aliens import GMMLCorruption
 from .augment import PretrainAugment
@@ -198,12 +199,16 @@ def fit_recipe(self: Learner, n_epoch: int | None = None, cbs=None, **kwargs):
 
 # %% ../nbs/90_learner.ipynb #1e4e90d8
 @patch
-def export_encoder(self: Learner, path) -> Path:
-    "Save the pretrained encoder of a GMML, MAE or SimMIM learner as plain timm weights (`.safetensors` or a `torch.save` file); refuses to overwrite."
+def export_encoder(self: Learner, path, card: dict | None = None) -> Path:
+    "Save the pretrained encoder of a GMML, MAE or SimMIM learner: a `.safetensors` path (or another suffix: `torch.save`) gets plain timm weights; a path without a suffix becomes a timm model folder (`save_timm_folder`) with the loaders' normalisation and a model card naming the method, the recipe and `card`'s entries. Refuses to overwrite."
     path = Path(path)
     if not path.is_absolute(): path = Path(self.path)/path
     if path.exists(): raise FileExistsError(f"{path} exists; pass another path (or delete it) — existing weights are never overwritten")
-    return _export_encoder(unwrap_model(self.model), path)
+    model = unwrap_model(self.model)
+    if path.suffix: return _export_encoder(model, path)
+    r = getattr(self, 'recipe', None)
+    about = dict(method=getattr(r, 'method', None), recipe=recipe_name(r) if r is not None else None, **(card or {}))
+    return save_timm_folder(model, path, stats=dls_stats(self.dls), card={k: v for k, v in about.items() if v is not None})
 
 # %% ../nbs/90_learner.ipynb #bd284e1a
 class BatchViews(SeededCallback):

@@ -310,6 +310,8 @@ def _pretrain_finish(cfg: PretrainConfig, learn, run, meta):
     if is_rank0():
         learn.save('checkpoint')
         res['encoder'] = str(learn.export_encoder('encoder.safetensors'))
+        about = dict(data=cfg.dataset or (cfg.data if cfg.data == 'fmnist' else Path(cfg.data).name), epochs=learn.n_epoch, **res)
+        res['timm_encoder'] = str(learn.export_encoder('timm_encoder', card={k: v for k, v in about.items() if k != 'encoder'}))
         if cfg.show: getattr(learn, cfg.method).show(n=6).savefig(run/'reconstruction.png', dpi=90)
         res['checkpoint'] = str(run/'models'/'checkpoint.pth')
     return res

@@ -22,10 +22,27 @@ def test_pretrain_writes_a_run_folder(tmp_path, capsys):
     assert cfg['method'] == 'mae' and cfg['overrides'] == dict(epochs=1, augment=False, clip=None)
     assert rec['augment'] is False and rec['clip'] is None and rec['beta2'] == 0.95 and meta['recipe']['name'] is None
     enc = (run_dir/'encoder.safetensors').read_bytes()
+    _plain_timm_loads(run_dir)
     rc, _, err = _main(capsys, 'pretrain', '--method', 'simmim', '--out', str(tmp_path), '--depth', '1', '--epochs', '1',
                        '--fraction', '0.005', '--n_valid', '100', '--bs', '64', '--monitor', '0', '--no-show')
     assert rc == 0, err
     assert len(list(tmp_path.iterdir())) == 2 and (run_dir/'encoder.safetensors').read_bytes() == enc
+
+def _plain_timm_loads(run_dir):
+    "The run's `timm_encoder/` folder in a new interpreter that never imports gmml_fast: plain timm builds the encoder and loads exactly the weights of `encoder.safetensors`."
+    code = """
+import sys, timm, torch
+from safetensors.torch import load_file
+m = timm.create_model('local-dir:' + sys.argv[1] + '/timm_encoder', pretrained=True).eval()
+ref = load_file(sys.argv[1] + '/encoder.safetensors')
+sd = m.state_dict()
+assert sd.keys() == ref.keys() and all(torch.equal(sd[k], ref[k]) for k in sd), 'other weights'
+cfg = timm.data.resolve_data_config({}, model=m)
+print('gmml_fast' in sys.modules, timm.is_model('vit_nano_patch16_224'), tuple(m(torch.zeros(2, *cfg['input_size'])).shape))
+"""
+    r = subprocess.run([sys.executable, '-c', code, str(run_dir)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ['False', 'False', '(2,', '96)'], r.stdout
 
 def _main(capsys, *args):
     "Run the command line in this process (no new interpreter): (exit code, stdout, stderr)."
