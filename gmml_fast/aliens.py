@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import matplotlib.pyplot as plt
 
 from .masking import rect_cover, mask_coverage, _blocks_for
-from .rng import resolve_key, hash_bits, hash_uniform, rng_key, seeded_generator, CORRUPTION_STREAM
+from .rng import resolve_key, hash_bits, bits_to_uniform, bits_to_normal, hash_uniform, rng_key, seeded_generator, CORRUPTION_STREAM
 from .core import range_pair, denormalize, device_constant
 from .patches import show_img, show_mask
 from .augment import to_grayscale, gaussian_blur_batch   # shared with the pretraining views (25_augment)
@@ -88,17 +88,6 @@ def batch_derangement(batch_size: int, key: torch.Tensor, stream: int = 0) -> to
     return torch.empty_like(p).scatter_(0, p, p.roll(-1))
 
 # %% ../nbs/30_aliens.ipynb #72404a88
-def _uniform(words: torch.Tensor) -> torch.Tensor:
-    "Uniform float32 numbers in [0, 1) from 32-bit hash words (their top 24 bits), as `hash_uniform` makes them."
-    return (words >> 8).to(torch.float32)*(1.0/(1 << 24))
-
-def _normal(words: torch.Tensor, n: int) -> torch.Tensor:
-    "`n` standard normal numbers from `ceil(n/2)` hash words, by Box–Muller on two 16-bit uniforms per word (as `hash_normal`)."
-    u1 = ((words >> 16).to(torch.float32) + 0.5)*(1/65536)            # in (0, 1): the log is finite
-    angle = (words & 0xFFFF).to(torch.float32)*(2*math.pi/65536)
-    r = torch.sqrt(-2*torch.log(u1))
-    return torch.cat([r*torch.cos(angle), r*torch.sin(angle)])[:n]
-
 def _derangement(u: torch.Tensor) -> torch.Tensor:
     "The permutation without fixed points (a random cycle) that `batch_derangement` draws, from B uniforms `u`."
     p = u.argsort()
@@ -175,8 +164,8 @@ def gmml_corrupt(x: torch.Tensor, recipe='gmml', align: int = 1, ratio=None, key
     words = hash_bits(key, p.n_words, CORRUPTION_STREAM)          # every random number of the call, in one hash
     S, R = len(p.kinds), max(p.n_rects)
     n_u = S*B*(4*R + 6)
-    u = _uniform(words[:n_u]).view(S, B, 4*R + 6)
-    normals = (_normal(words[n_u:], (p.n_words - n_u)*2)[:sum(v is not None for v in p.noise)*x.numel()]
+    u = bits_to_uniform(words[:n_u]).view(S, B, 4*R + 6)
+    normals = (bits_to_normal(words[n_u:], (p.n_words - n_u)*2)[:sum(v is not None for v in p.noise)*x.numel()]
                .view(-1, B, C, H, W).to(x.dtype))
     masks = _step_masks(p, u[..., :4*R + 2], B)
     if p.align > 1: masks = masks.repeat_interleave(p.align, 2).repeat_interleave(p.align, 3)

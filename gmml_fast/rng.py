@@ -10,8 +10,8 @@ from .core import device_constant
 
 # %% auto #0
 __all__ = ['SPLIT_STREAM_BASE', 'NORMAL_STREAM_BASE', 'CORRUPTION_STREAM', 'AUGMENT_STREAM', 'FILL_START_STREAM', 'BUDGET_STREAM',
-           'DRLOC_STREAM', 'VALID_SEED_STRIDE', 'rng_key', 'resolve_key', 'hash_bits', 'split_key', 'hash_uniform',
-           'hash_normal', 'seeded_generator']
+           'DRLOC_STREAM', 'VALID_SEED_STRIDE', 'rng_key', 'resolve_key', 'hash_bits', 'split_key', 'bits_to_uniform',
+           'bits_to_normal', 'hash_uniform', 'hash_normal', 'seeded_generator']
 
 # %% ../nbs/15_rng.ipynb #b7aab4bf
 _M32 = 0xFFFFFFFF
@@ -44,9 +44,10 @@ def resolve_key(key=None, seed=None, generator=None, device=None) -> torch.Tenso
 
 def _hash_bits_impl(key: torch.Tensor, n: int, stream: int) -> torch.Tensor:
     s = device_constant((stream & _M32, (stream*0x9E3779B1) & _M32), torch.int64, key.device)
-    k = _mix32(_mix32(key ^ s) ^ (s >> 1))
+    xor = torch.bitwise_xor
+    k = _mix32(xor(_mix32(xor(key, s)), torch.bitwise_right_shift(s, 1)))
     idx = torch.arange(n, device=key.device, dtype=torch.int64)
-    return _mix32(_mix32((idx + k[0]) & _M32) ^ k[1])
+    return _mix32(xor(_mix32(torch.bitwise_and(torch.add(idx, k[0]), _M32)), k[1]))
 
 # An opaque custom op: torch.compile treats the hash as one node (its integer constants otherwise make Inductor's
 # symbolic value-range analysis crawl) and runs it as ordinary tensor kernels, on whatever device the key lives.
@@ -62,12 +63,23 @@ def split_key(key: torch.Tensor, stream: int) -> torch.Tensor:
     "A new key derived from `key` for an independent `stream` (an int): how one key feeds many random draws."
     return hash_bits(key, 2, SPLIT_STREAM_BASE + stream)
 
+def bits_to_uniform(words: torch.Tensor) -> torch.Tensor:
+    "Uniform float32 numbers in [0, 1) from 32-bit hash words, one per word (its top 24 bits: every float32 multiple of 2**-24)."
+    return (words >> 8).to(torch.float32)*(1.0/(1 << 24))
+
+def bits_to_normal(words: torch.Tensor, n: int) -> torch.Tensor:
+    "`n` standard normal float32 numbers from `ceil(n/2)` hash words: each word's two 16-bit halves are two uniforms, and Box–Muller turns them into two normals."
+    u1 = (torch.bitwise_right_shift(words, 16).to(torch.float32) + 0.5)*(1/65536)    # in (0, 1): the log is finite
+    angle = torch.bitwise_and(words, 0xFFFF).to(torch.float32)*(2*math.pi/65536)
+    r = torch.sqrt(-2*torch.log(u1))
+    return torch.cat([r*torch.cos(angle), r*torch.sin(angle)])[:n]
+
 def hash_uniform(key: torch.Tensor, shape, stream: int = 0) -> torch.Tensor:
     "Uniform float32 numbers in [0, 1) of `shape`, a pure function of (`key`, `stream`, position): same key, same numbers, on any device."
     shape = tuple(shape)
     n = math.prod(shape)
     if n >= 2**32: raise ValueError(f"hash_uniform draws at most 2**32 numbers at once, asked for {n}")
-    return ((hash_bits(key, n, stream) >> 8).to(torch.float32)*(1.0/(1 << 24))).reshape(shape)
+    return bits_to_uniform(hash_bits(key, n, stream)).reshape(shape)
 
 def hash_normal(key: torch.Tensor, shape, stream: int = 0) -> torch.Tensor:
     "Standard normal float32 numbers of `shape`: one hash gives two 16-bit uniforms, Box–Muller turns them into two normals."
@@ -75,11 +87,7 @@ def hash_normal(key: torch.Tensor, shape, stream: int = 0) -> torch.Tensor:
     n = math.prod(shape)
     half = (n + 1)//2
     if half >= 2**32: raise ValueError(f"hash_normal draws at most 2**33 numbers at once, asked for {n}")
-    h = hash_bits(key, half, NORMAL_STREAM_BASE + stream)
-    u1 = ((h >> 16).to(torch.float32) + 0.5)*(1/65536)            # in (0, 1): the log is finite
-    angle = (h & 0xFFFF).to(torch.float32)*(2*math.pi/65536)
-    r = torch.sqrt(-2*torch.log(u1))
-    return torch.cat([r*torch.cos(angle), r*torch.sin(angle)])[:n].reshape(shape)
+    return bits_to_normal(hash_bits(key, half, NORMAL_STREAM_BASE + stream), n).reshape(shape)
 
 # %% ../nbs/15_rng.ipynb #c9328dd8
 SPLIT_STREAM_BASE = 0x5EED0000      # split_key(key, s) hashes on this + s

@@ -57,9 +57,9 @@ def test_no_host_sync_per_training_batch(work, name):
     assert work[name]['literals'] <= 1.0, work[name]   # the loader's own CPU index tensor; nothing copied from Python to the device
 
 def test_pretraining_step_launches(work):
-    "The GMML and DRLoc + ME batches against a classification batch on the same encoder, in kernel launches (before this work: 4.5× and 4.0×)."
+    "The GMML and DRLoc + ME batches against a classification batch on the same encoder, in kernel launches (before this work: 4.5× and 4.0×; measured after it: 3.22× and 2.93×; the issue's target of 1.5× is not reached in eager mode, the corruption alone is ~1.6× a CE batch)."
     ce, gmml, aux = (work[k]['launches'] for k in ('finetune (CE)', 'GMML', 'finetune (CE + DRLoc + ME)'))
-    assert gmml <= 4*ce and aux <= 3.5*ce, (ce, gmml, aux)
+    assert gmml <= 3.4*ce and aux <= 3.1*ce, (ce, gmml, aux)
 
 def test_non_finite_weights_are_never_written_or_loaded(tmp_path):
     enc = create_encoder('nano_28', in_chans=1, depth=1)
