@@ -30,7 +30,9 @@ setuptools.setup(
                  f"License :: {lic[1]}",
                  f"Natural Language :: {cfg['language']}"] +
                 [f'Programming Language :: Python :: {v}' for v in py_versions[py_versions.index(min_python):]],
-    packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
+    # the library, and the benchmark studies (benchmarks/: `python -m benchmarks.study NAME`, `from benchmarks import report`,
+    # imported by the notebooks, tests and tools without any sys.path edits)
+    packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*', 'benchmarks']),
     include_package_data=True,
     install_requires=cfg.get('requirements', '').split(),
     extras_require={'dev': cfg.get('dev_requirements', '').split(), 'docs': cfg.get('docs_requirements', '').split()},

@@ -1,6 +1,6 @@
 """The GPU study: what the package's speed options buy on one GPU, in one run of under 10 minutes (≤ 7 min planned on an H200).
 
-    python benchmarks/gpu.py --fmnist PATH [--epochs 5] [--bs 256] [--out benchmarks/results]
+    python -m benchmarks.gpu --fmnist PATH [--epochs 5] [--bs 256] [--out benchmarks/results]
                              [--parts throughput,memory,ddp,pretrain] [--dry_run] [--overwrite]
 
 Four parts, each wrapped so that a failing one records its error and the others still run:
@@ -36,10 +36,11 @@ import argparse, csv, gc, gzip, hashlib, json, os, platform, shutil, signal, soc
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+# `gmml_fast` and `benchmarks` are imported as installed packages (`pip install -e .`), or, with `python -m benchmarks.gpu`
+# from the repository root, from this tree without an install; the DDP workers (spawned) start with this process's
+# sys.path, so they import the same code.
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-if str(REPO) not in sys.path: sys.path.insert(0, str(REPO))   # this tree's gmml_fast (the DDP workers inherit sys.path)
-if str(HERE) not in sys.path: sys.path.insert(0, str(HERE))   # stages.py: the run metadata every study records
 PARTS = ('throughput', 'memory', 'ddp', 'pretrain')
 METHODS = ('gmml', 'mae', 'ce')
 PRECISIONS = ('32', 'bf16')
@@ -62,6 +63,12 @@ def fail(msg: str, code: int = 2):
     "Stop with one line on stderr (the study's only way to refuse to start)."
     print(f"gpu.py: {msg}", file=sys.stderr)
     sys.exit(code)
+
+def _check_importable():
+    "`python benchmarks/gpu.py` needs the installed packages; without them, one line that says what to type instead."
+    import importlib.util
+    missing = [m for m in ('benchmarks', 'gmml_fast') if importlib.util.find_spec(m) is None]
+    if missing: fail(f"cannot import {' and '.join(missing)}: run `python -m benchmarks.gpu ...` from the repository root, or install the package (pip install -e .)", 2)
 
 def parse_args(argv=None) -> argparse.Namespace:
     "The command line (see the module docstring); --epochs, --bs and --budget_s default to the GPU or dry-run sizes."
@@ -126,7 +133,8 @@ class Study:
         self.t0, self.out, self.sizes = time.perf_counter(), Path(args.out), sizes
         self.budget_s = args.budget_s if args.budget_s is not None else sizes['budget_s']
         argv = ' '.join(sys.argv[1:]) if args.argv is None else ' '.join(args.argv)
-        self.res = dict(study='gpu', dry_run=bool(args.dry_run), complete=False, command=f"python benchmarks/gpu.py {argv}".strip(),
+        from benchmarks.stages import invocation
+        self.res = dict(study='gpu', dry_run=bool(args.dry_run), complete=False, command=f"{invocation('benchmarks.gpu')} {argv}".strip(),
                         started=datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC'), parts=parts,
                         budget_s=self.budget_s, fmnist=None if fmnist is None else str(fmnist), **git_facts(), machine=machine_facts(args.dry_run),
                         settings={k: v for k, v in sizes.items() if not k.endswith('_s')})
@@ -164,14 +172,14 @@ def _error(e: BaseException) -> dict:
 
 def git_facts() -> dict:
     "The commit the study ran at and whether the working tree had changes (the device runs a copy of the tree): stages.git_state."
-    from stages import git_state
+    from benchmarks.stages import git_state
     g = git_state(short=False)
     return dict(git_commit=g['commit'], git_dirty=g['dirty'])
 
 def machine_facts(dry_run: bool) -> dict:
     "Versions and the device: what a reader needs to compare these numbers with others."
     import torch
-    from stages import machine
+    from benchmarks.stages import machine
     m = dict(machine(), platform=platform.platform(), cpus=os.cpu_count(), cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
              float32_matmul_precision=torch.get_float32_matmul_precision(), device='cpu (dry run)' if dry_run else None)
     for mod in ('fastai', 'timm'):
@@ -471,7 +479,7 @@ def run_pretrain(study: Study, fmnist: Path, epochs: int, bs, runs) -> dict:
                '--epochs', str(epochs), '--bs', str(bs), '--out', str(out), '--precision', p['precision'], '--monitor', str(p['monitor']),
                '--arch', p['arch'], '--depth', str(p['depth']), '--fraction', str(p['fraction']), '--n_valid', str(p['n_valid']),
                '--seed', '0']
-        env = dict(os.environ, MPLBACKEND='Agg', PYTHONPATH=os.pathsep.join([str(REPO)] + ([os.environ['PYTHONPATH']] if os.environ.get('PYTHONPATH') else [])))
+        env = dict(os.environ, MPLBACKEND='Agg')      # `-m` from cwd=REPO: the CLI of this tree's gmml_fast, installed or not
         if study.res['dry_run']:      # on the CPU even on a GPU machine, one thread as the study's own process
             env.update(CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1')
         before = set(out.iterdir())
@@ -616,6 +624,7 @@ def main(argv=None) -> int:
     check_out(Path(a.out), a.overwrite)
     if a.bs is not None and a.bs < 1: fail(f"--bs must be >= 1, got {a.bs}")
     if a.epochs is not None and a.epochs < 1: fail(f"--epochs must be >= 1, got {a.epochs}")
+    _check_importable()
     import torch
     if not a.dry_run and not torch.cuda.is_available():
         fail("no CUDA device (torch.cuda.is_available() is False); run this on a GPU machine, or use --dry_run to check the study on the CPU", 1)

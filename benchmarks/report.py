@@ -5,7 +5,7 @@ results comes from the JSON records the benchmark scripts wrote into `benchmarks
 record (`docs/images/quick_start.json`, written by `tools/quick_start.py`). This module reads them and formats
 them: tables as markdown, numbers as text; nothing is typed by hand, so a page cannot drift from its records.
 
-    from report import load, label_efficiency_table
+    from benchmarks.report import load, label_efficiency_table
     print(label_efficiency_table(load('label_efficiency')))
 
 Conventions: accuracies are stored as fractions and shown in percent; "a ± b" is the mean and the sample standard
@@ -96,13 +96,19 @@ def legacy(name: str) -> dict | None:
     "The manifest entry of a record measured by a script that no longer exists (its original command and commit), or None for a record the study runner wrote."
     return json.loads(LEGACY.read_text(encoding='utf-8')).get(name) if LEGACY.is_file() else None
 
+RUNNER_COMMANDS = ('python -m benchmarks.study ', 'python benchmarks/study.py ')     # the runner, as a module (now) or a script (older records)
+
+def is_runner_command(cmd: str) -> bool:
+    "Whether a record's command is the study runner's (`python -m benchmarks.study NAME ...`, or its script form in older records)."
+    return cmd.startswith(RUNNER_COMMANDS)
+
 def source_line(name: str) -> str:
     "How a record was made: the runner's command, or for a legacy record its original command, commit, and the study that measures the question now."
     d = load(name)
     cmd = (d[0]['run'] if isinstance(d, list) else d.get('meta', d))['command']
     leg = legacy(name)
-    if leg is None or cmd.startswith('python benchmarks/study.py'): return meta_line(name)   # the runner's own record
-    now = f"; `python benchmarks/study.py {leg['study']}` measures it now" if leg.get('study') else ''
+    if leg is None or is_runner_command(cmd): return meta_line(name)   # the runner's own record
+    now = f"; `python -m benchmarks.study {leg['study']}` measures it now" if leg.get('study') else ''
     return f"legacy record: `{leg['command'].split(' --note ')[0]}` at commit {leg['commit']}{now}"
 
 def label_efficiency_table(recs, protocols=tuple(PROTOCOLS), fractions=FRACTIONS) -> str:

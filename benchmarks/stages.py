@@ -52,10 +52,17 @@ def git_state(short: bool = True) -> dict:
     return dict(commit=git('rev-parse', *(['--short'] if short else []), 'HEAD') or None,
                 dirty=bool(git('status', '--porcelain', '--untracked-files=no')))
 
-def run_meta(argv=None, script: str = 'study.py') -> dict:
+def invocation(module: str = 'benchmarks.study') -> str:
+    "The command that runs `module` as the running program was typed: `python benchmarks/NAME.py` when a file of this folder runs as a script, else `python -m benchmarks.NAME` (the documented form)."
+    main = sys.modules.get('__main__')
+    f = getattr(main, '__file__', None)
+    if getattr(main, '__spec__', None) is None and f and Path(f).resolve().parent == HERE: return f"python benchmarks/{module.rsplit('.', 1)[-1]}.py"
+    return f'python -m {module}'
+
+def run_meta(argv=None, module: str = 'benchmarks.study') -> dict:
     "What every record says about its run: the command as typed, the git commit and whether the tree had changes, the machine and the date (UTC)."
     argv = sys.argv[1:] if argv is None else argv
-    return dict(command=f'python benchmarks/{script} ' + shlex.join(argv), **git_state(), machine=machine(),
+    return dict(command=f'{invocation(module)} ' + shlex.join(argv), **git_state(), machine=machine(),
                 date=datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))
 
 
@@ -372,8 +379,8 @@ def memory_child(method: str, arch: str, size: int, bs: int, precision: str) -> 
 def memory(cfg: dict, store: Store) -> dict:
     "The memory of one configuration's training step (`method`, `arch`, `size`, `bs`, `precision`), measured in a fresh process so that nothing before it counts."
     args = [cfg[k] for k in ('method', 'arch', 'size', 'bs', 'precision')]
-    r = subprocess.run([sys.executable, __file__, 'memory-child', *map(str, args)], capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get('PYTHONPATH', '')])))
+    # `-m` from the repository root: the child imports this tree's benchmarks and gmml_fast, installed or not
+    r = subprocess.run([sys.executable, '-m', 'benchmarks.stages', 'memory-child', *map(str, args)], capture_output=True, text=True, cwd=HERE.parent)
     if r.returncode: raise RuntimeError(f"the memory measurement of {args} failed:\n{r.stderr[-2000:]}")
     rec = json.loads(r.stdout.strip().splitlines()[-1])
     log(f"  memory {' '.join(map(str, args))}: {rec['step_mib']:.0f} MiB per step, process peak {rec['peak_mib']:.0f} MiB")

@@ -3,8 +3,8 @@
 A study is a function of a `Context` (the stage folder, quick or full settings) that asks the stage folder for the
 stages it needs — computed once, then shared with every other study that asks for the same ones (`stages.Store`) — and
 returns its outputs: records in `benchmarks/results/`, in the schemas `report.py` reads for the Results page, with a
-markdown summary and figures. The record is built from the stage records alone, so `study.py NAME --report` rebuilds it
-without computing anything (listing the stages not yet run).
+markdown summary and figures. The record is built from the stage records alone, so
+`python -m benchmarks.study NAME --report` rebuilds it without computing anything (listing the stages not yet run).
 
 The label-efficiency family shares one set of settings (`LE`): the follow-ups change one thing each and reuse the rest
 (the longer finetunes reuse the pretrainings; the finetune-recipe study reuses the study's own finetunes as its
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import report as R
-from stages import Store, log, run_meta, BARE_STEP, NANO
+from benchmarks import report as R
+from benchmarks.stages import Store, log, run_meta, BARE_STEP, NANO
 
 ARCH, DEPTH, SIZE = 'nano_28', 6, 28     # ViT-Nano (96-d, 3 heads), 6 blocks, 28 px images in 4 px patches: 7×7 tokens
 
@@ -487,7 +487,7 @@ def run_ablations(store: Store, quick: bool = False, p: dict | None = None) -> d
 @functools.lru_cache(maxsize=4)
 def _coverage_images(n: int):
     from gmml_fast.data import load_fashion_mnist
-    from stages import normalised
+    from benchmarks.stages import normalised
     return normalised(load_fashion_mnist('train')[0][:n], SIZE)
 
 def measured_coverage(corruption='gmml', ratio=None, n: int = 256) -> float:
@@ -575,7 +575,7 @@ def ablations(ctx):
 # ---------------------------------------------------------------------------------------------------- speed and memory
 def machine_key() -> str:
     "The part of a measurement's config that says where it ran: timings and memory are not shared between machines."
-    from stages import machine
+    from benchmarks.stages import machine
     m = machine()
     return f"{m['cpu']}, {m['torch_threads']} threads, torch {m['torch']}, GPU {m['gpu']}"
 

@@ -1,11 +1,14 @@
 """Run a named benchmark study (`--list` lists them) and write its records to benchmarks/results/.
 
-    python benchmarks/study.py --list
-    python benchmarks/study.py label_efficiency             # the central study (about 75 min on 2 CPU cores)
-    python benchmarks/study.py label_efficiency --quick     # a smoke test of the same stages (about 2 min)
-    python benchmarks/study.py wider_encoder                # a follow-up: reuses the study's finished stages
-    python benchmarks/study.py label_efficiency --report    # rebuild the record from the finished stages only
-    python benchmarks/study.py gpu --fmnist DIR ...         # the GPU study (benchmarks/gpu.py and its own options)
+    python -m benchmarks.study --list
+    python -m benchmarks.study label_efficiency             # the central study (about 75 min on 2 CPU cores)
+    python -m benchmarks.study label_efficiency --quick     # a smoke test of the same stages (about 2 min)
+    python -m benchmarks.study wider_encoder                # a follow-up: reuses the study's finished stages
+    python -m benchmarks.study label_efficiency --report    # rebuild the record from the finished stages only
+    python -m benchmarks.study gpu --fmnist DIR ...         # the GPU study (benchmarks/gpu.py and its own options)
+
+`benchmarks` is a package installed with gmml_fast (`pip install -e .`); from the repository root `python -m
+benchmarks.study` also runs without an install. `python benchmarks/study.py ...` works where the package is installed.
 
 Every stage (a pretraining, a frozen read-out, a finetune, a measurement) is saved in the state folder (--state) as it
 finishes, under the hash of its settings: running a study again continues where it stopped, and a study that needs a
@@ -18,7 +21,6 @@ from pathlib import Path
 warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)   # fastai's import, not ours: keep errors one line
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 DEFAULT_STATE = Path('/tmp/gmml_fast_studies')
 
 
@@ -28,10 +30,17 @@ def fail(msg: str, code: int = 2):
     raise SystemExit(code)
 
 
+def _check_importable():
+    "`python benchmarks/study.py` needs the installed package; without it, one line that says what to type instead."
+    import importlib.util
+    if importlib.util.find_spec('benchmarks') is None:
+        fail("cannot import the package benchmarks: run `python -m benchmarks.study ...` from the repository root, or install the package (pip install -e .)")
+
+
 def parse_args(argv):
     "The command line, checked before anything is computed or any folder made."
-    from studies import STUDIES
-    ap = argparse.ArgumentParser(prog='study.py', description=__doc__.split('\n')[0], epilog=__doc__,
+    from benchmarks.studies import STUDIES
+    ap = argparse.ArgumentParser(prog='python -m benchmarks.study', description=__doc__.split('\n')[0], epilog=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('name', nargs='?', help='the study to run (see --list)')
     ap.add_argument('--list', action='store_true', help='list the studies and what each measures')
@@ -65,15 +74,16 @@ def _unlist_legacy(out: Path, stem: str):
 def main(argv=None) -> int:
     "Run the study named on the command line (or hand `gpu` to benchmarks/gpu.py) and write its records."
     argv = list(sys.argv[1:] if argv is None else argv)
+    _check_importable()
     if argv[:1] == ['gpu']:                          # the GPU study has its own options and its own checks
-        import gpu
+        from benchmarks import gpu
         return gpu.main(argv[1:])
     a = parse_args(argv)
-    from studies import STUDIES, Context
+    from benchmarks.studies import STUDIES, Context
     if a.list:
         w = max(map(len, STUDIES))
         for s in STUDIES.values(): print(f"{s.name:{w}}  {s.doc}")
-        print(f"{'gpu':{w}}  the GPU study: throughput, memory, data-parallel and a pretraining on one GPU (benchmarks/gpu.py --help)")
+        print(f"{'gpu':{w}}  the GPU study: throughput, memory, data-parallel and a pretraining on one GPU (python -m benchmarks.gpu --help)")
         return 0
     st = STUDIES[a.name]
     state = Path(a.state).expanduser().resolve()
@@ -81,7 +91,7 @@ def main(argv=None) -> int:
     taken = [str(out/f'{s}.{e}') for s in st.stems for e in ('json', 'md') if (out/f'{s}.{e}').exists()]
     if taken and not a.overwrite: fail(f"{', '.join(taken)} exist; pass --overwrite to replace them (or --out another folder)")
     import torch
-    from stages import Store, StageFileError, log
+    from benchmarks.stages import Store, StageFileError, log
     torch.set_num_threads(a.threads)
     store = Store(state, compute=not a.report)
     log(f"{a.name}{' (quick)' if a.quick else ''}: stages in {state}" + (' (report only: nothing is computed)' if a.report else ''))

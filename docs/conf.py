@@ -1,11 +1,16 @@
 """Sphinx configuration of the documentation site. Build it with `python docs/build.py` (or `bash run.sh docs`),
 which assembles the source folder (notebook copies and generated pages) and runs Sphinx with this file."""
-import inspect, os, re, sys, warnings
+import importlib.util, inspect, os, re, warnings
 from configparser import ConfigParser
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))                     # the API pages document this checkout's package
+# The API pages document this checkout's package: docs/build.py runs `python -m sphinx` from ROOT (so ROOT is first on
+# sys.path), and `pip install -e .` points the installed package here too. Anything else would document other code.
+_pkg = importlib.util.find_spec('gmml_fast')
+if _pkg is None or Path(_pkg.origin).resolve().parent != ROOT/'gmml_fast':
+    raise RuntimeError(f"the docs would document the gmml_fast at {_pkg and _pkg.origin}, not this checkout's {ROOT/'gmml_fast'}: "
+                       f"build them with `python docs/build.py` or install this checkout (pip install -e .)")
 os.environ.setdefault('MPLBACKEND', 'Agg')         # importing the modules must not need a display
 warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated')   # printed while importing timm
 

@@ -1,10 +1,10 @@
 "The committed benchmark records (benchmarks/results/, most of them legacy: measured by scripts the study runner replaced) are complete and consistent with each other and with their markdown; every one is either the runner's or listed with its original command."
-import json, re, statistics, subprocess, sys
+import json, re, statistics, subprocess
 import pytest
 from pathlib import Path
 
-BENCH = Path(__file__).parent.parent/'benchmarks'
-sys.path.insert(0, str(BENCH))
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT/'benchmarks'
 RESULTS = BENCH/'results'
 NAMES = {'random': 'random init', 'gmml': 'GMML', 'mae': 'MAE (5 epochs)', 'mae_time': 'MAE (9 epochs)', 'simmim': 'SimMIM',
          'cnn': 'ResNet from scratch'}
@@ -156,7 +156,7 @@ def test_encoder_width_results_are_complete_and_their_table_shows_them():
 @legacy_only('finetune_recipe', 'label_efficiency_simmim')
 def test_finetune_recipe_results_chose_on_heldout_images_and_tested_on_the_studys_subsets():
     "benchmarks/results/finetune_recipe.*: every variant for every seed on held-out training images, the choice is their best mean, the test runs are the study's finetunes with the chosen arguments; the tables show the JSON."
-    from studies import choose
+    from benchmarks.studies import choose
     d = json.loads((RESULTS/'finetune_recipe.json').read_text())
     md = (RESULTS/'finetune_recipe.md').read_text()
     seeds, plan = d['meta']['seeds'], d['plan']
@@ -197,7 +197,8 @@ def test_wider_encoder_results_pair_the_studys_records():
 
 def test_every_committed_record_is_the_runners_or_a_listed_legacy_one():
     "benchmarks/results/: each record was written by study.py (its command says so) or is listed in legacy.json with its original command, its commit and the study that measures the question now (or why none does); no entry names a record that is not there."
-    from studies import STUDIES
+    from benchmarks.report import is_runner_command
+    from benchmarks.studies import STUDIES
     legacy = json.loads((RESULTS/'legacy.json').read_text())
     stems = {p.stem for p in RESULTS.glob('*.json')} - {'legacy', 'gpu'}
     for stem in stems:
@@ -208,8 +209,21 @@ def test_every_committed_record_is_the_runners_or_a_listed_legacy_one():
             assert e['command'].startswith('python benchmarks/bench_') and re.fullmatch(r'[0-9a-f]{7}', e['commit']), stem
             assert e['study'] in STUDIES if e['study'] else e['why'], stem
             assert stem in STUDIES[e['study']].stems if e['study'] else True, stem
-        else: assert meta['command'].startswith('python benchmarks/study.py ') and meta['commit'], stem
+        else: assert is_runner_command(meta['command']) and meta['commit'], stem      # `python -m benchmarks.study ...` (older: benchmarks/study.py)
         assert (RESULTS/f'{stem}.md').is_file(), stem
     assert set(legacy) - {'_about'} <= stems
     assert not list(BENCH.glob('bench_*.py'))       # the scripts the runner replaced are gone
-    assert len(list(BENCH.glob('*.py'))) <= 6
+    assert len([p for p in BENCH.glob('*.py') if p.name != '__init__.py']) <= 6
+
+def test_no_tracked_file_edits_sys_path():
+    "benchmarks/ is a package installed with gmml_fast (setup.py), so nothing (notebooks, tests, tools, docs) needs to edit sys.path to import it."
+    try: files = subprocess.run(['git', 'ls-files', '-z'], capture_output=True, text=True, cwd=ROOT, check=True, timeout=60).stdout.split('\0')
+    except (OSError, subprocess.SubprocessError): pytest.skip('not a git checkout')
+    edits = ['sys.path.' + verb for verb in ('insert', 'append')]      # spelled in two pieces, so this file does not match itself
+    found = []
+    for f in filter(None, files):
+        p = ROOT/f
+        if not p.is_file() or p.is_symlink(): continue
+        text = p.read_bytes().decode('utf-8', errors='ignore')
+        found += [f'{f}: {e}' for e in edits if e in text]
+    assert not found, f'files that edit sys.path (import the installed packages instead, e.g. `from benchmarks import report`): {found}'

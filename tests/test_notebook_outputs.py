@@ -3,13 +3,20 @@
 Outputs are written by `bash run.sh notebooks [NB ...]` (tools/run_notebooks.py), which stamps every executed cell
 with the hash of its source; the rules shared with that tool are in tools/nb_outputs.py.
 """
-import json, sys
+import importlib.util, json, sys
 from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT/'tools'))
-import nb_outputs as O  # noqa: E402
+
+def _load_tool(name: str):
+    "tools/NAME.py as a module, from its file (tools/ is a folder of scripts, not a package); registered before it runs, as its dataclasses need."
+    spec = importlib.util.spec_from_file_location(name, ROOT/'tools'/f'{name}.py')
+    mod = sys.modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+O = _load_tool('nb_outputs')
 
 NBS = sorted((ROOT/'nbs').glob('*.ipynb'))
 MAX_TOTAL_BYTES = 10_000_000          # all nbs/*.ipynb together

@@ -1,13 +1,13 @@
 """benchmarks/report.py, the renderer of the Results page and of the README's results: its arithmetic on records made
 up here, its tables on the committed records, and the stored outputs of the pages that use it (they must be what
 the renderer makes of the committed records today, so no page can quote a number its records do not hold)."""
-import ast, importlib.util, json, re, statistics, sys
+import ast, importlib.util, json, re, statistics
 from pathlib import Path
 import pytest
 
+from benchmarks import report as R
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT/'benchmarks'))
-import report as R      # noqa: E402
 
 def _rec(method, protocol, f, seed, acc, epochs=None):
     pre = None if epochs is None else dict(epochs=epochs, steps=epochs*10, images_per_s=100.0, train_minutes=epochs*2.0, minutes=epochs*2.1,

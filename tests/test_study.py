@@ -1,15 +1,16 @@
-"benchmarks/study.py, the one runner of the benchmark studies: a quick study end to end, a resumed study computes only what is missing, a second study reads the first's shared stages back, --report computes nothing, bad input is one line; and the stage keys behind all of it."
+"benchmarks/study.py (`python -m benchmarks.study`), the one runner of the benchmark studies: a quick study end to end, a resumed study computes only what is missing, a second study reads the first's shared stages back, --report computes nothing, bad input is one line; and the stage keys behind all of it."
 import json, re, subprocess, sys
 from pathlib import Path
 import pytest
 
-BENCH = Path(__file__).parent.parent/'benchmarks'
-sys.path.insert(0, str(BENCH))
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT/'benchmarks'
 
-def study(*args, timeout=900):
-    "Run the runner as a user would; one torch thread unless the test says otherwise (the suite runs one test at a time on 2 cores)."
+def study(*args, timeout=900, script=False):
+    "Run the runner as a user would (`python -m benchmarks.study` from the repository root; `script`: `python benchmarks/study.py`); one torch thread unless the test says otherwise (the suite runs one test at a time on 2 cores)."
     more = ['--threads', '1'] if args and not args[0].startswith('-') and args[0] != 'gpu' and '--threads' not in args else []
-    return subprocess.run([sys.executable, str(BENCH/'study.py'), *args, *more], capture_output=True, text=True, timeout=timeout, cwd=BENCH)
+    how = [str(BENCH/'study.py')] if script else ['-m', 'benchmarks.study']
+    return subprocess.run([sys.executable, *how, *args, *more], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 def counts(r) -> tuple[int, int]:
     "(stages computed, stages read back) from the runner's last line."
@@ -26,7 +27,7 @@ def quick(tmp_path_factory):
     return state, r
 
 def test_a_quick_study_runs_end_to_end_and_report_reads_its_record(quick):
-    import report as R
+    from benchmarks import report as R
     state, r = quick
     out = state/'results'                                   # a quick record goes next to its stages, never into benchmarks/results
     recs = json.loads((out/'label_efficiency.json').read_text())
@@ -34,7 +35,7 @@ def test_a_quick_study_runs_end_to_end_and_report_reads_its_record(quick):
     inits = ('random', 'gmml', 'mae', *(['mae_time'] if 'mae_time' in pre else []))    # MAE at GMML's time: a row when it is more epochs
     assert {(x['method'], x['protocol']) for x in recs} == ({(m, p) for m in inits for p in ('knn', 'linear')} | {(m, 'finetune') for m in (*inits, 'cnn')})
     for x in recs:
-        assert x['run']['mode'] == 'quick' and x['run']['command'].startswith('python benchmarks/study.py label_efficiency --quick --state ')
+        assert x['run']['mode'] == 'quick' and x['run']['command'].startswith('python -m benchmarks.study label_efficiency --quick --state ')
         assert x['test_images'] == 500 and 0.0 < x['test_accuracy'] <= 1
         assert (x['pretraining'] is None) == (x['method'] in ('random', 'cnn'))
     ft = [x for x in recs if x['protocol'] == 'finetune']
@@ -112,20 +113,23 @@ def test_gpu_is_handed_to_the_gpu_study():
     assert r.returncode == 1 and 'no CUDA device' in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 def test_an_unreadable_stage_record_is_one_line(tmp_path):
-    from stages import Store, StageFileError
+    from benchmarks.stages import Store, StageFileError
     st = Store(tmp_path)
     st.path('readout', dict(x=1)).write_text('{')                  # e.g. a disk that filled up under another tool
     with pytest.raises(StageFileError, match='delete it and run the study again'): st.run('readout', dict(x=1))
 
 def test_list_names_every_study():
-    from studies import STUDIES
+    "As a module (the documented form) and as a script of the installed package: the same list."
+    from benchmarks.studies import STUDIES
     r = study('--list')
-    assert r.returncode == 0
+    assert r.returncode == 0, r.stderr
     for name in [*STUDIES, 'gpu']: assert re.search(rf'^{name} ', r.stdout, re.M), name
+    s = study('--list', script=True)
+    assert s.returncode == 0 and s.stdout == r.stdout, s.stderr
 
 def test_stage_keys_follow_settings_and_recipes(tmp_path):
-    from stages import stage_key, Store
-    from studies import pre_cfg, ft_cfg, LE
+    from benchmarks.stages import stage_key, Store
+    from benchmarks.studies import pre_cfg, ft_cfg, LE
     m = LE['quick']
     a = pre_cfg(m, 'gmml')
     assert stage_key('pretrain', a) == stage_key('pretrain', pre_cfg(m, 'gmml'))                     # equal settings share
@@ -136,7 +140,7 @@ def test_stage_keys_follow_settings_and_recipes(tmp_path):
     assert stage_key('finetune', f) != stage_key('finetune', ft_cfg(m, 'gmml', pre_cfg(m, 'gmml', epochs=2), 0.01, 0))   # its pretraining is part of it
     # a stage is computed once, written whole, then read back
     calls = []
-    import stages
+    from benchmarks import stages
     stages.STAGES['echo'] = lambda cfg, store: calls.append(cfg) or dict(value=cfg['x'])
     try:
         st = Store(tmp_path)
@@ -146,7 +150,7 @@ def test_stage_keys_follow_settings_and_recipes(tmp_path):
     finally: del stages.STAGES['echo']
 
 def test_choose_takes_the_best_mean_and_breaks_ties_by_order():
-    from studies import choose
+    from benchmarks.studies import choose
     acc = {('gmml', 'study'): [0.7, 0.8], ('gmml', 'drloc'): [0.8, 0.7], ('gmml', 'me'): [0.6, 0.7]}
     assert choose(acc, {'gmml': ['study', 'drloc', 'me']}) == {'gmml': 'study'}
     acc[('gmml', 'me')] = [0.6, 0.95]

@@ -20,12 +20,12 @@ A cell that raises: the notebook, cell index and traceback are reported, that no
 exit status is 1. For each notebook the wall time and the size of the written file are printed.
 """
 from __future__ import annotations
-import argparse, base64, io, json, os, sys, time, traceback
+import argparse, base64, importlib.util, io, json, os, sys, time, traceback
 from multiprocessing import get_context
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nb_outputs import ROOT, STAMP_KEY, plan, src_hash, collapse_cr, is_blank, _text  # noqa: E402
+# run as a script, this folder is first on sys.path (the spawned workers start with the same sys.path)
+from nb_outputs import ROOT, STAMP_KEY, plan, src_hash, collapse_cr, is_blank, _text
 
 NBS = ROOT/'nbs'
 
@@ -150,8 +150,7 @@ def execute(nb_path, dpi=72, seed=0, png_colors=256, timings: dict | None = None
     nb_path = Path(nb_path).resolve()
     _, cells = plan(nb_path)          # cells of a notebook nbdev_test skips as a whole carry that reason
     nb = json.loads(nb_path.read_text(encoding='utf-8'))
-    os.chdir(nb_path.parent)
-    sys.path.insert(0, str(ROOT))
+    os.chdir(nb_path.parent)           # the notebooks import gmml_fast and benchmarks as installed: this checkout (see main)
     from execnb.shell import CaptureShell
     shell = CaptureShell(mpl_format='png')
     displays = {}
@@ -209,6 +208,15 @@ def resolve(names) -> list[Path]:
         out.append(p.resolve())
     return out
 
+def check_installed(packages=('gmml_fast', 'benchmarks')):
+    "The notebooks import the installed packages: stop with one line unless they are this checkout's (`pip install -e .` here)."
+    for name in packages:
+        spec = importlib.util.find_spec(name)
+        where = Path(spec.origin).resolve().parent if spec and spec.origin else None
+        if where != ROOT/name:
+            sys.exit(f"the notebooks would import {name} from {where or 'nowhere'}, not {ROOT/name}: install this checkout "
+                     f"(`pip install -e .` in {ROOT}, or `bash run.sh notebooks`)")
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('notebooks', nargs='*', help='notebooks to run (default: every nbs/*.ipynb)')
@@ -219,6 +227,7 @@ def main(argv=None):
                     help='store opaque PNG figures as palette PNGs of this many colours when smaller (0: as rendered)')
     args = ap.parse_args(argv)
     nbs = resolve(args.notebooks)
+    check_installed()
     # inherited by the worker processes (spawned, so these hold from their first import on)
     os.environ.update(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONHASHSEED=str(args.seed),
                       MPLBACKEND='module://matplotlib_inline.backend_inline')
