@@ -40,7 +40,8 @@ from .core import unwrap_model, dls_stats, stats_tensors
 from .callbacks import GMML, MAE, SimMIM, NoDecayCallback, ReconstructionFigures, SeededCallback
 from .rng import split_key, AUGMENT_STREAM
 from .step import ForeachAdam, ForeachGradientClip, StopOnNonFiniteLoss, use_sparse_progress
-from .finetune import ViTClassifier, layer_decay_splitter, layer_decay_lrs, layer_groups, DRLoc, ME, MAEAux
+from .finetune import ViTClassifier, layer_decay_splitter, layer_decay_lrs, layer_groups
+from .auxiliary import DRLoc, ME, MAEAux
 
 # %% auto #0
 __all__ = ['LEARNER_OPTIONS', 'set_drop_path', 'resolve_recipe', 'DevicePrecision', 'gmml_learner', 'mae_learner',

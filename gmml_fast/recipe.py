@@ -4,20 +4,19 @@
 
 # %% ../nbs/85_recipe.ipynb #51617eaa
 from __future__ import annotations
-import hashlib, inspect, json, math, numbers
+import hashlib, json, math, numbers
 import numpy as np
 from dataclasses import dataclass, field, fields, replace
 
 from .aliens import RECIPES as CORRUPTIONS, GMMLCorruption, Alien
 from .augment import PretrainAugment
 from .patches import ENCODER_PRESETS
-from .finetune import DRLoc, ME, MAEAux
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'POOLS', 'AUGMENT_POLICIES', 'SCHEDULES', 'NAMED_RECIPES', 'RECIPE_ALIASES', 'RECIPE_CLASSES',
-           'RECIPE_SOURCES', 'hp', 'redefault', 'in_interval', 'field_kind', 'allowed', 'check_field', 'Checked',
-           'Recipe', 'GMMLRecipe', 'MAERecipe', 'SimMIMRecipe', 'FinetuneRecipe', 'recipe_names', 'get_recipe',
-           'recipe_name', 'with_overrides', 'recipe_sources_table', 'recipe_table']
+__all__ = ['PRECISIONS', 'POOLS', 'AUGMENT_POLICIES', 'SCHEDULES', 'AUX_SETTINGS', 'NAMED_RECIPES', 'RECIPE_ALIASES',
+           'RECIPE_CLASSES', 'RECIPE_SOURCES', 'hp', 'redefault', 'in_interval', 'field_kind', 'allowed', 'check_field',
+           'Checked', 'Recipe', 'GMMLRecipe', 'MAERecipe', 'SimMIMRecipe', 'FinetuneRecipe', 'recipe_names',
+           'get_recipe', 'recipe_name', 'with_overrides', 'recipe_sources_table', 'recipe_table']
 
 # %% ../nbs/85_recipe.ipynb #7bdef3c6
 def hp(default, help: str, within: str | None = None, choices: tuple | None = None, none: str | None = None,
@@ -228,6 +227,11 @@ class SimMIMRecipe(_PretrainRecipe):
         if self.mask == 'blockwise' and self.mask_cells is not None:
             raise ValueError(f"mask_cells is for random masks: use mask='random' or mask_cells=None, got mask_cells={self.mask_cells}")
 
+AUX_SETTINGS = {   # what the auxiliary-loss callbacks take besides lam and seed, as data: no import of them (82_auxiliary checks these)
+    'drloc_kwargs': ('DRLoc', ('m', 'signed', 'valid_seed', 'hidden')),
+    'me_kwargs': ('ME', ('ratio', 'detach_target', 'valid_seed', 'depth', 'heads', 'mlp_ratio')),
+    'mae_kwargs': ('MAEAux', ('mask_ratio', 'norm_pix', 'alpha', 'valid_seed', 'decoder_dim', 'decoder_depth', 'decoder_heads'))}
+
 @dataclass(frozen=True)
 class FinetuneRecipe(Recipe):
     "Supervised finetuning of a (pretrained or random) encoder with a linear head: layer-wise lr decay, label smoothing, crops and flips, an augmentation policy, MixUp/CutMix and the DRLoc / ME / MAE auxiliary losses."
@@ -254,10 +258,9 @@ class FinetuneRecipe(Recipe):
     def check(self):
         super().check()
         if self.mixup and self.cutmix: raise ValueError(f"use mixup or cutmix, not both; got mixup={self.mixup}, cutmix={self.cutmix}")
-        for name, cb in (('drloc_kwargs', DRLoc), ('me_kwargs', ME), ('mae_kwargs', MAEAux)):
-            known = set(inspect.signature(cb.__init__).parameters) - {'self', 'lam', 'seed'}
-            bad = sorted(set(getattr(self, name) or {}) - known)
-            if bad: raise ValueError(f"{name} has no setting {', '.join(bad)}; {cb.__name__} takes {', '.join(sorted(known))}")
+        for name, (cb, known) in AUX_SETTINGS.items():
+            bad = sorted(set(getattr(self, name) or {}) - set(known))
+            if bad: raise ValueError(f"{name} has no setting {', '.join(bad)}; {cb} takes {', '.join(sorted(known))}")
 
 # %% ../nbs/85_recipe.ipynb #0ddf9f59
 NAMED_RECIPES = {

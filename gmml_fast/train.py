@@ -25,10 +25,9 @@ from .datasets import DATASETS, dataset_info, dataset_pretrain_dls, dataset_fine
 from .recipe import (Checked, hp, allowed, field_kind, GMMLRecipe, MAERecipe, SimMIMRecipe, FinetuneRecipe,
                               NAMED_RECIPES, RECIPE_ALIASES, PRECISIONS, get_recipe, with_overrides, recipe_name)
 from .callbacks import ReconstructionFigures
-from .evaluate import KNNMonitor
+from .evaluate import KNNMonitor, fgsm_accuracy
 from .core import local_dl
 from .learner import gmml_learner, mae_learner, simmim_learner, finetune_learner, recipe_fit_kwargs
-from .finetune import fgsm_accuracy
 from .step import NonFiniteLossError
 from .distributed import (setup_distrib, teardown_distrib, distrib_ctx, is_rank0, CheckpointEveryEpoch,
                                    resume_fit)

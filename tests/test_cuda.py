@@ -45,7 +45,7 @@ def test_learners_train_on_the_gpu(method, precision):
 def test_finetune_with_aux_tasks_and_fgsm_on_the_gpu():
     from gmml_fast.data import fmnist_finetune_dls
     from gmml_fast.learner import finetune_learner
-    from gmml_fast.finetune import fgsm_accuracy
+    from gmml_fast.evaluate import fgsm_accuracy
     dls = fmnist_finetune_dls(bs=64, label_fraction=0.05, n_valid=500, device=CUDA)
     learn = finetune_learner(dls, arch='nano_32', encoder_kwargs=dict(depth=2), drloc=0.1, me=0.1, seed=0, precision='bf16')
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(2, 2e-3)

@@ -12,7 +12,7 @@ from gmml_fast.recipe import (GMMLRecipe, MAERecipe, SimMIMRecipe, FinetuneRecip
                               field_kind as _kind)
 from gmml_fast.data import tensor_dls
 from gmml_fast.train import PretrainConfig, FinetuneConfig, parser, _pretrain_learner, _finetune_learner
-from gmml_fast.finetune import DRLoc, ME, MAEAux
+from gmml_fast.auxiliary import DRLoc, ME, MAEAux
 
 RECIPES = (GMMLRecipe, MAERecipe, SimMIMRecipe, FinetuneRecipe)
 
