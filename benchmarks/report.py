@@ -236,17 +236,58 @@ def meta_line(name: str) -> str:
     m = d[0]['run'] if isinstance(d, list) else d.get('meta', d)
     return f"`{m['command'].split(' --note ')[0]}` on {machine_line(m['machine'])}"
 
+def throughput_groups(d: dict) -> dict[str, list[str]]:
+    """The throughput record's `images_per_s` keys by setting, as {heading: keys}. The setting is read off each key (the
+    corruption rows name their batch shape, the ViT-Nano/6 rows say so, the monitors read out with the ViT-Nano/6 GMML
+    encoder, every other step is ViT-Tiny) and each heading off the record's `setup`, so that no heading claims a model
+    or an image size its rows were not measured at."""
+    import re
+    setup = d.get('setup', '')
+    bs = re.search(r'batches of (\d+)', setup)
+    bs = f', batches of {bs[1]}' if bs else ''
+    def model(name, batches=True):                # 'ViT-Tiny (192-d, 12 blocks, patch 4) on 3×32×32' -> its words in `setup`
+        m = re.search(re.escape(name) + r'( \([^)]*\))? on (\d+×\d+×\d+)', setup)
+        return f"{name}{m[1] or ''}, {m[2]} Fashion-MNIST images{bs if batches else ''}" if m else name
+    def heading(k):
+        if k.startswith('gmml_corrupt'):
+            shape = re.search(r'\((\d+(?:×\d+)+)\)', k)
+            return 'Corruption alone (`gmml_corrupt`, no model)' + (f', random {shape[1]} batches' if shape else '')
+        if 'ViT-Nano/6' in k: return model('ViT-Nano/6')
+        if 'monitor read-out' in k: return "The pretraining monitors' read-out, with the GMML encoder of " + model('ViT-Nano/6', batches=False)
+        return model('ViT-Tiny')
+    out = {}
+    for k in d['images_per_s']: out.setdefault(heading(k), []).append(k)
+    return out
+
 def throughput_table(name='throughput', keys=None) -> str:
-    "The step throughputs (images/s) and ratios of one throughput run."
+    "The images/s of each step of one throughput run (`keys`: these steps only), one table per setting under its heading (`throughput_groups`)."
     d = load(name)
-    keys = keys or [k for k in d['images_per_s'] if 'ViT-Nano/6' in k and 'float32' in k]
-    rows = [[k, f"{d['images_per_s'][k]:.0f}"] for k in keys]
-    return md_table(['step', 'images/s'], rows)
+    parts = []
+    for head, ks in throughput_groups(d).items():
+        ks = [k for k in ks if keys is None or k in keys]
+        if ks: parts.append(f"**{head}**\n\n" + md_table(['step', 'images/s'], [[k, f"{d['images_per_s'][k]:.0f}"] for k in ks]))
+    return '\n\n'.join(parts)
+
+def ratio_x(v: float) -> str:
+    "A ratio as a multiple: 1.5708 -> '1.57×', 0.01845 -> '0.018×' (three decimals below 0.1)."
+    return f'{v:.2f}×' if v >= 0.1 else f'{v:.3f}×'
+
+def ratio_reads_as(r: dict) -> str:
+    "One ratio row (studies.compute_ratios) in words: what the numerator's time is against the denominator's, and so faster or slower (a monitor's overhead: the share it adds)."
+    v = r['time_ratio']
+    s = f"{r['numerator_name']} takes {ratio_x(v)} the time of {r['denominator_name']}"
+    s = s[0].upper() + s[1:]
+    if r.get('kind') == 'overhead': return f"{s}: it adds {100*v:.1f} % to it"
+    return f"{s}: " + ('slower' if round(v, 2) > 1 else 'faster' if round(v, 2) < 1 else 'the same')
 
 def ratios_table(name='throughput') -> str:
-    "The speed ratios of one throughput run, each of two numbers measured in that run."
+    "The step-time ratios of one throughput run (each of two numbers measured in that run): the ratio, its value, what it says, and the project's target where it set one."
     d = load(name)
-    return md_table(['ratio (measured in one run)', 'value'], [[k, f'{v:.2f}×'] for k, v in d['ratios'].items()])
+    def target(r):
+        if r.get('target') is None: return DASH
+        return f"≤ {r['target']:g}×: {'met' if r['met'] else 'missed'} ({r['time_ratio']:.3f}×)"
+    return md_table(['ratio (measured in one run)', 'step time ratio', 'reads as', 'target'],
+                    [[r['label'], ratio_x(r['time_ratio']), ratio_reads_as(r), target(r)] for r in d['ratios']])
 
 
 def host_table(name='host') -> str:

@@ -579,29 +579,77 @@ def machine_key() -> str:
     m = machine()
     return f"{m['cpu']}, {m['torch_threads']} threads, torch {m['torch']}, GPU {m['gpu']}"
 
-def compute_ratios(rows: dict) -> dict:
-    "Every ratio of the throughput record, from its measured images/s `rows` alone (each of two numbers measured in the same run)."
-    from gmml_fast.train import PretrainConfig
-    g, nano = rows['GMML step (fastai)'], lambda name, label: rows[f'{name} step, {NANO}, {label} (fastai)']
-    cli = PretrainConfig()
-    epoch_s = 60000*cli.fraction/nano('GMML', 'float32')         # one epoch of the default pretraining job
-    monitors = {k.split(' monitor read-out')[0]: k for k in rows if 'monitor read-out' in k}
-    return {
-        'corruption: batched / per-image loop': rows['gmml_corrupt, batched (256×3×32×32)']/rows['gmml_corrupt, per-image loop (256×3×32×32)'],
-        'MAE (192×4) step / GMML step': rows['MAE step, decoder 192-d × 4 (fastai)']/g,
-        'MAE (128×1) step / GMML step': rows['MAE step, decoder 128-d × 1 (fastai)']/g,
-        'GMML step time / classification (CE) step time, ViT-Tiny (target ≤ 1.1×)': rows['finetune step, CE (fastai)']/g,
-        'GMML step time / classification (CE) step time, ViT-Nano/6 (target ≤ 1.1×)': nano('finetune', 'float32')/nano('GMML', 'float32'),
-        'finetune CE+DRLoc+ME step / CE step': rows['finetune step, CE + DRLoc + ME (fastai)']/rows['finetune step, CE (fastai)'],
-        'fastai / raw loop (GMML step)': g/rows['GMML step (raw PyTorch loop)'],
-        'MAE / GMML step, ViT-Nano/6 (default decoders)': nano('MAE', 'float32')/nano('GMML', 'float32'),
-        'SimMIM / GMML step, ViT-Nano/6': nano('SimMIM', 'float32')/nano('GMML', 'float32'),
-        **{f'{n} step, ViT-Nano/6: {label} / float32': nano(n, label)/nano(n, 'float32') for n in ('GMML', 'MAE', 'SimMIM', 'finetune') for label in ('bf16', 'compiled')},
-        **{f'{label} monitor / one epoch of the default pretrain job ({60000*cli.fraction:,.0f} images, GMML ViT-Nano/6 step rate)':
-           (cli.monitor + cli.monitor//4)/rows[k]/epoch_s for label, k in monitors.items()},
-    }
+# The throughput stage's images/s keys (stages.throughput), by a stable id: the ratios name their steps by these keys and
+# are themselves named by ids, so that a ratio's display label can change without breaking anything.
+TP_STEPS = {'corrupt_batched': 'gmml_corrupt, batched (256×3×32×32)', 'corrupt_loop': 'gmml_corrupt, per-image loop (256×3×32×32)',
+            'gmml_tiny': 'GMML step (fastai)', 'gmml_tiny_raw': 'GMML step (raw PyTorch loop)',
+            'mae_192x4_tiny': 'MAE step, decoder 192-d × 4 (fastai)', 'mae_128x1_tiny': 'MAE step, decoder 128-d × 1 (fastai)',
+            'ce_tiny': 'finetune step, CE (fastai)', 'ce_drloc_me_tiny': 'finetune step, CE + DRLoc + ME (fastai)',
+            **{f'{i}_nano_{p}': f'{n} step, {NANO}, {p} (fastai)' for i, n in (('gmml', 'GMML'), ('mae', 'MAE'), ('simmim', 'SimMIM'), ('ce', 'finetune'))
+               for p in ('float32', 'bf16', 'compiled')}}
+GMML_CE_TARGET = 1.1       # the project's bound on GMML step time / classification (CE) step time
 
-@study('throughput', "images/s of every step the project compares, and their ratios, measured in one process (full: about 10 min on 2 CPU cores)", ('throughput',))
+def compute_ratios(rows: dict) -> list[dict]:
+    """Every ratio of the throughput record, from its measured images/s `rows` alone (each of two numbers measured in the same run).
+
+    One direction and one unit for all: `time_ratio` is the time of the numerator over the time of the denominator, so
+    above 1 the numerator is slower. A row: a stable snake_case `id`; a display `label`; `numerator` and `denominator`,
+    the `rows` keys of the two measured steps; their names in a sentence (`numerator_name`, `denominator_name`); `kind`,
+    'comparison' (two steps, the same number of images each) or 'overhead' (the k-NN monitor's read-out against one
+    epoch of the default pretraining job: `numerator_images` and `denominator_images` say how many images each is);
+    `time_ratio`; and where the project set one, `target` (an upper bound on `time_ratio`) and `met`."""
+    from gmml_fast.train import PretrainConfig
+    out = []
+    def ratio(id, label, num, den, names, target=None, images=None):
+        n_num, n_den = images or (1, 1)
+        r = dict(id=id, label=label, numerator=TP_STEPS.get(num, num), denominator=TP_STEPS.get(den, den),
+                 numerator_name=names[0], denominator_name=names[1], kind='overhead' if images else 'comparison')
+        if images: r.update(numerator_images=n_num, denominator_images=n_den)
+        r['time_ratio'] = (n_num/rows[r['numerator']])/(n_den/rows[r['denominator']])
+        if target is not None: r.update(target=target, met=bool(r['time_ratio'] <= target))
+        out.append(r)
+    ratio('corrupt_batched_vs_loop', 'batched corruption time / per-image loop time (gmml_corrupt, 256×3×32×32)', 'corrupt_batched', 'corrupt_loop',
+          ('batched gmml_corrupt', 'the per-image loop'))
+    for d in ('192x4', '128x1'):
+        w = d.replace('x', '-d × ')
+        ratio(f'mae_{d}_vs_gmml_tiny', f'MAE step time (decoder {w}) / GMML step time, ViT-Tiny', f'mae_{d}_tiny', 'gmml_tiny',
+              (f'the MAE step (decoder {w})', 'the GMML step'))
+    for s, name in (('tiny', 'ViT-Tiny'), ('nano', 'ViT-Nano/6')):
+        ratio(f'gmml_vs_ce_{s}', f'GMML step time / CE step time, {name}', 'gmml_tiny' if s == 'tiny' else 'gmml_nano_float32',
+              'ce_tiny' if s == 'tiny' else 'ce_nano_float32', ('the GMML step', 'the classification (CE) step'), target=GMML_CE_TARGET)
+    ratio('ce_drloc_me_vs_ce_tiny', 'CE + DRLoc + ME step time / CE step time, ViT-Tiny', 'ce_drloc_me_tiny', 'ce_tiny',
+          ('the CE + DRLoc + ME step', 'the CE step'))
+    ratio('fastai_vs_raw_gmml_tiny', 'GMML step time, fastai / raw PyTorch loop, ViT-Tiny', 'gmml_tiny', 'gmml_tiny_raw',
+          ('the fastai GMML step', 'the same step in a raw PyTorch loop'))
+    ratio('mae_vs_gmml_nano', 'MAE step time (default decoder) / GMML step time, ViT-Nano/6', 'mae_nano_float32', 'gmml_nano_float32',
+          ('the MAE step (default decoder)', 'the GMML step'))
+    ratio('simmim_vs_gmml_nano', 'SimMIM step time / GMML step time, ViT-Nano/6', 'simmim_nano_float32', 'gmml_nano_float32',
+          ('the SimMIM step', 'the GMML step'))
+    for m, name in (('gmml', 'GMML'), ('mae', 'MAE'), ('simmim', 'SimMIM'), ('ce', 'CE')):
+        for p in ('bf16', 'compiled'):
+            ratio(f'{m}_{p}_vs_float32_nano', f'{name} step time, {p} / float32, ViT-Nano/6', f'{m}_nano_{p}', f'{m}_nano_float32',
+                  (f'the {p} {name} step' if p == 'bf16' else f'the compiled {name} step (float32)', f'the float32 {name} step'))
+    cli = PretrainConfig()                      # the monitor's read-out, after every epoch of the default pretraining job
+    n_bank, n_query, n_epoch = cli.monitor, cli.monitor//4, round(60000*cli.fraction)
+    for m, name in (('knn', 'k-NN'), ('knn_linear', 'k-NN + linear probe')):
+        ratio(f'{m}_monitor_vs_epoch_nano', f'{name} monitor time / pretraining epoch time, default job, ViT-Nano/6',
+              f'{name} monitor read-out ({n_bank:,} + {n_query} images)', 'gmml_nano_float32',
+              (f'the {name} monitor read-out ({n_bank + n_query:,} images)', f'one epoch of the default pretraining job ({n_epoch:,} images at the GMML ViT-Nano/6 step rate)'),
+              images=(n_bank + n_query, n_epoch))
+    return out
+
+TP_NOTE = ("Every ratio is time over time (step time over step time; for the monitors, read-out time over one epoch's time): "
+           'above 1, the first step is slower. '
+           'On a CPU, bf16 is emulated; bf16 and compilation are aimed at GPUs (`benchmarks/gpu.py`).')
+
+def throughput_md(path) -> str:
+    "The throughput record's markdown: the command and setup, the images/s of each step by setting, and the step-time ratios."
+    d = R.load(path)
+    return (f"# Throughput\n\n`{d['command']}` on {d['machine']} ({d['wall_s']/60:.1f} min). {d['setup']}.\n\n"
+            + R.throughput_table(path) + '\n\n' + R.ratios_table(path) + f'\n\n{TP_NOTE}\n'
+            + (f"\n{d['ratios_migrated']}\n" if d.get('ratios_migrated') else ''))
+
+@study('throughput', "images/s of every step the project compares, and their step-time ratios, measured in one process (full: about 10 min on 2 CPU cores)", ('throughput',))
 def throughput(ctx):
     r = ctx.store.run('throughput', dict(batches=4, epochs=2, repeats=2, machine=machine_key()) if ctx.quick else
                       dict(batches=8, epochs=3, repeats=5, machine=machine_key()))
@@ -609,12 +657,7 @@ def throughput(ctx):
     meta = ctx.meta()
     res = dict(meta=meta, machine=R.machine_line(meta['machine']), command=meta['command'],
                setup=r['setup'], images_per_s=r['images_per_s'], ratios=compute_ratios(r['images_per_s']), wall_s=r['wall_s'])
-    def md(p):
-        d = R.load(p)
-        return (f"# Throughput\n\n`{d['command']}` on {d['machine']} ({d['wall_s']/60:.1f} min). {d['setup']}.\n\n"
-                + R.md_table(['step', 'images/s'], [[k, f'{v:.1f}'] for k, v in d['images_per_s'].items()]) + '\n\n' + R.ratios_table(p)
-                + '\n\nImages/s ratios: above 1, the first step is faster. On a CPU, bf16 is emulated; bf16 and compilation are aimed at GPUs (`benchmarks/gpu.py`).\n')
-    return [Output('throughput', res, md)]
+    return [Output('throughput', res, throughput_md)]
 
 @study('host', "what one training batch asks of the device, per method: ATen ops, kernel launches, host syncs, host-to-device literals and host ms (about 12 min on 2 CPU cores)", ('host',))
 def host(ctx):

@@ -227,3 +227,22 @@ def test_no_tracked_file_edits_sys_path():
         text = p.read_bytes().decode('utf-8', errors='ignore')
         found += [f'{f}: {e}' for e in edits if e in text]
     assert not found, f'files that edit sys.path (import the installed packages instead, e.g. `from benchmarks import report`): {found}'
+
+def test_throughput_ratios_are_time_ratios_of_the_records_own_images_per_s():
+    "Every ratio of the throughput record is the time of its numerator over that of its denominator, from the record's images/s alone (so above 1 the numerator is slower), named by a stable id apart from its label; what compute_ratios makes of the same images/s; its markdown shows them."
+    from benchmarks.studies import compute_ratios, GMML_CE_TARGET
+    d = json.loads((RESULTS/'throughput.json').read_text())
+    ips, rat = d['images_per_s'], d['ratios']
+    assert isinstance(rat, list) and rat == compute_ratios(ips)
+    ids = [r['id'] for r in rat]
+    assert len(set(ids)) == len(ids) and all(re.fullmatch(r'[a-z0-9]+(_[a-z0-9]+)*', i) for i in ids)
+    for r in rat:
+        n_num, n_den = r.get('numerator_images', 1), r.get('denominator_images', 1)
+        assert r['time_ratio'] == pytest.approx((n_num/ips[r['numerator']])/(n_den/ips[r['denominator']]), rel=1e-12), r['id']
+        assert ('numerator_images' in r) == (r['kind'] == 'overhead') and r['label'] != r['id']
+        if 'target' in r: assert r['met'] == (r['time_ratio'] <= r['target']), r['id']
+    by = {r['id']: r for r in rat}
+    assert by['gmml_vs_ce_tiny']['target'] == by['gmml_vs_ce_nano']['target'] == GMML_CE_TARGET
+    assert by['ce_drloc_me_vs_ce_tiny']['time_ratio'] > 1 and by['ce_drloc_me_vs_ce_tiny']['numerator'] == 'finetune step, CE + DRLoc + ME (fastai)'
+    md = (RESULTS/'throughput.md').read_text()
+    assert all(r['label'] in md for r in rat) and 'above 1, the first step is slower' in md

@@ -115,3 +115,52 @@ def test_readme_is_a_front_page():
     missing = [l for l in links if not (ROOT/l).exists()]
     assert links and not missing, missing                              # every relative link and image resolves in the repository
     assert 'python -m gmml_fast.launch --gpus 0,1 script.py' in readme and 'pip install -e .' in readme   # the commands users type
+
+def _throughput_record(tmp_path):
+    "A made-up throughput record in the study's schema: images/s of a ViT-Tiny, a ViT-Nano/6 and a corruption step, and two ratios."
+    ips = {'gmml_corrupt, batched (256×3×32×32)': 1000.0, 'GMML step (fastai)': 50.0, 'finetune step, CE (fastai)': 60.0,
+           'finetune step, CE + DRLoc + ME (fastai)': 40.0, 'GMML step, ViT-Nano/6 at 28 px, float32 (fastai)': 300.0,
+           'k-NN monitor read-out (2,000 + 500 images)': 1000.0}
+    rat = [dict(id='gmml_vs_ce_tiny', label='GMML step time / CE step time, ViT-Tiny', numerator='GMML step (fastai)',
+                denominator='finetune step, CE (fastai)', numerator_name='the GMML step', denominator_name='the CE step',
+                kind='comparison', time_ratio=1.2, target=1.1, met=False),
+           dict(id='ce_drloc_me_vs_ce_tiny', label='CE + DRLoc + ME step time / CE step time, ViT-Tiny', numerator='finetune step, CE + DRLoc + ME (fastai)',
+                denominator='finetune step, CE (fastai)', numerator_name='the CE + DRLoc + ME step', denominator_name='the CE step',
+                kind='comparison', time_ratio=1.5),
+           dict(id='knn_monitor_vs_epoch_nano', label='k-NN monitor time / pretraining epoch time', numerator='k-NN monitor read-out (2,000 + 500 images)',
+                denominator='GMML step, ViT-Nano/6 at 28 px, float32 (fastai)', numerator_name='the k-NN monitor read-out',
+                denominator_name='one pretraining epoch', kind='overhead', numerator_images=2500, denominator_images=30000, time_ratio=0.025)]
+    p = tmp_path/'throughput.json'
+    p.write_text(json.dumps(dict(setup='ViT-Tiny (192-d, 12 blocks, patch 4) on 3×32×32 Fashion-MNIST batches of 128 and ViT-Nano/6 on 1×28×28 ones',
+                                 images_per_s=ips, ratios=rat)), encoding='utf-8')
+    return p
+
+def test_ratios_table_reads_every_ratio_as_step_time_over_step_time(tmp_path):
+    t = R.ratios_table(_throughput_record(tmp_path))
+    assert t.splitlines()[0] == '| ratio (measured in one run) | step time ratio | reads as | target |'
+    assert '| GMML step time / CE step time, ViT-Tiny | 1.20× | The GMML step takes 1.20× the time of the CE step: slower | ≤ 1.1×: missed (1.200×) |' in t
+    assert '| 1.50× | The CE + DRLoc + ME step takes 1.50× the time of the CE step: slower | — |' in t
+    assert '| 0.025× | The k-NN monitor read-out takes 0.025× the time of one pretraining epoch: it adds 2.5 % to it | — |' in t
+    assert R.ratio_reads_as(dict(numerator_name='a', denominator_name='b', time_ratio=0.5)) == 'A takes 0.50× the time of b: faster'
+    assert R.ratio_reads_as(dict(numerator_name='a', denominator_name='b', time_ratio=1.001)).endswith(': the same')
+
+def test_throughput_table_puts_each_step_under_the_setting_it_was_measured_at(tmp_path):
+    p = _throughput_record(tmp_path)
+    g = R.throughput_groups(R.load(p))
+    assert g == {'Corruption alone (`gmml_corrupt`, no model), random 256×3×32×32 batches': ['gmml_corrupt, batched (256×3×32×32)'],
+                 'ViT-Tiny (192-d, 12 blocks, patch 4), 3×32×32 Fashion-MNIST images, batches of 128':
+                     ['GMML step (fastai)', 'finetune step, CE (fastai)', 'finetune step, CE + DRLoc + ME (fastai)'],
+                 'ViT-Nano/6, 1×28×28 Fashion-MNIST images, batches of 128': ['GMML step, ViT-Nano/6 at 28 px, float32 (fastai)'],
+                 "The pretraining monitors' read-out, with the GMML encoder of ViT-Nano/6, 1×28×28 Fashion-MNIST images":
+                     ['k-NN monitor read-out (2,000 + 500 images)']}
+    t = R.throughput_table(p)
+    assert '**ViT-Nano/6, 1×28×28 Fashion-MNIST images, batches of 128**\n\n| step | images/s |\n|---|---|\n| GMML step, ViT-Nano/6 at 28 px, float32 (fastai) | 300 |' in t
+    assert 'ViT-Tiny' not in R.throughput_table(p, keys=['GMML step, ViT-Nano/6 at 28 px, float32 (fastai)'])
+    d = R.load('throughput')                           # the committed record: no ViT-Nano/6 step under a ViT-Tiny heading, nor the reverse
+    for head, keys in R.throughput_groups(d).items():
+        model = 'ViT-Tiny' if head.startswith('ViT-Tiny') else 'ViT-Nano/6' if 'ViT-Nano/6' in head else None
+        assert model is not None or all(k.startswith('gmml_corrupt') for k in keys), head
+        if model == 'ViT-Tiny': assert not any('ViT-Nano' in k or k.startswith('gmml_corrupt') for k in keys), head
+        if model == 'ViT-Nano/6': assert all('ViT-Nano/6' in k or 'monitor read-out' in k for k in keys), head
+        if model: assert re.search(re.escape(model) + r'( \([^)]*\))? on ' + re.search(r'\d+×\d+×\d+', head)[0], d['setup']), head   # its image size, as in setup
+    assert sum(map(len, R.throughput_groups(d).values())) == len(d['images_per_s'])
