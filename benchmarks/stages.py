@@ -498,7 +498,7 @@ def throughput(cfg: dict, store: Store) -> dict:
     "Images/s of every step the project compares, measured in one process (so their ratios compare like with like): batched corruption vs a per-image loop, GMML / MAE / finetuning steps, fastai vs a raw PyTorch loop, bf16 and compiled steps, the k-NN monitor."
     from gmml_fast.aliens import gmml_corrupt
     from gmml_fast.learner import gmml_learner, mae_learner, simmim_learner, finetune_learner
-    from gmml_fast.train import PretrainConfig
+    from gmml_fast.config import PretrainConfig
     torch.manual_seed(0)
     t_start, bs, nb, epochs, rows = time.perf_counter(), 128, cfg['batches'], cfg['epochs'], {}
     x = torch.randn(256, 3, 32, 32)

@@ -598,7 +598,7 @@ def compute_ratios(rows: dict) -> list[dict]:
     'comparison' (two steps, the same number of images each) or 'overhead' (the k-NN monitor's read-out against one
     epoch of the default pretraining job: `numerator_images` and `denominator_images` say how many images each is);
     `time_ratio`; and where the project set one, `target` (an upper bound on `time_ratio`) and `met`."""
-    from gmml_fast.train import PretrainConfig
+    from gmml_fast.config import PretrainConfig
     out = []
     def ratio(id, label, num, den, names, target=None, images=None):
         n_num, n_den = images or (1, 1)

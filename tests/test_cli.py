@@ -5,7 +5,7 @@ def run(*args, timeout=900):
     return subprocess.run([sys.executable, '-m', 'gmml_fast.train', *args], capture_output=True, text=True, timeout=timeout)
 
 def test_pretrain_writes_a_run_folder(tmp_path, capsys):
-    "The entry point in a new interpreter (MAE, options recorded, the k-NN column); a second run, in this process, leaves the first alone. (GMML pretraining and finetuning end to end: nbs/98_train.ipynb.)"
+    "The entry point in a new interpreter (MAE, options recorded, the k-NN column); a second run, in this process, leaves the first alone. (GMML pretraining and finetuning end to end: nbs/97_runs.ipynb.)"
     r = run('pretrain', '--method', 'mae', '--out', str(tmp_path), '--depth', '2', '--epochs', '1', '--fraction', '0.01',
             '--n_valid', '200', '--bs', '64', '--no-augment', '--clip', 'none')
     assert r.returncode == 0, r.stderr[-2000:]

@@ -85,7 +85,7 @@ def test_train_cli_two_processes_stop_and_resume(tmp_path):
     (ft,) = list((tmp_path/'ft').iterdir())
     assert json.loads((ft/'result.json').read_text())['accuracy'] > 0.1 and (ft/'classifier.safetensors').exists()
     assert 'me' in pd.read_csv(ft/'history.csv').columns
-    # (a finished run is refused by --resume: checked in one process in nbs/98_train.ipynb)
+    # (a finished run is refused by --resume: checked in one process in nbs/97_runs.ipynb)
 
 def test_every_seeded_callback_draws_its_own_stream_per_rank_and_the_same_on_rerun(tmp_path):
     "GMML, MAE, DRLoc and ME with seed=0 in 2 processes: rank 0 and rank 1 draw different keys, a rerun draws the same keys again."

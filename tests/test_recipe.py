@@ -11,7 +11,9 @@ from fastai.callback.mixup import MixUp, CutMix
 from gmml_fast.recipe import (GMMLRecipe, MAERecipe, SimMIMRecipe, FinetuneRecipe, NAMED_RECIPES, _interval, in_interval,
                               field_kind as _kind)
 from gmml_fast.data import tensor_dls
-from gmml_fast.train import PretrainConfig, FinetuneConfig, parser, _pretrain_learner, _finetune_learner
+from gmml_fast.config import PretrainConfig, FinetuneConfig
+from gmml_fast.runs import _pretrain_learner, _finetune_learner
+from gmml_fast.train import parser
 from gmml_fast.auxiliary import DRLoc, ME, MAEAux
 
 RECIPES = (GMMLRecipe, MAERecipe, SimMIMRecipe, FinetuneRecipe)

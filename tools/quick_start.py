@@ -65,7 +65,7 @@ def follow(out: Path) -> tuple[dict, Path]:
     minutes.append((time.perf_counter() - t)/60); t = time.perf_counter()
     ft_rnd = _command(['finetune', *opts], out/'finetune')
     minutes.append((time.perf_counter() - t)/60)
-    from gmml_fast.train import compare_initialisations
+    from gmml_fast.runs import compare_initialisations
     ft_rnd.update(compare_initialisations(ft_rnd['run']))      # as the command printed it (result.json keeps the run's own numbers)
     meta = lambda res: json.loads((Path(res['run'])/'config.json').read_text())
     pre_meta, ft_meta = meta(pre), meta(ft_rnd)

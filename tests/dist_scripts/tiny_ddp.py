@@ -6,7 +6,8 @@ import torch
 from fastai.callback.progress import ProgressCallback
 from gmml_fast.data import fmnist_pretrain_dls, fmnist_finetune_dls
 from gmml_fast.learner import gmml_learner, finetune_learner
-from gmml_fast.distributed import distrib_ctx, is_rank0, CheckpointEveryEpoch
+from gmml_fast.distributed import distrib_ctx, is_rank0
+from gmml_fast.checkpoint import CheckpointEveryEpoch
 from fastai.torch_core import rank_distrib
 from fastai.callback.core import Callback
 
