@@ -10,7 +10,9 @@ assembled from
   the landing page (index.ipynb) gets the site's table of contents as a last, hidden cell;
 * the images that the notebooks' markdown links to (found next to the notebook or, for index.ipynb, which is also
   the README, in the repository root);
-* HTML `<img>` tags turned into markdown images (Sphinx copies only those into the site);
+* HTML `<img>` tags turned into markdown images (Sphinx copies only those into the site), keeping their width;
+* the source of `#| export` cells collapsed behind a "Show code cell source" toggle (myst-nb's `hide-input` tag) and
+  followed by an API card (autodoc: signature, docstring, parameters) for each name of the module's `__all__` it defines;
 * links of the landing page to `nbs/X.ipynb` (right on GitHub, where it is the README) pointed at the page `X`;
 * the top-level pages `results` and `fidelity` (when their notebooks exist) right after the landing page;
 * generated pages: `library` and `tutorials` (the notebooks in reading order, with their one-line summaries) and
@@ -27,7 +29,8 @@ LIB = 'gmml_fast'
 
 TOP_PAGES = ('results', 'fidelity')      # notebooks that are pages of their own in the site's navigation
 _dir_re = re.compile(r'^\s*#\|\s*(.*?)\s*$')
-_html_img_re = re.compile(r'<img\s+(?=[^>]*\bsrc="(?P<src>[^"]+)")(?=(?:[^>]*\balt="(?P<alt>[^"]*)")?)[^>]*>', re.I)
+_html_img_re = re.compile(r'<img\s+(?=[^>]*\bsrc="(?P<src>[^"]+)")(?=(?:[^>]*\balt="(?P<alt>[^"]*)")?)'
+                          r'(?=(?:[^>]*\bwidth="(?P<width>\d+(?:px|%)?)")?)[^>]*>', re.I)
 _title_re = re.compile(r'^#\s+(.+?)\s*$', re.M)
 _desc_re = re.compile(r'^>\s*(.+?)\s*$', re.M)
 _img_re = re.compile(r'!\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)|<img\b[^>]*\bsrc=["\']([^"\']+)["\']', re.I)
@@ -46,6 +49,38 @@ def tags_for(source: str) -> list[str]:
     dirs, code = directives(source)
     if not code or dirs & {'hide', 'include:false'}: return ['remove-cell']
     return (['remove-input'] if 'echo:false' in dirs else []) + (['remove-output'] if 'output:false' in dirs else [])
+
+def md_image(m: re.Match) -> str:
+    "An HTML `<img>` (matched by `_html_img_re`) as a markdown image, keeping its `width` (MyST's inline attributes)."
+    w = m['width'] and (m['width'] + 'px' if m['width'].isdigit() else m['width'])
+    return f"![{m['alt'] or ''}]({m['src']})" + (f'{{width={w}}}' if w else '')
+
+def exported(source: str) -> bool:
+    "Whether a code cell is exported to the module and hidden from the docs' reading flow (`#| export`, `#| exporti`; `#| exports` shows its source)."
+    dirs, code = directives(source)
+    return bool(code) and any(re.match(r'export(i)?(\s|$)', d) for d in dirs) and not dirs & {'hide', 'include:false'}
+
+def defined_names(code: str) -> list[str]:
+    "Top-level names a cell's code defines (functions, classes, assignments), in order; none when it does not parse."
+    try: tree = ast.parse(code)
+    except SyntaxError: return []
+    out = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): out.append(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for t in (node.targets if isinstance(node, ast.Assign) else [node.target]):
+                out += [n.id for n in ast.walk(t) if isinstance(n, ast.Name)]
+    return out
+
+def api_cards(module: str, entries: list[tuple[str, str, bool]]) -> str:
+    """A markdown cell's source with one API card (autodoc: signature, docstring and parameters, `:no-index:` since the
+    API page is the entry that links resolve to) per (name, directive, long value) entry of `module`."""
+    rst = []
+    for n, directive, long in entries:
+        opts = ['no-index'] + (['no-value'] if directive == 'autodata' and long else [])
+        rst.append('.. container:: api-card\n\n'
+                   f'   .. {directive}:: {LIB}.{module}.{n}\n' + ''.join(f'      :{o}:\n' for o in opts))
+    return '```{eval-rst}\n' + '\n'.join(rst) + '```\n'
 
 def title_and_summary(nb: dict, fallback: str) -> tuple[str, str]:
     md = next((_src(c) for c in nb['cells'] if c['cell_type'] == 'markdown'), '')
@@ -106,15 +141,26 @@ def prepare(src: Path) -> dict:
     mods, exported_by = modules()
     top = secs['top'] + ['library', 'tutorials'] + (['other'] if secs['other'] else []) + ['api/index']
     images = set()
+    module_of = {nb: m for m, nb in exported_by.items()}
     for name, nb in nbs.items():
+        names = {n: (n, d, long) for n, d, long in mods.get(module_of.get(name), [])}   # this notebook's module's __all__
+        cells = []
         for c in nb['cells']:
+            cells.append(c)
             if c['cell_type'] == 'code':
                 tags = tags_for(_src(c))
+                if 'remove-cell' not in tags and exported(_src(c)):
+                    # an exported cell: its source collapsed behind a toggle, then a card for each public name it defines
+                    tags = tags + ['hide-input']
+                    cards = [names.pop(n) for n in dict.fromkeys(defined_names(directives(_src(c))[1])) if n in names]
+                    if cards:
+                        cells.append({'cell_type': 'markdown', 'id': f"{c.get('id', len(cells))}-api"[:64], 'metadata': {},
+                                      'source': api_cards(module_of[name], cards)})
                 if tags: c.setdefault('metadata', {})['tags'] = sorted(set(c['metadata'].get('tags', [])) | set(tags))
             elif c['cell_type'] == 'markdown':
                 if name == 'index': c['source'] = re.sub(r'\]\(nbs/([\w.-]+\.ipynb)', r'](\1', _src(c))
                 # an HTML <img> (the README sizes its figure with one) becomes a markdown image, which Sphinx copies into the site
-                c['source'] = _html_img_re.sub(lambda m: f"![{m['alt'] or ''}]({m['src']})", _src(c))
+                c['source'] = _html_img_re.sub(md_image, _src(c))
                 for m in _img_re.finditer(_src(c)):
                     ref = (m[1] or m[2]).split('#')[0]
                     if re.match(r'^[a-z][a-z0-9+.-]*:', ref, re.I) or ref.startswith('/'): continue   # URL, data:, absolute
@@ -122,8 +168,15 @@ def prepare(src: Path) -> dict:
                         if (base/ref).is_file():
                             (src/ref).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(base/ref, src/ref); images.add(ref)
                             break
+        nb['cells'] = cells
         if name == 'index':
             nb['cells'].append({'cell_type': 'markdown', 'id': 'site-toc', 'metadata': {}, 'source': _toctree(top)})
+        # Where each cell starts, counting the lines of the cells before it (myst-nb's `source_map`: warnings name
+        # these lines). Without it myst-nb puts cell i at line 10,000·(i+1), and every `{eval-rst}` block (the API
+        # cards) is parsed after as many blank lines: minutes of docutils work instead of a second.
+        starts, line = [], 0
+        for c in nb['cells']: starts.append(line); line += _src(c).count('\n') + 2
+        nb.setdefault('metadata', {})['source_map'] = starts
         (src/f'{name}.ipynb').write_text(json.dumps(nb, indent=1, ensure_ascii=False), encoding='utf-8')
 
     def listing(names):

@@ -37,7 +37,7 @@ nb_execution_mode = 'off'
 nb_merge_streams = True
 # markdown outputs (the Results and Fidelity pages' tables, rendered from the records) are MyST, which has tables; CommonMark has none
 nb_render_markdown_format = 'myst'
-myst_enable_extensions = ['dollarmath', 'colon_fence']
+myst_enable_extensions = ['dollarmath', 'colon_fence', 'attrs_inline']   # attrs_inline: ![alt](src){width=400px}
 myst_heading_anchors = 3
 
 # API reference: docs/build.py writes one autofunction/autoclass/autodata entry per name of each module's __all__
@@ -53,11 +53,17 @@ html_static_path = ['static']
 html_css_files = ['gmml_fast.css']
 html_copy_source = False
 html_show_sourcelink = False
+# Top-level pages (the landing page, Results, Fidelity, the tutorials) have no left sidebar: its navigation is the header's,
+# and their wide tables and figures get the width. Results and Fidelity, whose tables have five wide columns, drop the
+# right one ("on this page") too. The library notebooks and the API pages keep both.
+TOP_LEVEL_PAGES = ('index', 'results', 'fidelity', 'tutorial_*')
+FULL_WIDTH_PAGES = ('results', 'fidelity')
+html_sidebars = {p: [] for p in TOP_LEVEL_PAGES}
 html_theme_options = {
     'navigation_with_keys': False,
     'show_prev_next': True,
     'header_links_before_dropdown': 4,
-    'secondary_sidebar_items': ['page-toc'],
+    'secondary_sidebar_items': {'**': ['page-toc'], **{p: [] for p in FULL_WIDTH_PAGES}},
     'navbar_end': ['theme-switcher', 'navbar-icon-links'],
     'icon_links': [{'name': 'GitHub', 'url': cfg['git_url'], 'icon': 'fa-brands fa-github', 'type': 'fontawesome'}],
 }
@@ -89,6 +95,36 @@ def _md_line(line: str) -> str:
     out.append(text(line[pos:]))
     return ''.join(out)
 
+def _parameters(what: str, obj) -> list[str]:
+    """The parameters of a function, method or class as reStructuredText fields (`:param x: ...` and `:type x: ...`,
+    which Sphinx shows as one "Parameters" list): each with its annotation, its default and, where the source documents
+    it nbdev's way (a comment after the parameter, `docments`), that comment. Empty for anything without a signature of
+    its own (a class inheriting `object.__init__`, `(*args, **kwargs)` only)."""
+    if what not in ('function', 'method', 'class') or not callable(obj): return []
+    try: sig = inspect.signature(obj)
+    except (TypeError, ValueError): return []
+    params = list(sig.parameters.values())
+    if what == 'method' and params and params[0].name in ('self', 'cls'): params = params[1:]
+    if all(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params): return []
+    from sphinx.util.inspect import object_description
+    try:
+        from fastcore.docments import docments
+        notes = {k: v for k, v in docments(obj).items() if isinstance(v, str)}
+    except Exception: notes = {}
+    out = []
+    for p in params:
+        star = {p.VAR_POSITIONAL: '\\*', p.VAR_KEYWORD: '\\*\\*'}.get(p.kind, '')
+        desc = [_md_line(notes[p.name])] if notes.get(p.name) else []
+        if p.default is not p.empty:
+            d = ' '.join(object_description(p.default).split())      # as in the signature: no memory addresses
+            d = f'default ``{d if len(d) <= 60 else d[:57] + "..."}``'
+            desc.append(f'({d})' if desc else d)
+        out.append(f':param {star}{p.name}: ' + ' '.join(desc))
+        if p.annotation is not p.empty:
+            a = p.annotation if isinstance(p.annotation, str) else inspect.formatannotation(p.annotation)
+            out.append(f':type {star}{p.name}: {a}')
+    return out
+
 def _docstrings(app, what, name, obj, options, lines):
     doc = getattr(type(obj), '__doc__', None)
     if not isinstance(doc, str): doc = None   # e.g. a NamedTuple field's getter type keeps __doc__ per instance
@@ -96,6 +132,8 @@ def _docstrings(app, what, name, obj, options, lines):
         lines.clear()          # a module constant (a str, a dict, a Path) has no docstring of its own: not its type's
     elif name.startswith(project + '.'):
         lines[:] = [_md_line(l) for l in lines]
+        if not any(l.lstrip().startswith((':param', ':parameter')) for l in lines) and (fields := _parameters(what, obj)):
+            lines += [''] * bool(lines) + fields + ['']
 
 def setup(app):
     app.connect('autodoc-process-docstring', _docstrings)

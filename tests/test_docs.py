@@ -4,13 +4,16 @@ The site is built once per session into a temporary folder with `docs/build.py`,
 (`bash run.sh test` sets it after building), the existing _docs/ is used. It is served on 127.0.0.1 (a free port,
 stopped at the end) and every page reachable from the landing page is opened: no SEVERE console error, every image
 loaded, every same-site link pointing at an existing page (and anchor), every notebook rendered with its stored
-figures, the API index listing the main entry points. Screenshots of the landing page and of the GMML tutorial go to
+figures, the API index listing the main entry points. At a 1300-px window: the top-level pages without the left
+sidebar, no table cell of the landing, Results or Fidelity page beyond the window (or the box it scrolls in), the
+landing page's figure at most 400 px wide, and library pages with an API card per exported name and the source of
+their `#| export` cells collapsed. Screenshots of the landing page and of the GMML tutorial go to
 a temporary folder and, when GMML_FAST_SCREENSHOTS=DIR is set, to DIR.
 
 Skipped, with the reason, when Selenium or Chromium/chromedriver (Debian: chromium, chromium-driver) is missing,
 or when the site has to be built and the docs tools (`pip install -e .[docs]`) are missing.
 """
-import functools, http.server, json, os, re, shutil, subprocess, sys, threading
+import ast, functools, http.server, json, os, re, shutil, subprocess, sys, threading
 from collections import deque
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit, unquote
@@ -175,3 +178,93 @@ def test_screenshots(site, base_url, browser, tmp_path):
                 f = d/f'{Path(page).stem}.png'
                 assert browser.save_screenshot(str(f)) and f.stat().st_size > 10_000, f
         finally: browser.set_window_size(1280, 1000)
+
+# --- layout at a laptop's width (issue 41, item 3) ---------------------------------------------------------------------
+WIDE = (1300, 900)                               # the window the layout checks are measured in
+TOP_PAGES = ['index.html', 'results.html', 'fidelity.html'] + sorted(f'{p.stem}.html' for p in NBS if p.stem.startswith('tutorial_'))
+
+_LAYOUT = """
+const vw = document.documentElement.clientWidth;
+const shown = e => !!e && e.getClientRects().length > 0 && e.getBoundingClientRect().width > 0;
+const art = document.querySelector('article.bd-article');
+const out = [];
+for (const c of document.querySelectorAll('article td, article th')) {
+  const r = c.getBoundingClientRect();
+  if (!r.width) continue;
+  let box = c.parentElement, right = vw;            // the nearest ancestor that clips or scrolls sideways
+  while (box && box !== document.body) {
+    if (getComputedStyle(box).overflowX !== 'visible') { right = Math.min(right, box.getBoundingClientRect().right); break; }
+    box = box.parentElement;
+  }
+  if (r.right > right + 1) out.push([Math.round(r.right), Math.round(right), c.innerText.slice(0, 60)]);
+}
+return {vw, height: document.documentElement.scrollHeight, article: art ? Math.round(art.getBoundingClientRect().width) : 0,
+        primary: shown(document.querySelector('.bd-sidebar-primary')), secondary: shown(document.querySelector('.bd-sidebar-secondary')),
+        cellsOutside: out,
+        tables: Array.from(document.querySelectorAll('article table')).map(t => Math.round(t.getBoundingClientRect().width))};
+"""
+
+@pytest.fixture
+def wide_browser(browser):
+    browser.set_window_size(*WIDE)
+    yield browser
+    browser.set_window_size(1280, 1000)
+
+def _open(browser, url):
+    browser.get(url)
+    browser.execute_async_script(_WAIT_IMAGES)
+
+def test_top_level_pages_use_the_width_and_their_tables_fit(site, base_url, wide_browser):
+    """At 1300 px the top-level pages have no left sidebar, Results and Fidelity give their main column most of the window,
+    and no table cell of index, Results or Fidelity lies right of the window or of the box it scrolls in (every column
+    can be read without scrolling sideways)."""
+    problems, report = [], {}
+    for page in TOP_PAGES:
+        if not (site/page).is_file(): problems.append(f'{page} is missing'); continue
+        _open(wide_browser, base_url + page)
+        m = wide_browser.execute_script(_LAYOUT)
+        report[page] = {k: m[k] for k in ('height', 'article', 'tables')}
+        if m['primary']: problems.append(f'{page}: the primary (left) sidebar is shown')
+        if page in ('results.html', 'fidelity.html') and m['article'] < 0.75*m['vw']:
+            problems.append(f"{page}: main column {m['article']} px of a {m['vw']}-px window")
+        if page in ('index.html', 'results.html', 'fidelity.html') and m['cellsOutside']:
+            problems.append(f"{page}: {len(m['cellsOutside'])} table cells beyond the window or their scroll box "
+                            f"(right edge, limit, text): {m['cellsOutside'][:3]}")
+    print(json.dumps(report))
+    assert not problems, '\n'.join(problems)
+
+def test_front_page_figure_is_small(base_url, wide_browser):
+    "The landing page's first figure (the reconstruction) is at most 400 px wide, so the text starts near the top."
+    _open(wide_browser, base_url + 'index.html')
+    w, nat = wide_browser.execute_script(
+        "const i = document.querySelector('article.bd-article img'); return [i.getBoundingClientRect().width, i.naturalWidth];")
+    assert nat > 0 and 100 < w <= 400, (w, nat)
+
+_LIBRARY = """
+const vis = e => e.checkVisibility() && e.getBoundingClientRect().height > 0;     // false inside a closed <details>
+const exported = Array.from(document.querySelectorAll('.cell_input')).filter(e => /^\\s*#\\|\\s*export\\b/.test(e.textContent));
+return {height: document.documentElement.scrollHeight,
+        exported: exported.length,
+        shown: exported.filter(e => vis(e) || !e.closest('details:not([open])')).length,
+        cards: Array.from(document.querySelectorAll('article dl.py > dt.sig')).filter(vis).map(dt => dt.innerText)};
+"""
+
+@pytest.mark.parametrize('page, names', [('30_aliens', ('gmml_corrupt', 'GMMLCorruption', 'get_recipe')),
+                                         ('88_step', ('StopOnNonFiniteLoss', 'ForeachAdam'))])
+def test_library_pages_show_api_cards_with_the_source_collapsed(site, base_url, wide_browser, page, names):
+    """A library page shows one card (signature and docstring) per name of its module's `__all__`, and the source of its
+    `#| export` cells collapsed (inside a closed <details>, not rendered until opened)."""
+    nb = json.loads((ROOT/'nbs'/f'{page}.ipynb').read_text(encoding='utf-8'))
+    mod = next(m[1] for c in nb['cells'] if (m := re.search(r'^#\|\s*default_exp\s+(\S+)', ''.join(c['source']), re.M)))
+    want = re.search(r'__all__\s*=\s*(\[.*?\])', (ROOT/'gmml_fast'/f'{mod}.py').read_text(encoding='utf-8'), re.S)
+    exported = sum(1 for c in nb['cells'] if c['cell_type'] == 'code' and re.match(r'\s*#\|\s*export\b', ''.join(c['source'])))
+    _open(wide_browser, base_url + f'{page}.html')
+    m = wide_browser.execute_script(_LIBRARY)
+    print(page, json.dumps({'height': m['height'], 'exported': m['exported'], 'cards': len(m['cards'])}))
+    assert m['exported'] == exported, f"{page}: {exported} export cells in the notebook, {m['exported']} on the page"
+    assert m['shown'] == 0, f"{page}: {m['shown']} of {m['exported']} exported cells show their source"
+    sig = {re.match(r'(?:class\s+)?(?:[\w.]+\.)?(\w+)', t.strip())[1]: t for t in m['cards'] if re.match(r'(?:class\s+)?[\w.]+', t.strip())}
+    for name in ast.literal_eval(want[1]):
+        assert name in sig, f'{page}: no API card for {name} (cards: {sorted(sig)})'
+    for name in names:
+        assert re.search(rf'\b{name}\s*\(.+\)', sig[name], re.S), f'{page}: the card of {name} has no signature: {sig[name]!r}'
