@@ -189,7 +189,7 @@ def gmml_corrupt(x: torch.Tensor, recipe='gmml', align: int = 1, ratio=None, key
 # %% ../nbs/30_aliens.ipynb #f82eb4c6
 def show_corruption(x: torch.Tensor, corrupted: torch.Tensor, mask: torch.Tensor, recon: torch.Tensor | None = None,
                     n: int = 4, stats=None, figsize=None, title=None, corrupted_title: str = 'corrupted'):
-    "Rows of clean | corrupted | mask (| reconstruction) for the first `n` images; `stats=(mean, std)` de-normalises for display."
+    "Rows of clean | corrupted | mask (| reconstruction) for the first `n` images; `stats=(mean, std)` de-normalises for display. Returns the n×3 array of Axes (n×4 with `recon`)."
     n = min(n, len(x))
     cols = [('clean', denormalize(x, stats)), (corrupted_title, denormalize(corrupted, stats)), ('mask', None)]
     if recon is not None: cols.append(('reconstruction', denormalize(recon, stats)))
@@ -202,7 +202,7 @@ def show_corruption(x: torch.Tensor, corrupted: torch.Tensor, mask: torch.Tensor
             if i == 0: ax.set_title(name, fontsize=9)
     if title: fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return fig
+    return axs
 
 # %% ../nbs/30_aliens.ipynb #8b9958ac
 class GMMLCorruption:
@@ -229,15 +229,15 @@ def _widgets_live() -> bool:
     except ImportError: return False
 
 def corruption_explorer(x: torch.Tensor, stats=None, patch_size: int = 4, n: int = 4):
-    "Interactive explorer of `gmml_corrupt` on the batch `x` (ipywidgets), or a static figure when widgets are not available."
+    "Interactive explorer of `gmml_corrupt` on the batch `x` (ipywidgets), or a static figure when widgets are not available (then its three Axes are returned)."
     x = x[:n]
     def draw(kind='comb1', ratio=0.5, size_max=0.25, aligned=False, seed=0):
         steps = [dc_replace(s, size=(min(0.05, size_max), size_max)) for s in get_recipe(kind, ratio=ratio)]
         xc, m = gmml_corrupt(x, steps, align=patch_size if aligned else 1, seed=seed)
-        fig = show_corruption(x, xc, m, n=len(x), stats=stats, figsize=(6.6, 2.2*len(x)),
-                              title=f'{kind}, ratio {ratio:.2f}, blocks ≤ {size_max:.0%} of the side, '
-                                    f'{"aligned" if aligned else "pixel-level"}: coverage {mask_coverage(m).mean():.0%}')
-        return fig
+        # returns nothing: `interact` displays a returned value, which would draw the figure a second time
+        show_corruption(x, xc, m, n=len(x), stats=stats, figsize=(6.6, 2.2*len(x)),
+                        title=f'{kind}, ratio {ratio:.2f}, blocks ≤ {size_max:.0%} of the side, '
+                              f'{"aligned" if aligned else "pixel-level"}: coverage {mask_coverage(m).mean():.0%}')
     if _widgets_live():
         import ipywidgets as W
         return W.interact(draw, kind=W.Dropdown(options=list(RECIPES), value='comb1'),
@@ -250,4 +250,4 @@ def corruption_explorer(x: torch.Tensor, stats=None, patch_size: int = 4, n: int
         xc, m = gmml_corrupt(x, steps, align=patch_size if aligned else 1, seed=0)
         grid = torch.cat(list(denormalize(xc, stats)), dim=-1) if stats is not None else torch.cat(list(xc), dim=-1)
         show_img(grid, ax, title=f'{kind}, ratio {ratio}, {"aligned" if aligned else "pixel-level"}')
-    return fig
+    return axs

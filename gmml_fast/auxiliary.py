@@ -186,7 +186,7 @@ class DRLoc(AuxTaskCallback):
 
 # %% ../nbs/82_auxiliary.ipynb #c72f028c
 def show_drloc_pairs(x: torch.Tensor, patch_size, m: int = 4, seed: int = 0, stats=None, n: int = 3, figsize=None):
-    "The first `n` images of the batch `x` with their token grid and `m` DRLoc pairs each (drawn with `seed`), labeled with the targets (|Δrow|/rows, |Δcol|/cols)."
+    "The first `n` images of the batch `x` with their token grid and `m` DRLoc pairs each (drawn with `seed`), labeled with the targets (|Δrow|/rows, |Δcol|/cols). Returns their `n` Axes."
     x = denormalize(x[:n].as_subclass(torch.Tensor), stats)
     (ph, pw), (rows, cols) = to_pair(patch_size, 'patch_size'), grid_size(x.shape[-2:], patch_size)
     p, q = sample_drloc_pairs(len(x), rows, cols, m=m, seed=seed, device=x.device)
@@ -202,7 +202,7 @@ def show_drloc_pairs(x: torch.Tensor, patch_size, m: int = 4, seed: int = 0, sta
             ax.annotate(f'({t[i, k, 0]:.2f}, {t[i, k, 1]:.2f})', (sum(xs)/2, sum(ys)/2), color=color, fontsize=8,
                         ha='center', va='bottom', bbox=dict(boxstyle='round,pad=0.15', fc='black', alpha=.5, lw=0))
     fig.tight_layout()
-    return fig
+    return axs[0]
 
 # %% ../nbs/82_auxiliary.ipynb #8bad6318
 class MEDecoder(nn.Module):
@@ -273,7 +273,7 @@ class ME(AuxTaskCallback):
 
 # %% ../nbs/82_auxiliary.ipynb #4b09fbd6
 def show_me_mask(x: torch.Tensor, patch_size, ratio: float = 0.75, seed: int = 0, stats=None, n: int = 4, figsize=None):
-    "The first `n` images of the batch `x` with the patches whose final embeddings ME hides (a `ratio` of the tokens, drawn with `seed`) shaded."
+    "The first `n` images of the batch `x` with the patches whose final embeddings ME hides (a `ratio` of the tokens, drawn with `seed`) shaded. Returns their `n` Axes."
     if not 0 < ratio < 1: raise ValueError(f"ratio must be in (0, 1), got {ratio}")
     x = denormalize(x[:n].as_subclass(torch.Tensor), stats)
     rows, cols = grid_size(x.shape[-2:], patch_size)
@@ -283,7 +283,7 @@ def show_me_mask(x: torch.Tensor, patch_size, ratio: float = 0.75, seed: int = 0
     for i, ax in enumerate(axs[0]):
         show_mask(x[i], pix[i], ax, color=(.15, .35, 1.), alpha=.6, title=f'{int(mask[i].sum())} of {rows*cols} hidden')
     fig.tight_layout()
-    return fig
+    return axs[0]
 
 # %% ../nbs/82_auxiliary.ipynb #7db35e99
 def add_mae_head(model: nn.Module, mask_ratio: float = 0.75, decoder_dim: int | None = None, decoder_depth: int | None = None,

@@ -57,7 +57,7 @@ class _PretrainCallback(SeededCallback):
         return x[:n]
 
     def show_batch(self, n: int = 8, seed: int = 0, **kwargs):
-        "Draw `n` training images as they are, and as the pretext task sees them after the augmentation (drawn with `seed`)."
+        "Draw `n` training images as they are, and as the pretext task sees them after the augmentation (drawn with `seed`); returns the 2×n array of Axes."
         x, stats = self._batch(n, self.learn.dls.train), dls_stats(self.learn.dls)
         v = x if self.augment is None else self.augment(x, seed=seed, stats=stats)
         fig, axs = plt.subplots(2, len(x), figsize=(1.3*len(x), 2.9), squeeze=False)
@@ -65,7 +65,7 @@ class _PretrainCallback(SeededCallback):
             show_img(denormalize(x[j:j+1], stats)[0], axs[0, j]); show_img(denormalize(v[j:j+1], stats)[0], axs[1, j])
         axs[0, 0].set_ylabel('image'); axs[1, 0].set_ylabel('augmented' if self.augment else 'no augmentation')
         fig.tight_layout()
-        return fig
+        return axs
 
 # %% ../nbs/70_callbacks.ipynb #50bc48f6
 @dataclass
@@ -111,7 +111,7 @@ class GMML(_PretrainCallback):
             return xc, mask, model(xc)
 
     def show(self, n: int = 4, x: torch.Tensor | None = None, seed: int = 0, **kwargs):
-        "Draw clean | corrupted | mask | reconstruction for `n` validation images (or for `x`)."
+        "Draw clean | corrupted | mask | reconstruction for `n` validation images (or for `x`); returns the n×4 array of Axes."
         x = self._batch(n) if x is None else x[:n]
         xc, mask, rec = self.reconstruct(x, seed)
         return show_corruption(x, xc, mask, rec, n=n, stats=dls_stats(self.learn.dls), **kwargs)
@@ -137,7 +137,7 @@ class _MaskedPretrainCallback(_PretrainCallback):
         return x.masked_fill(pm, 0.), pm, torch.where(pm, pred, x)
 
     def show(self, n: int = 4, x: torch.Tensor | None = None, seed: int = 0, **kwargs):
-        "Draw clean | masked | mask | reconstruction (visible patches pasted back) for `n` validation images (or for `x`)."
+        "Draw clean | masked | mask | reconstruction (visible patches pasted back) for `n` validation images (or for `x`); returns the n×4 array of Axes."
         x = self._batch(n) if x is None else x[:n]
         xm, mask, rec = self.reconstruct(x, seed)
         kwargs.setdefault('corrupted_title', 'masked')
@@ -194,7 +194,7 @@ class ReconstructionFigures(TrainedEpochCallback):
         if cb is None: return
         path = self.path if self.path.is_absolute() else Path(self.learn.path)/self.path
         path.mkdir(parents=True, exist_ok=True)
-        fig = cb.show(self.n, seed=self.seed, title=f'epoch {self.epoch + 1}')
+        fig = cb.show(self.n, seed=self.seed, title=f'epoch {self.epoch + 1}').flat[0].figure   # show() returns the Axes
         fn = path/f'recon_epoch{self.epoch + 1:03d}.png'
         fig.savefig(fn, dpi=90); plt.close(fig)
         self.saved.append(fn)
@@ -202,7 +202,7 @@ class ReconstructionFigures(TrainedEpochCallback):
 # %% ../nbs/70_callbacks.ipynb #53d49084
 def show_block_reconstructions(model: GMMLModel, x: torch.Tensor, corruption='gmml', blocks=None, n: int = 2,
                                stats=None, seed: int = 0):
-    "Rows of clean | corrupted | reconstruction from each of `blocks` (default: all) of a `GMMLModel`, for `n` images."
+    "Rows of clean | corrupted | reconstruction from each of `blocks` (default: all) of a `GMMLModel`, for `n` images; returns the array of Axes."
     corr = corruption if isinstance(corruption, GMMLCorruption) else GMMLCorruption(corruption)
     x = x[:n]
     with eval_mode(model) as m:
@@ -216,4 +216,4 @@ def show_block_reconstructions(model: GMMLModel, x: torch.Tensor, corruption='gm
             show_img(imgs[i].clamp(0, 1) if stats is not None else imgs[i], axs[i, j])
         axs[0, j].set_title(name, fontsize=8)
     fig.tight_layout()
-    return fig
+    return axs

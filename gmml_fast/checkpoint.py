@@ -20,8 +20,7 @@ from .core import unwrap_model, local_dl
 from .callbacks import TrainedEpochCallback
 
 # %% auto #0
-__all__ = ['resume_fit_one_cycle', 'save_checkpoint', 'load_checkpoint', 'CheckpointEveryEpoch', 'SkipTrainedEpochs',
-           'resume_fit']
+__all__ = ['save_checkpoint', 'load_checkpoint', 'CheckpointEveryEpoch', 'SkipTrainedEpochs', 'resume_fit']
 
 # %% ../nbs/94_checkpoint.ipynb #0209bbe3
 def _rng_states(learn: Learner) -> dict:
@@ -159,5 +158,3 @@ def resume_fit(learn: Learner, path, cbs=None, **fit_kwargs):
     cbs = [] if cbs is None else list(cbs) if isinstance(cbs, (list, tuple)) else [cbs]
     getattr(learn, method)(st['n_epoch'], cbs=cbs + [SkipTrainedEpochs(start)], **kw)
     return learn
-
-resume_fit_one_cycle = resume_fit   # the name under which earlier versions offered it

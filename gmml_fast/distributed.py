@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from fastai.learner import Learner
@@ -15,8 +14,7 @@ from fastai.torch_core import rank_distrib, num_distrib
 from fastai.distributed import DistributedDL
 
 # %% auto #0
-__all__ = ['backend_device', 'patch_distributed_dl', 'is_rank0', 'rank_seed', 'setup_distrib', 'teardown_distrib', 'distrib_ctx',
-           'on_rank0']
+__all__ = ['backend_device', 'patch_distributed_dl', 'is_rank0', 'setup_distrib', 'teardown_distrib', 'distrib_ctx', 'on_rank0']
 
 # %% ../nbs/95_distributed.ipynb #40bb7a3d
 def backend_device(backend: str | None = None) -> torch.device:
@@ -39,12 +37,6 @@ def patch_distributed_dl() -> None:
 def is_rank0() -> bool:
     "True in the process of rank 0 (and in a plain single-process run)."
     return rank_distrib() == 0
-
-def rank_seed(seed: int | None) -> int | None:
-    "`seed + rank`: a seed of its own for each rank, so that every rank corrupts its images with its own random stream."
-    if seed is None: return None
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool): raise ValueError(f"seed must be an int or None, got {seed!r}")
-    return int(seed) + rank_distrib()
 
 def setup_distrib(backend: str | None = None, timeout_s: float | None = None) -> str | None:
     "Join the process group described by the launcher's environment (RANK, WORLD_SIZE, MASTER_ADDR...): gloo without CUDA, nccl with it."

@@ -130,7 +130,7 @@ def fgsm_accuracy(learn, eps: float = 1/255, dl=None, stats=None) -> float:
 
 # %% ../nbs/75_evaluate.ipynb #762d646f
 def show_fgsm(learn, eps: float = 8/255, n: int = 4, dl=None, stats=None, figsize=None):
-    "Clean images | sign of the FGSM gradient | adversarial images for the first `n` images of one batch of `dl` (default: validation), titled with the model's predictions; `eps` in pixel units."
+    "Clean images | sign of the FGSM gradient | adversarial images for the first `n` images of one batch of `dl` (default: validation), titled with the model's predictions; `eps` in pixel units. Returns the 3×n array of Axes."
     dl = learn.dls.valid if dl is None else dl
     stats = dls_stats(dl) if stats is None else stats
     model, vocab = learn.model, getattr(learn.dls, 'vocab', None)
@@ -154,4 +154,4 @@ def show_fgsm(learn, eps: float = 8/255, n: int = 4, dl=None, stats=None, figsiz
         show_img(xad[i], axs[2, i], f"{name(pred_adv[i])} {ok(pred_adv[i])}")
     axs[0, 0].set_ylabel('clean'); axs[1, 0].set_ylabel('perturbation'); axs[2, 0].set_ylabel(f'FGSM, ε = {eps*255:.0f}/255')
     fig.tight_layout()
-    return fig
+    return axs

@@ -375,7 +375,7 @@ def cls_attention(model, x: torch.Tensor, block: int = -1) -> torch.Tensor:
     return A[:, :, 0, enc.num_prefix_tokens:].reshape(A.shape[0], A.shape[1], rows, cols)
 
 def show_attention(model, x: torch.Tensor, block: int = -1, n: int = 2, stats=None, heads: int | None = None, figsize=None):
-    "For each of the first `n` images: the image | the class token's attention of each head (the first `heads`) | their mean, each laid over the image."
+    "For each of the first `n` images: the image | the class token's attention of each head (the first `heads`) | their mean, each laid over the image. Returns the n×(heads+2) array of Axes."
     import matplotlib.pyplot as plt
     from gmml_fast.core import denormalize
     from gmml_fast.patches import show_img
@@ -391,4 +391,4 @@ def show_attention(model, x: torch.Tensor, block: int = -1, n: int = 2, stats=No
             show_img(img[i], axs[i, j + 1], (f'head {j + 1}' if j < H else 'mean') if i == 0 else None, alpha=0.35)
             axs[i, j + 1].imshow(up[i, j].numpy(), cmap='inferno', alpha=0.65)
     fig.tight_layout()
-    return fig
+    return axs

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot as plt
 import torch
 from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.progress import CSVLogger, ProgressCallback
@@ -184,7 +185,9 @@ def _pretrain_finish(cfg: PretrainConfig, learn, run, meta):
         res['encoder'] = str(learn.export_encoder('encoder.safetensors'))
         about = dict(data=cfg.dataset or (cfg.data if cfg.data == 'fmnist' else Path(cfg.data).name), epochs=learn.n_epoch, **res)
         res['timm_encoder'] = str(learn.export_encoder('timm_encoder', card={k: v for k, v in about.items() if k != 'encoder'}))
-        if cfg.show: getattr(learn, cfg.method).show(n=6).savefig(run/'reconstruction.png', dpi=90)
+        if cfg.show:
+            fig = getattr(learn, cfg.method).show(n=6).flat[0].figure     # show() returns the Axes
+            fig.savefig(run/'reconstruction.png', dpi=90); plt.close(fig)
         res['checkpoint'] = str(run/'models'/'checkpoint.pth')
     return res
 
