@@ -333,7 +333,8 @@ def quick_start_sentence(rec: dict | None = None) -> str:
             f"{m['pretrain']:.1f} min ({c['epochs']} epochs on {rec['pretrain']['train_images']:,} images), each finetune "
             f"{m['finetune_pretrained']:.1f} and {m['finetune_random_init']:.1f} min ({rec['finetune']['epochs']} epochs on "
             f"{rec['finetune']['train_images']:,} labeled images); the pretrained encoder ends "
-            f"{rec['gap_points']:+.1f} points {'ahead of' if rec['gap_points'] > 0 else 'behind'} random initialisation.")
+            f"{rec['gap_points']:+.1f} points {'ahead of' if rec['gap_points'] > 0 else 'behind'} random initialisation."
+            + (f" {rec['note']}" if rec.get('note') else ''))
 
 
 # ---------------------------------------------------------------------------------------------------- the README

@@ -6,7 +6,8 @@ It runs the main job (`bash run.sh main`, i.e. `python -m gmml_fast.train pretra
 finetune commands of the README (with `--pretrained <run>` and without), each in a process of its own as a user
 types them in a shell, and writes
 * docs/images/quick_start.json: the commands, the machine, the minutes of each command, the accuracies and their gap;
-* docs/images/main_job.png (+ main_job.json): the main job's reconstruction figure, the README's picture.
+* docs/images/main_job.png (+ main_job.json): the main job's reconstruction figure, the README's picture;
+* docs/images/quick_start_encoder/: the main job's encoder as a timm model folder (tutorial_gmml_fmnist finetunes it).
 The README and the Results page render their quick-start numbers from that record; `tests/test_quickstart.py` runs
 the same `follow()` (into a temporary folder) and checks that the pretrained encoder ends ahead.
 About 8 minutes on two CPU cores. Existing records are kept unless `--overwrite` is given.
@@ -18,12 +19,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES = ROOT/'docs'/'images'
-RECORD, FIGURE = IMAGES/'quick_start.json', IMAGES/'main_job.png'
+RECORD, FIGURE, ENCODER = IMAGES/'quick_start.json', IMAGES/'main_job.png', IMAGES/'quick_start_encoder'
 # The three commands exactly as the README gives them; `follow` runs each in a Python process of its own.
 COMMANDS = ('bash run.sh main',
-            'python -m gmml_fast.train finetune --pretrained outputs/pretrain/<run folder> --drloc 0.1 --me 0.2',
-            'python -m gmml_fast.train finetune --drloc 0.1 --me 0.2')
-FINETUNE_OPTIONS = dict(drloc=0.1, me=0.2)
+            'python -m gmml_fast.train finetune --pretrained outputs/pretrain/<run folder> --drloc 0.1',
+            'python -m gmml_fast.train finetune --drloc 0.1')
+# DRLoc 0.1 alone: the finetune variant chosen for GMML encoders on held-out training images (benchmarks/results/finetune_recipe.md)
+FINETUNE_OPTIONS = dict(drloc=0.1)
 
 
 def machine() -> dict:
@@ -89,17 +91,21 @@ def follow(out: Path) -> tuple[dict, Path]:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--out', type=Path, default=ROOT/'outputs'/'quick_start', help='where the three runs go')
-    ap.add_argument('--overwrite', action='store_true', help='replace the committed record and figure')
+    ap.add_argument('--overwrite', action='store_true', help='replace the committed record, figure and encoder')
+    ap.add_argument('--note', help='a sentence for the record on how the run went (e.g. other work on the machine)')
     a = ap.parse_args(argv)
-    kept = [p for p in (RECORD, FIGURE) if p.exists()]
+    kept = [p for p in (RECORD, FIGURE, ENCODER) if p.exists()]
     if kept and not a.overwrite:
         sys.exit(f"error: {', '.join(str(p.relative_to(ROOT)) for p in kept)} exist; pass --overwrite to replace them")
     record, run = follow(a.out)
+    if a.note: record['note'] = a.note
     IMAGES.mkdir(parents=True, exist_ok=True)
     shutil.copy2(run/'reconstruction.png', FIGURE)
+    if ENCODER.exists(): shutil.rmtree(ENCODER)
+    shutil.copytree(run/'timm_encoder', ENCODER)
     RECORD.write_text(json.dumps(record, indent=1) + '\n')
     print(json.dumps(record, indent=1))
-    print(f'wrote {RECORD.relative_to(ROOT)} and {FIGURE.relative_to(ROOT)}')
+    print(f'wrote {RECORD.relative_to(ROOT)}, {FIGURE.relative_to(ROOT)} and {ENCODER.relative_to(ROOT)}/')
 
 
 if __name__ == '__main__': main()
