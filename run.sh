@@ -6,8 +6,9 @@
 #   bash run.sh notebooks [NB..] run the notebooks (default: all of nbs/) and store their outputs in them
 #                                (options go to tools/run_notebooks.py, e.g. --n_workers 1)
 #   bash run.sh docs             build the documentation site into _docs/ (open _docs/index.html)
-#   bash run.sh test             install what is needed (dev + docs tools, Chromium), then run the whole test
-#                                suite: nbdev_test (every notebook), the docs build, pytest (tests/)
+#   bash run.sh test             install what is needed (dev + docs tools, Chromium), then run the test suite:
+#                                nbdev_test (every notebook), the docs build, pytest (tests/); the end-to-end and
+#                                multi-process tests marked slow run with GMML_FAST_SLOW=1 (CI sets it)
 #
 # All are idempotent and set up the same environment: the virtual environment (.venv, or $GMML_FAST_VENV) with
 # the package and the extras a command needs (dev: nbdev, pytest; docs: Sphinx, myst-nb, Selenium) is created once

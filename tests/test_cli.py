@@ -1,9 +1,11 @@
 "The command line: `python -m gmml_fast.train pretrain` end to end, help texts, clear errors."
+import pytest
 import json, subprocess, sys
 
 def run(*args, timeout=900):
     return subprocess.run([sys.executable, '-m', 'gmml_fast.train', *args], capture_output=True, text=True, timeout=timeout)
 
+@pytest.mark.slow
 def test_pretrain_writes_a_run_folder(tmp_path, capsys):
     "The entry point in a new interpreter (MAE, options recorded, the k-NN column); a second run, in this process, leaves the first alone. (GMML pretraining and finetuning end to end: nbs/97_runs.ipynb.)"
     r = run('pretrain', '--method', 'mae', '--out', str(tmp_path), '--depth', '2', '--epochs', '1', '--fraction', '0.01',
@@ -93,6 +95,7 @@ def test_fp8_is_refused_before_anything_exists(tmp_path):
     assert r.returncode == 2 and r.stderr.strip() == "error: precision must be one of 32, bf16, fp16, got 'fp8'"
     assert not out.exists()
 
+@pytest.mark.slow
 def test_finetune_on_a_folder_in_the_wild(tmp_path, capsys):
     "A labeled folder with an unreadable file: one warning, the run finishes, result.json reports per-class accuracy; --strict refuses it; SimMIM pretraining on it is monitored with its class folders; finetuning adds the MAE task."
     import warnings

@@ -1,8 +1,10 @@
 "`torch.compile(gmml_corrupt, fullgraph=True)` traces without graph breaks and matches eager mode (about a minute on 2 CPU cores)."
+import pytest
 import torch
 from gmml_fast.aliens import gmml_corrupt
 from gmml_fast.rng import rng_key
 
+@pytest.mark.slow
 def test_compile_fullgraph_matches_eager():
     torch._dynamo.reset()
     compiled = torch.compile(gmml_corrupt, fullgraph=True)      # fullgraph: any graph break is an error
@@ -15,6 +17,7 @@ def test_compile_fullgraph_matches_eager():
         torch.testing.assert_close(out, eout, rtol=1e-5, atol=1e-5)   # fused float kernels may round differently
     assert not torch.equal(compiled(x, 'gmml', key=rng_key(0))[1], compiled(x, 'gmml', key=rng_key(1))[1])
 
+@pytest.mark.slow
 def test_compiled_learner_trains_with_the_same_parameter_names(tmp_path):
     "compile=True: nn.Module.compile() in place, so the state dict (checkpoints, exported encoder) keeps its names, and it trains."
     from gmml_fast.data import fmnist_pretrain_dls
@@ -32,6 +35,7 @@ def test_compiled_learner_trains_with_the_same_parameter_names(tmp_path):
     from gmml_fast.models import load_encoder
     load_encoder(create_encoder('nano_32', in_chans=1, depth=1), tmp_path/'enc.safetensors')
 
+@pytest.mark.slow
 def test_compile_puts_the_whole_gmml_forward_step_in_one_graph():
     "compile=True: the views, the corruption and the model are one compiled call (GMMLModel(x, key) with the callback's GMMLInputs), with the eager step's losses (same seed: same shuffle, weights and keys)."
     from fastai.callback.core import Callback, CancelFitException

@@ -17,6 +17,7 @@ def test_help_names_every_dataset(capsys):
         for name in DATASETS: assert name in out, (cmd, name)
         assert 'FakeData' in out
 
+@pytest.mark.slow
 def test_pretrain_then_finetune_on_fakedata(tmp_path, capsys):
     "`pretrain --dataset FakeData --epochs 1` and `finetune --dataset FakeData` (from that encoder), with the dataset's preset."
     rc, _, err = _main(capsys, 'pretrain', '--dataset', 'FakeData', '--epochs', '1', '--depth', '2', '--bs', '64',
@@ -43,6 +44,7 @@ def test_missing_or_unknown_dataset_is_one_line(tmp_path, capsys):
     assert rc == 2 and err.startswith('error: dataset must be one of') and len(err.strip().splitlines()) == 1
     assert not (tmp_path/'out').exists() or not any((tmp_path/'out').iterdir())      # nothing written for a rejected command
 
+@pytest.mark.slow
 def test_paper_recipe_for_cifar10_runs_in_its_quick_form(tmp_path):
     "benchmarks/paper_recipe_cifar10.sh --quick: the paper's two recipes on FakeData, one epoch each, on a CPU."
     import subprocess

@@ -11,6 +11,7 @@ def launch(mode, out, nproc=2, timeout=240):
     return subprocess.run([sys.executable, '-m', 'gmml_fast.launch', '--nproc', str(nproc), str(SCRIPT), mode, str(out)],
                           capture_output=True, text=True, timeout=timeout, env=env)
 
+@pytest.mark.slow
 @pytest.mark.parametrize('mode', ['pretrain', 'finetune'])
 def test_two_cpu_processes_train_one_model(tmp_path, mode):
     r = launch(mode, tmp_path)
@@ -49,6 +50,7 @@ def train_cli(out, *args, nproc=2, timeout=300):
         cmd += ['--depth', '2', '--epochs', '2', '--fraction', '0.01', '--n_valid', '256', '--bs', '32', '--out', str(out)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
+@pytest.mark.slow
 def test_train_cli_two_processes_stop_and_resume(tmp_path):
     from safetensors.torch import load_file
     import pandas as pd
@@ -87,6 +89,7 @@ def test_train_cli_two_processes_stop_and_resume(tmp_path):
     assert 'me' in pd.read_csv(ft/'history.csv').columns
     # (a finished run is refused by --resume: checked in one process in nbs/97_runs.ipynb)
 
+@pytest.mark.slow
 def test_every_seeded_callback_draws_its_own_stream_per_rank_and_the_same_on_rerun(tmp_path):
     "GMML, MAE, DRLoc and ME with seed=0 in 2 processes: rank 0 and rank 1 draw different keys, a rerun draws the same keys again."
     script = Path(__file__).parent/'dist_scripts'/'seeded_streams.py'

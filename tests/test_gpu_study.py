@@ -132,6 +132,7 @@ def dry_run(tmp_path_factory):
     r, secs = _study('--fmnist', FMNIST, '--dry_run', '--out', out, timeout=300)
     return r, secs, out
 
+@pytest.mark.slow
 def test_dry_run_passes_through_every_part(dry_run):
     r, secs, out = dry_run
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -170,6 +171,7 @@ def test_dry_run_passes_through_every_part(dry_run):
         assert 0 <= e['knn'] <= 1 and math.isfinite(e['train_loss']) and math.isfinite(e['valid_loss']) and e['wall_s'] > 0
     assert sorted(f.name for f in out.iterdir()) == ['gpu.json', 'gpu.md']      # the CLI's run folder went to a temporary folder
 
+@pytest.mark.slow
 def test_dry_run_report(dry_run):
     r, secs, out = dry_run
     md = (out/'gpu.md').read_text()

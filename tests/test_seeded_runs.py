@@ -17,6 +17,7 @@ generators, another seeded finetune). Losses, accuracy and the final weights mus
 Both tests: eight 2-epoch finetunes of 300 images and two 1-epoch pretrainings of 180, in seven interpreters, about
 80 s of CPU time (measured: 96 s + 44 s wall on 2 cores already loaded by another job; about half that when idle).
 """
+import pytest
 import hashlib, json, os, subprocess, sys, time
 from pathlib import Path
 
@@ -77,6 +78,7 @@ noise()
 assert main([*FT, '--out', str(out/'random_init')]) == 0
 """
 
+@pytest.mark.slow
 def test_cli_finetune_same_fresh_and_after_other_work(tmp_path):
     "`python -m gmml_fast.train finetune` in a new interpreter = `main(['finetune', ...])` after a pretraining, a `--pretrained` finetune, a finetune with another seed and global draws in one process; the `--pretrained` finetune likewise."
     fresh, after = tmp_path/'fresh', tmp_path/'after'
@@ -137,6 +139,7 @@ def _lib_result(out: str) -> dict:
     (line,) = [l for l in out.splitlines() if l.startswith('RESULT ')]
     return json.loads(line[len('RESULT '):])
 
+@pytest.mark.slow
 def test_library_finetune_same_fresh_and_after_other_work(tmp_path):
     "`set_seed` + `fmnist_finetune_dls` + `finetune_learner` + `fit_recipe` in a new interpreter = the same after a GMML pretraining, another seeded finetune and global draws in one process."
     t0 = time.perf_counter()

@@ -26,6 +26,7 @@ def quick(tmp_path_factory):
     assert r.returncode == 0, r.stderr[-3000:]
     return state, r
 
+@pytest.mark.slow
 def test_a_quick_study_runs_end_to_end_and_report_reads_its_record(quick):
     from benchmarks import report as R
     state, r = quick
@@ -54,6 +55,7 @@ def test_a_quick_study_runs_end_to_end_and_report_reads_its_record(quick):
     assert len(stages) == 3*n + 3 and all(re.fullmatch(r'(pretrain|frozen|finetune)-[0-9a-f]{12}\.json', s) for s in stages)
     assert len(list(state.glob('pretrain-*.safetensors'))) == n and not list(state.glob('*.tmp'))
 
+@pytest.mark.slow
 def test_a_resumed_study_computes_only_the_missing_stage_and_gets_the_same_result(quick):
     state, _ = quick
     r = study('label_efficiency', '--quick', '--state', str(state), '--overwrite')
@@ -72,6 +74,7 @@ def test_a_resumed_study_computes_only_the_missing_stage_and_gets_the_same_resul
     after = json.loads(gmml_ft.read_text())
     assert after['test_accuracy'] == before['test_accuracy'] and after['loss_curve'] == before['loss_curve']   # seeded: the same numbers
 
+@pytest.mark.slow
 def test_a_second_study_reads_the_first_studys_stages_back(quick):
     state, _ = quick
     n0 = len(list(state.glob('*.json')))
@@ -87,6 +90,7 @@ def test_a_second_study_reads_the_first_studys_stages_back(quick):
         assert row['longer']['finetune_epochs'] == 4 and row['short']['finetune_epochs'] == 2
     assert 'Longer finetunes' in (state/'results'/'label_efficiency_longer_1pct.md').read_text()
 
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_touches_nothing(tmp_path):
     for args, words in ((['nope'], "no study 'nope'"), ([], 'name a study'), (['throughput', '--threads', '0'], '--threads must be >= 1')):
         r = study(*args, '--state', str(tmp_path/'state'))
