@@ -50,7 +50,7 @@ def _timm_config(enc: VisionTransformer, stats=None, card: dict | None = None) -
     pre = dict(input_size=[g['in_chans'], *g['img_size']], fixed_input_size=not enc.dynamic_img_size, interpolation='bicubic',
                crop_pct=1.0, crop_mode='center', num_classes=0, first_conv='patch_embed.proj', classifier='head')
     if stats is not None:
-        mean, std = ([float(v) for v in torch.as_tensor(s, dtype=torch.float64).flatten()] for s in stats)
+        mean, std = ([round(float(v), 6) for v in torch.as_tensor(s, dtype=torch.float64).flatten()] for s in stats)   # float32 stats, no float noise
         if not len(mean) == len(std) == g['in_chans']:
             raise ValueError(f"stats must give one mean and one std per input channel ({g['in_chans']}), got {len(mean)} and {len(std)}")
         pre.update(mean=mean, std=std)
