@@ -148,6 +148,11 @@ def prepare(src: Path) -> dict:
         for c in nb['cells']:
             cells.append(c)
             if c['cell_type'] == 'code':
+                if name == 'index':   # a Markdown output (the quick start's table) links the same way as a Markdown cell
+                    for o in c.get('outputs', []):
+                        md = o.get('data', {}).get('text/markdown')
+                        if md is not None:
+                            o['data']['text/markdown'] = re.sub(r'\]\(nbs/([\w.-]+\.ipynb)', r'](\1', ''.join(md))
                 tags = tags_for(_src(c))
                 if 'remove-cell' not in tags and exported(_src(c)):
                     # an exported cell: its source collapsed behind a toggle, then a card for each public name it defines
