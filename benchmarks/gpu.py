@@ -353,9 +353,9 @@ def ddp_worker(rank: int, world: int, backend: str, on_cuda: bool, port: int, cf
     import torch
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
-    from gmml_fast.patches import create_encoder
-    from gmml_fast.models import GMMLModel
-    from gmml_fast.aliens import gmml_corrupt
+    from gmml_fast.encoder import create_encoder
+    from gmml_fast.gmml import GMMLModel
+    from gmml_fast.corruption import gmml_corrupt
     from gmml_fast.losses import MaskedL1Loss
     from gmml_fast.rng import rng_key
     if on_cuda: dev = torch.device(f'cuda:{rank}' if backend == 'nccl' else 'cuda:0'); torch.cuda.set_device(dev)
@@ -475,7 +475,7 @@ def run_pretrain(study: Study, fmnist: Path, epochs: int, bs, runs) -> dict:
         out = Path(runs) if runs else tmp/'runs'
         out.mkdir(parents=True, exist_ok=True)
         root = _torchvision_root(fmnist, tmp)
-        cmd = [sys.executable, '-m', 'gmml_fast.train', 'pretrain', '--dataset', 'fashion_mnist', '--data_root', str(root),
+        cmd = [sys.executable, '-m', 'gmml_fast.train', 'pretrain', '--data', 'fashion_mnist', '--data_root', str(root),
                '--epochs', str(epochs), '--bs', str(bs), '--out', str(out), '--precision', p['precision'], '--monitor', str(p['monitor']),
                '--arch', p['arch'], '--depth', str(p['depth']), '--fraction', str(p['fraction']), '--n_valid', str(p['n_valid']),
                '--seed', '0']

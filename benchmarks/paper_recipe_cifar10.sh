@@ -26,11 +26,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ "$QUICK" = 1 ]; then
-  DATA=(--dataset FakeData)
+  DATA=(--data FakeData)
   PRE=(--recipe gmml@atito2022 --epochs 1 --depth 2 --bs 64 --monitor 0 --precision 32)
   FT=(--recipe finetune@gmml2022 --epochs 1 --bs 32 --label_fraction 1.0 --precision 32)
 else
-  DATA=(--dataset cifar10 "${ROOT[@]}" --download)
+  DATA=(--data cifar10 "${ROOT[@]}" --download)
   PRE=(--recipe gmml@atito2022 --depth 12 --bs 256 --fraction 1.0 --n_valid 10000 --precision bf16)
   FT=(--recipe finetune@gmml2022 --bs 256 --label_fraction 1.0 --precision bf16)
 fi

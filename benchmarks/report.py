@@ -304,12 +304,26 @@ def host_table(name='host') -> str:
     return '\n'.join(out)
 
 
+def legacy_file(name: str, entry: dict) -> Path:
+    "Where a legacy record lives: `benchmarks/results/NAME.json`, or its `file` under benchmarks/results/ once a rerun replaced it (`history/`)."
+    return RESULTS/entry.get('file', f'{name}.json')
+
 def legacy_table() -> str:
-    "The legacy records (legacy.json): each one's original command, the commit it ran at and the study that measures its question now."
+    "The legacy records (legacy.json): each one's file, original command, the commit it ran at and the study that measures its question now."
     d = json.loads(LEGACY.read_text(encoding='utf-8'))
-    rows = [[f'`{k}`', f"`{v['command'].split(' --')[0]}`", v['commit'], f"`{v['study']}`" if v.get('study') else v.get('why', DASH)]
-            for k, v in d.items() if not k.startswith('_') and (RESULTS/f'{k}.json').is_file()]
+    rows = [[f"`{legacy_file(k, v).relative_to(RESULTS).with_suffix('')}`", f"`{v['command'].split(' --')[0]}`", v['commit'],
+             f"`{v['study']}`" + (' (rerun: this file is history)' if v.get('file') else '') if v.get('study') else v.get('why', DASH)]
+            for k, v in d.items() if not k.startswith('_') and legacy_file(k, v).is_file()]
     return md_table(['record', 'measured by (script since replaced)', 'commit', 'study now'], rows)
+
+def history_sentence(name: str = 'label_efficiency') -> str:
+    "What the legacy record that a rerun of study `name` replaced had measured (GMML's paired gain over random init), with where it lives; '' when there is none."
+    entry = (json.loads(LEGACY.read_text(encoding='utf-8')) if LEGACY.is_file() else {}).get(name)
+    if not entry or not entry.get('file') or not legacy_file(name, entry).is_file(): return ''
+    old = load(legacy_file(name, entry))
+    g = [pm(paired(old, 'gmml', 'random', f), signed=True) for f in FRACTIONS]
+    return (f"The run this one replaced (`{entry['command'].split(' --')[0]}` at commit {entry['commit']}, kept as "
+            f"`benchmarks/results/{entry['file']}`) measured GMML {g[0]} points over random init at 1 % and {g[1]} at 10 %.")
 
 
 # ---------------------------------------------------------------------------------------------------- quick start

@@ -150,13 +150,13 @@ def features(encoder: nn.Module, x: torch.Tensor, size: int) -> torch.Tensor:
 
 def make_encoder(cfg: dict, seed: int = 0):
     "A randomly initialised encoder of a config's `arch` and `depth` (1 channel), seeded."
-    from gmml_fast.patches import create_encoder
+    from gmml_fast.encoder import create_encoder
     torch.manual_seed(seed)
     return create_encoder(cfg['arch'], in_chans=1, depth=cfg['depth'])
 
 def load_vit(cfg: dict, path):
     "An encoder of a config's `arch` and `depth` with the weights exported to `path`."
-    from gmml_fast.models import load_encoder
+    from gmml_fast.encoder import load_encoder
     enc = make_encoder(cfg)
     load_encoder(enc, path)
     return enc
@@ -234,7 +234,7 @@ def pretrain(cfg: dict, store: Store) -> dict:
                decoder_params=sum(v.numel() for n, v in learn.model.named_parameters() if not n.startswith('encoder.')),
                encoder=path.name)
     if cfg['method'] == 'gmml':
-        from gmml_fast.aliens import gmml_corrupt
+        from gmml_fast.corruption import gmml_corrupt
         from gmml_fast.masking import mask_coverage
         r = learn.recipe
         rec['decoder_hidden'] = learn.model.decoder.hidden_dim
@@ -414,16 +414,16 @@ def _loop_block_mask(rng, gh, gw, budget, n_blocks, hmin, hmax, wmin, wmax):
             m.view(-1)[idx] = True; count += len(idx)
     return m
 
-def loop_gmml_corrupt(x, recipe='gmml', align=1, seed=0):
-    "The reference side of the corruption ratio: the same corruption recipe as `gmml_corrupt`, one image at a time in Python."
+def loop_gmml_corrupt(x, corruption='gmml', align=1, seed=0):
+    "The reference side of the corruption ratio: the same corruption as `gmml_corrupt`, one image at a time in Python."
     import math, random
-    from gmml_fast.aliens import get_recipe as corruption_steps, to_grayscale
+    from gmml_fast.corruption import corruption_steps, to_grayscale
     rng, g = random.Random(seed), torch.Generator().manual_seed(seed)
     B, C, H, W = x.shape
     dev = x.device                       # on a GPU every per-image step below is its own small kernel launch
     out, mask = x.clone(), torch.zeros(B, 1, H, W, dtype=torch.bool, device=dev)
     for b in range(B):
-        for s in corruption_steps(recipe):
+        for s in corruption_steps(corruption):
             kind = s.kind
             if kind == 'grayscale' and C == 1: continue
             a = s.align or align
@@ -470,8 +470,8 @@ def _fastai_rate(learn, epochs):
 
 def _raw_gmml_rate(dls, model, lr, wd, epochs):
     "The same GMML step without fastai: our own batching of the same tensors, the same transforms, torch AdamW."
-    from gmml_fast.aliens import GMMLCorruption
-    from gmml_fast.callbacks import no_decay_params
+    from gmml_fast.corruption import GMMLCorruption
+    from gmml_fast.pretrain import no_decay_params
     from gmml_fast.losses import MaskedL1Loss
     from gmml_fast.rng import rng_key
     decay = set(map(id, no_decay_params(model)))
@@ -496,7 +496,7 @@ NANO = 'ViT-Nano/6 at 28 px'
 
 def throughput(cfg: dict, store: Store) -> dict:
     "Images/s of every step the project compares, measured in one process (so their ratios compare like with like): batched corruption vs a per-image loop, GMML / MAE / finetuning steps, fastai vs a raw PyTorch loop, bf16 and compiled steps, the k-NN monitor."
-    from gmml_fast.aliens import gmml_corrupt
+    from gmml_fast.corruption import gmml_corrupt
     from gmml_fast.learner import gmml_learner, mae_learner, simmim_learner, finetune_learner
     from gmml_fast.config import PretrainConfig
     torch.manual_seed(0)

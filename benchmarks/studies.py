@@ -427,7 +427,7 @@ ABLATIONS = {'full': dict(arch='nano_28', depth=4, images=4096, bs=128, epochs=4
                           finetune_epochs=12, finetune_lr=2e-3, seeds=(0, 1, 2), repeat=('replace',)),
              'quick': dict(arch='nano_28', depth=4, images=1024, bs=64, epochs=1, lr=1e-3, n_bank=500, n_query=1000,
                            finetune_epochs=4, finetune_lr=2e-3, seeds=(0,), repeat=())}
-DEFAULT_RATIO = 0.7          # every recipe of gmml_fast.aliens.RECIPES hides 70 % in total, as in the paper's Fig. 5
+DEFAULT_RATIO = 0.7          # every recipe of gmml_fast.corruption.CORRUPTIONS hides 70 % in total, as in the paper's Fig. 5
 ALIENS = ('zeros', 'noise', 'replace', 'comb1', 'comb2', 'gmml')
 RATIOS, QUICK_RATIOS, RATIO_RECIPE = (0.1, 0.3, 0.5, 0.7, 0.9), (0.1, 0.7, 0.9), 'replace'
 TITLES = {'alien': 'alien concept (Fig. 5)', 'ratio': 'corruption ratio (Fig. 6)', 'blocks': 'fused blocks (Fig. 7)'}
@@ -445,7 +445,7 @@ def fused_block_settings(depth: int) -> dict[str, tuple[int, ...]]:
 
 def ablation_plan(p: dict, quick: bool = False) -> dict[str, list[tuple[str, dict]]]:
     "For each ablation, its (label, GMML recipe overrides) in plot order; a configuration shared by two ablations is one stage."
-    from gmml_fast.models import default_blocks
+    from gmml_fast.gmml import default_blocks
     fb = fused_block_settings(p['depth'])
     if quick: fb = {k: v for k, v in fb.items() if v in (tuple(range(1, p['depth'] + 1)), default_blocks(p['depth']), (p['depth'],))}
     return {'alien': [(a, dict(corruption=a)) for a in ALIENS],
@@ -492,7 +492,7 @@ def _coverage_images(n: int):
 
 def measured_coverage(corruption='gmml', ratio=None, n: int = 256) -> float:
     "Mean share of pixels a corruption recipe actually hides on `n` training images (steps may overlap; 'gmml' adds a blur block of its own)."
-    from gmml_fast.aliens import gmml_corrupt
+    from gmml_fast.corruption import gmml_corrupt
     from gmml_fast.masking import mask_coverage
     return float(mask_coverage(gmml_corrupt(_coverage_images(n), corruption, ratio=ratio, seed=123)[1]).mean())
 

@@ -63,12 +63,23 @@ def parse_args(argv):
     return a
 
 
-def _unlist_legacy(out: Path, stem: str):
-    "A record the runner wrote into benchmarks/results/ replaces a legacy one: drop the stem from legacy.json, so that the pages credit the runner's command."
+def _retire_legacy(out: Path, stem: str):
+    """Before a record the runner wrote replaces a legacy one in benchmarks/results/: the legacy files (`stem.json`, `.md` and
+    figures) move to results/history/, and legacy.json keeps the entry with its `file` there, so the pages credit the
+    runner's command for the new record and can still quote the old one. Nothing already in history/ is overwritten."""
     p = out/'legacy.json'
     if out != HERE/'results' or not p.is_file(): return
     d = json.loads(p.read_text())
-    if d.pop(stem, None) is not None: p.write_text(json.dumps(d, indent=1, ensure_ascii=False) + '\n')
+    e = d.get(stem)
+    if e is None or e.get('file'): return                       # not a legacy record, or already retired
+    hist = out/'history'
+    files = [f for f in out.glob(f'{stem}*') if f.is_file() and (f.stem == stem or f.name.startswith(f'{stem}_curves'))]
+    clash = [str(hist/f.name) for f in files if (hist/f.name).exists()]
+    if clash: fail(f"{', '.join(clash)} exist: move them away before a rerun retires the legacy {stem} record to history/")
+    hist.mkdir(exist_ok=True)
+    for f in files: f.replace(hist/f.name)
+    d[stem] = dict(e, file=f'history/{stem}.json')
+    p.write_text(json.dumps(d, indent=1, ensure_ascii=False) + '\n')
 
 
 def main(argv=None) -> int:
@@ -99,13 +110,13 @@ def main(argv=None) -> int:
     except StageFileError as e: fail(str(e), 1)
     if not outputs: fail(f"nothing to write: none of the stages {a.name} needs has finished in {state}", 1)
     out.mkdir(parents=True, exist_ok=True)
+    for o in outputs: _retire_legacy(out, o.stem)
     for o in outputs:
         path = out/f'{o.stem}.json'
         path.write_text(json.dumps(o.record, indent=1) + '\n')
         (out/f'{o.stem}.md').write_text(o.markdown(path))
         for suffix, draw in o.figures.items(): draw(out/f'{o.stem}{suffix}')
         print((out/f'{o.stem}.md').read_text())
-        _unlist_legacy(out, o.stem)
     missing = sorted(set(store.missing))
     log(f"done: {len(store.ran)} stages computed, {len(store.reused)} read back" + (f", {len(missing)} not run: {', '.join(missing)}" if missing else '')
         + f"; records in {out}: {', '.join(o.stem for o in outputs)}")

@@ -28,8 +28,10 @@ def to_grayscale(x: torch.Tensor) -> torch.Tensor:
 # streams of the augmentation's random numbers (independent of each other because hash_uniform hashes the stream id)
 _CROP_STREAM, _JITTER_STREAM, _HUE_STREAM, _GRAY_STREAM, _BLUR_STREAM = 1, 2, 3, 4, 5
 
-def random_resized_crop_flip(x: torch.Tensor, key: torch.Tensor, scale=(0.6, 1.0), ratio=(3/4, 4/3), flip: float = 0.5) -> torch.Tensor:
-    "Crop each image of a B×C×H×W batch to a random area share in `scale` and aspect ratio in `ratio`, resize it back, and flip it with probability `flip`; `scale=None`: no crop, only the flip (an exact mirror image, no resampling)."
+def random_resized_crop_flip(x: torch.Tensor, key: torch.Tensor, scale=(0.6, 1.0), ratio=(3/4, 4/3),
+                             flip: float = 0.5) -> torch.Tensor:
+    """Crop each image of a B×C×H×W batch to a random area share in `scale` and aspect ratio in `ratio`, resize it back,
+    and flip it with probability `flip`; `scale=None`: no crop, only the flip (an exact mirror image, no resampling)."""
     B, C, H, W = x.shape
     u = hash_uniform(key, (5, B), _CROP_STREAM).to(x.device)
     if scale is None: return torch.where((u[4] < flip).view(B, 1, 1, 1), x.flip(-1), x)   # the same flips as with a crop
@@ -52,7 +54,9 @@ _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.
 _YIQ_TO_RGB_CHROMA = torch.linalg.inv(_YIQ)[:, 1:]              # 3×2: the RGB change made by one unit of I and of Q
 
 def hue_shift(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
-    "Rotate the hue of image `b` of a 3-channel batch with values in [0, 1] by `turns[b]` of a full turn: the chroma (I, Q) of every pixel turns in YIQ space, its luminance Y stays; a colour pushed out of [0, 1] keeps Y and loses just enough chroma to fit."
+    """Rotate the hue of image `b` of a 3-channel batch with values in [0, 1] by `turns[b]` of a full turn: the chroma
+    (I, Q) of every pixel turns in YIQ space, its luminance Y stays; a colour pushed out of [0, 1] keeps Y and loses
+    just enough chroma to fit."""
     B = x.shape[0]
     y = x.float()
     lum = to_grayscale(y)                                                       # Y, repeated over the 3 channels
@@ -67,8 +71,11 @@ def hue_shift(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
     return (lum + t*d).clamp(0, 1).to(x.dtype)
 
 # %% ../nbs/25_augment.ipynb #db74ffdf
-def color_jitter(x: torch.Tensor, key: torch.Tensor, strength: float = 0.4, p: float = 0.8, stats=None, hue: float = 0.0) -> torch.Tensor:
-    "Random brightness, contrast and saturation (each a factor in [1-strength, 1+strength]) and, with `hue` > 0, a hue shift of at most ±`hue` of a turn (`hue_shift`), for a share `p` of a 3-channel batch; `stats` = (mean, std) of normalised data."
+def color_jitter(x: torch.Tensor, key: torch.Tensor, strength: float = 0.4, p: float = 0.8, stats=None,
+                 hue: float = 0.0) -> torch.Tensor:
+    """Random brightness, contrast and saturation (each a factor in [1-strength, 1+strength]) and, with `hue` > 0, a hue
+    shift of at most ±`hue` of a turn (`hue_shift`), for a share `p` of a 3-channel batch; `stats` = (mean, std) of
+    normalised data."""
     if x.shape[1] != 3: raise ValueError(f"color_jitter needs 3-channel images, got {x.shape[1]} channel(s)")
     B = x.shape[0]
     u = hash_uniform(key, (4, B), _JITTER_STREAM).to(x.device)
@@ -88,7 +95,8 @@ def color_jitter(x: torch.Tensor, key: torch.Tensor, strength: float = 0.4, p: f
 
 # %% ../nbs/25_augment.ipynb #9e92cf67
 def gaussian_blur_batch(x: torch.Tensor, sigma: torch.Tensor, ksize: torch.Tensor, max_ksize: int = 15) -> torch.Tensor:
-    "Blur each image `b` of a B×C×H×W batch with its own Gaussian `sigma[b]` and odd kernel size `ksize[b]` (<= `max_ksize`)."
+    """Blur each image `b` of a B×C×H×W batch with its own Gaussian `sigma[b]` and odd kernel size `ksize[b]` (<=
+    `max_ksize`)."""
     B, C, H, W = x.shape
     r = max_ksize//2
     t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
@@ -101,7 +109,8 @@ def gaussian_blur_batch(x: torch.Tensor, sigma: torch.Tensor, ksize: torch.Tenso
 
 # %% ../nbs/25_augment.ipynb #02dccd25
 def random_grayscale(x: torch.Tensor, key: torch.Tensor, p: float = 0.1, stats=None) -> torch.Tensor:
-    "Turn each image of a 3-channel batch grey (`to_grayscale`) with probability `p`, the others exactly as they are; `stats` = (mean, std) of normalised data."
+    """Turn each image of a 3-channel batch grey (`to_grayscale`) with probability `p`, the others exactly as they are;
+    `stats` = (mean, std) of normalised data."""
     if x.shape[1] != 3: raise ValueError(f"random_grayscale needs 3-channel images, got {x.shape[1]} channel(s)")
     B = x.shape[0]
     on = (hash_uniform(key, (B,), _GRAY_STREAM).to(x.device) < p).view(B, 1, 1, 1)
@@ -110,7 +119,8 @@ def random_grayscale(x: torch.Tensor, key: torch.Tensor, p: float = 0.1, stats=N
     return torch.where(on, (to_grayscale(x*s + m) - m)/s, x)
 
 def random_gaussian_blur(x: torch.Tensor, key: torch.Tensor, p: float = 0.1, sigma=(0.1, 2.0)) -> torch.Tensor:
-    "Blur each image of a B×C×H×W batch with probability `p` by a Gaussian whose σ (pixels) is drawn uniformly in `sigma` (a range, or one σ), kernel 2·⌈3σ⌉+1 (at most the image's side); the others exactly as they are."
+    """Blur each image of a B×C×H×W batch with probability `p` by a Gaussian whose σ (pixels) is drawn uniformly in
+    `sigma` (a range, or one σ), kernel 2·⌈3σ⌉+1 (at most the image's side); the others exactly as they are."""
     B, C, H, W = x.shape
     lo, hi = range_pair(sigma, 'sigma', 0, math.inf, lo_open=True)
     u = hash_uniform(key, (2, B), _BLUR_STREAM).to(x.device)
@@ -144,7 +154,8 @@ class PretrainAugment:
     def __post_init__(self):
         if self.scale is not None:
             try: range_pair(self.scale, 'scale', lo_open=True)
-            except ValueError: raise ValueError(f"scale must be None (no crop) or a number or (min, max) pair in (0, 1], got {self.scale!r}") from None
+            except ValueError: raise ValueError("scale must be None (no crop) or a number or (min, max) pair in (0, "
+                                                f"1], got {self.scale!r}") from None
         try: r0, r1 = (float(t) for t in self.ratio); ok = 0 < r0 <= r1 < math.inf
         except (TypeError, ValueError): ok = False
         if not ok: raise ValueError(f"ratio must be a (min, max) pair with 0 < min <= max, got {self.ratio}")
@@ -153,10 +164,13 @@ class PretrainAugment:
         _in_range(self.hue, 'hue', 0, 0.5)
         try: ok = math.isfinite(range_pair(self.blur_sigma, 'blur_sigma', 0, math.inf, lo_open=True)[1])
         except ValueError: ok = False
-        if not ok: raise ValueError(f"blur_sigma must be a σ or a (min, max) range of σ in pixels with 0 < min <= max < inf, got {self.blur_sigma!r}")
+        if not ok: raise ValueError("blur_sigma must be a σ or a (min, max) range of σ in pixels with 0 < min <= max "
+                                    f"< inf, got {self.blur_sigma!r}")
 
-    def __call__(self, x: torch.Tensor, key: torch.Tensor | None = None, seed: int | None = None, stats=None) -> torch.Tensor:
-        "Augmented views of a (normalised) B×C×H×W batch; `stats` = (mean, std) of its normalisation, needed for colour jitter and grey scale."
+    def __call__(self, x: torch.Tensor, key: torch.Tensor | None = None, seed: int | None = None,
+                 stats=None) -> torch.Tensor:
+        """Augmented views of a (normalised) B×C×H×W batch; `stats` = (mean, std) of its normalisation, needed for
+        colour jitter and grey scale."""
         if not (isinstance(x, torch.Tensor) and x.ndim == 4 and x.is_floating_point()):
             raise ValueError(f"x must be a float tensor B×C×H×W, got {getattr(x, 'shape', type(x))}")
         key = resolve_key(key, seed, None, x.device)

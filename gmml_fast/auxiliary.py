@@ -17,10 +17,10 @@ from fastai.torch_core import find_bs
 from .patches import grid_size, show_patch_grid, show_mask, token_to_pixel_mask
 from .masking import random_token_mask
 from .rng import resolve_key, hash_uniform, DRLOC_STREAM
-from .models import MAEModel, mae_decoder_for
+from .mae import MAEModel, mae_decoder_for
 from .losses import masked_mean, MAELoss
 from .core import device_constant, to_pair, unwrap_model, denormalize
-from .callbacks import SeededCallback
+from .pretrain import SeededCallback
 from .finetune import _init_linear, _classifier_parts
 
 # %% auto #0
@@ -42,8 +42,10 @@ def sample_drloc_pairs(batch_size: int, rows: int, cols: int, m: int = 64, key=N
     return pos[0], pos[1]
 
 def drloc_targets(p: torch.Tensor, q: torch.Tensor, rows: int, cols: int, signed: bool = False) -> torch.Tensor:
-    "Normalised offsets B×m×2 of the pairs `(p, q)`: `(|i−l|/rows, |j−m|/cols)` in [0,1]² (or signed, in [−1,1]² with `signed`)."
-    if p.shape != q.shape or p.shape[-1] != 2: raise ValueError(f"p and q must be B×m×2 positions of the same shape, got {tuple(p.shape)} and {tuple(q.shape)}")
+    """Normalised offsets B×m×2 of the pairs `(p, q)`: `(|i−l|/rows, |j−m|/cols)` in [0,1]² (or signed, in [−1,1]² with
+    `signed`)."""
+    if p.shape != q.shape or p.shape[-1] != 2: raise ValueError("p and q must be B×m×2 positions of the same shape, "
+                                                                f"got {tuple(p.shape)} and {tuple(q.shape)}")
     d = (p - q).float()/device_constant((rows, cols), torch.float32, p.device)
     return d if signed else d.abs()
 
@@ -60,8 +62,10 @@ class DRLocHead(nn.Module):
     "DRLoc's MLP: concatenated token pairs (…×2D) → two hidden layers of `hidden` units (ReLU) → 2 offsets."
     def __init__(self, embed_dim: int, hidden: int = 512):
         super().__init__()
-        if embed_dim < 1 or hidden < 1: raise ValueError(f"embed_dim and hidden must be >= 1, got {embed_dim}, {hidden}")
-        self.mlp = nn.Sequential(nn.Linear(2*embed_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 2))
+        if embed_dim < 1 or hidden < 1: raise ValueError(f"embed_dim and hidden must be >= 1, got {embed_dim}, "
+                                                         f"{hidden}")
+        self.mlp = nn.Sequential(nn.Linear(2*embed_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, 2))
         _init_linear(self.mlp)
     def forward(self, pairs: torch.Tensor) -> torch.Tensor: return self.mlp(pairs)
 
@@ -78,7 +82,8 @@ def drloc_task(grid: torch.Tensor, head: nn.Module, m: int = 64, signed: bool = 
 
 # %% ../nbs/82_auxiliary.ipynb #36923fa9
 def drloc_constant_l1(rows: int, cols: int, signed: bool = False) -> float:
-    "Exact expected DRLoc L1 loss of the best constant prediction (the per-axis median) under uniform pair sampling on a rows×cols grid."
+    """Exact expected DRLoc L1 loss of the best constant prediction (the per-axis median) under uniform pair sampling on
+    a rows×cols grid."""
     total = 0.0
     for k in (rows, cols):
         i = torch.arange(k, dtype=torch.float64)
@@ -89,7 +94,8 @@ def drloc_constant_l1(rows: int, cols: int, signed: bool = False) -> float:
 
 # %% ../nbs/82_auxiliary.ipynb #aaa63c70
 class AuxTerm(Metric):
-    "fastai metric: the batch-size-weighted mean of the loss term `term` that an auxiliary-task callback stored in `learn.aux_terms`."
+    """fastai metric: the batch-size-weighted mean of the loss term `term` that an auxiliary-task callback stored in
+    `learn.aux_terms`."""
     def __init__(self, term: str): self.term = term
     def reset(self): self.total, self.count = 0., 0
     def accumulate(self, learn):
@@ -107,7 +113,8 @@ def _ensure_metric(learn, term: str):
     if not any(isinstance(m, AuxTerm) and m.term == term for m in learn.metrics): learn.metrics = list(learn.metrics) + [AuxTerm(term)]
 
 class AuxTaskCallback(SeededCallback):
-    "Base of the auxiliary-task callbacks: adds `lam·term` to the loss after `loss_func`, on training and validation batches, and logs the term."
+    """Base of the auxiliary-task callbacks: adds `lam·term` to the loss after `loss_func`, on training and validation
+    batches, and logs the term."""
     order = 3                  # before GradientAccumulation (6), which rescales `loss_grad`; before the Recorder (50)
     head_name, term = None, None
     float32_head = True        # the heads of DRLoc/ME run in float32; a task that re-runs the encoder (MAEAux) opts out
@@ -117,24 +124,38 @@ class AuxTaskCallback(SeededCallback):
         self.lam, self.head_kwargs = lam, dict(head_kwargs or {})
 
     def after_create(self):
-        "When the callback is passed to `Learner(..., cbs=...)`: add its head to `model.aux` (unless there is one) before the optimizer exists."
+        """When the callback is passed to `Learner(..., cbs=...)`: add its head to `model.aux` (unless there is one)
+        before the optimizer exists."""
         model = unwrap_model(self.learn.model)
-        if isinstance(getattr(model, 'aux', None), nn.ModuleDict) and self.head_name not in model.aux and self.learn.opt is None:
+        if isinstance(getattr(model, 'aux', None),
+                      nn.ModuleDict) and self.head_name not in model.aux and self.learn.opt is None:
             self.add_head(model, **self.head_kwargs)
 
     def before_fit(self):
         model = unwrap_model(self.learn.model)
         aux = getattr(model, 'aux', None)
         if not isinstance(aux, nn.ModuleDict) or self.head_name not in aux:
-            raise ValueError(f"{type(self).__name__} needs model.aux[{self.head_name!r}]: pass the callback when creating the Learner "
-                             f"(Learner(..., cbs={type(self).__name__}())) or call add_{self.head_name}_head(model) before the optimizer is created")
+            raise ValueError(f"{type(self).__name__} needs model.aux[{self.head_name!r}]: pass the callback when "
+                             "creating the Learner "
+                             f"(Learner(..., cbs={type(self).__name__}())) or call add_{self.head_name}_head(model) "
+                             "before the optimizer is created")
         opt = self.learn.opt
         if opt is not None:
             in_opt = {id(p) for pg in opt.param_lists for p in pg}
             if any(id(p) not in in_opt for p in aux[self.head_name].parameters()):
-                raise ValueError(f"the {self.head_name!r} head was added after the optimizer was created, so it would never train: "
+                raise ValueError(f"the {self.head_name!r} head was added after the optimizer was created, so it would "
+                                 "never train: "
                                  f"add it before the first fit, or call learn.create_opt() again")
         _ensure_metric(self.learn, 'ce'); _ensure_metric(self.learn, self.term)
+        self._release()
+        self._tokens = None                  # this batch's final tokens: the output of the encoder's last norm
+        self._hook = model.encoder.norm.register_forward_hook(self._keep_tokens)
+
+    def _keep_tokens(self, module, inputs, output): self._tokens = output
+    def _release(self):
+        if getattr(self, '_hook', None) is not None: self._hook.remove()
+        self._hook = self._tokens = None
+    def after_fit(self): self._release()
 
     def before_batch(self): self.learn.aux_terms = {}
 
@@ -146,8 +167,9 @@ class AuxTaskCallback(SeededCallback):
         learn = self.learn
         if not len(learn.yb): return
         model = unwrap_model(learn.model)
-        tokens = getattr(model, 'last_tokens', None)
-        if tokens is None: raise ValueError(f"{type(self).__name__} needs a model that keeps its token grid in `last_tokens` (a ViTClassifier)")
+        if self._tokens is None: raise ValueError(f"{type(self).__name__} saw no forward pass of the encoder's final "
+                                                  "norm for this batch")
+        tokens, self._tokens = model.token_grid(self._tokens, self.xb[0].shape[-2:]), None
         terms = getattr(learn, 'aux_terms', None)
         if terms is None: terms = learn.aux_terms = {}
         terms.setdefault('ce', learn.loss_grad.detach())
@@ -162,19 +184,23 @@ class AuxTaskCallback(SeededCallback):
 
 # %% ../nbs/82_auxiliary.ipynb #75bce33f
 def add_drloc_head(model: nn.Module, hidden: int = 512) -> DRLocHead:
-    "Register a `DRLocHead` as `model.aux['drloc']` (on the model's device) — before the optimizer is created — and return it."
+    """Register a `DRLocHead` as `model.aux['drloc']` (on the model's device) — before the optimizer is created — and
+    return it."""
     m, enc = _classifier_parts(model)
-    if not isinstance(getattr(m, 'aux', None), nn.ModuleDict): raise ValueError("model must have an `aux` ModuleDict (a ViTClassifier)")
+    if not isinstance(getattr(m, 'aux', None), nn.ModuleDict): raise ValueError("model must have an `aux` ModuleDict "
+                                                                                "(a ViTClassifier)")
     if 'drloc' in m.aux: raise ValueError("model.aux already holds a 'drloc' head")
     p = next(enc.parameters())
     m.aux['drloc'] = DRLocHead(enc.embed_dim, hidden).to(device=p.device, dtype=p.dtype)
     return m.aux['drloc']
 
 class DRLoc(AuxTaskCallback):
-    "Add `lam`·DRLoc loss (`m` pairs per image, absolute or `signed` offsets) on the classifier's last token grid; logs 'ce' and 'drloc'."
+    """Add `lam`·DRLoc loss (`m` pairs per image, absolute or `signed` offsets) on the classifier's last token grid;
+    logs 'ce' and 'drloc'."""
     head_name, term = 'drloc', 'drloc'
     add_head = staticmethod(add_drloc_head)
-    def __init__(self, lam: float = 0.1, m: int = 64, signed: bool = False, seed: int | None = None, valid_seed: int = 0,
+    def __init__(self, lam: float = 0.1, m: int = 64, signed: bool = False, seed: int | None = None,
+                 valid_seed: int = 0,
                  hidden: int = 512):
         super().__init__(lam, seed, valid_seed, head_kwargs=dict(hidden=hidden))
         if m < 1: raise ValueError(f"m (pairs per image) must be >= 1, got {m}")
@@ -186,7 +212,8 @@ class DRLoc(AuxTaskCallback):
 
 # %% ../nbs/82_auxiliary.ipynb #c72f028c
 def show_drloc_pairs(x: torch.Tensor, patch_size, m: int = 4, seed: int = 0, stats=None, n: int = 3, figsize=None):
-    "The first `n` images of the batch `x` with their token grid and `m` DRLoc pairs each (drawn with `seed`), labeled with the targets (|Δrow|/rows, |Δcol|/cols). Returns their `n` Axes."
+    """The first `n` images of the batch `x` with their token grid and `m` DRLoc pairs each (drawn with `seed`), labeled
+    with the targets (|Δrow|/rows, |Δcol|/cols). Returns their `n` Axes."""
     x = denormalize(x[:n].as_subclass(torch.Tensor), stats)
     (ph, pw), (rows, cols) = to_pair(patch_size, 'patch_size'), grid_size(x.shape[-2:], patch_size)
     p, q = sample_drloc_pairs(len(x), rows, cols, m=m, seed=seed, device=x.device)
@@ -206,24 +233,28 @@ def show_drloc_pairs(x: torch.Tensor, patch_size, m: int = 4, seed: int = 0, sta
 
 # %% ../nbs/82_auxiliary.ipynb #8bad6318
 class MEDecoder(nn.Module):
-    "Masked Embedding decoder: mask token at masked positions + learned positional embeddings + `depth` timm Blocks (`heads` heads) + norm and projection → the grid B×D×rows×cols."
+    """Masked Embedding decoder: mask token at masked positions + learned positional embeddings + `depth` timm Blocks
+    (`heads` heads) + norm and projection → the grid B×D×rows×cols."""
     def __init__(self, embed_dim: int, grid, depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0):
         super().__init__()
         self.grid = to_pair(grid, 'grid')
         if depth < 1: raise ValueError(f"depth must be >= 1, got {depth}")
         if embed_dim < 1 or heads < 1 or embed_dim % heads:
-            raise ValueError(f"embed_dim must be a positive multiple of heads, got embed_dim={embed_dim}, heads={heads}")
+            raise ValueError(f"embed_dim must be a positive multiple of heads, got embed_dim={embed_dim}, "
+                             f"heads={heads}")
         N = self.grid[0]*self.grid[1]
         self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, N, embed_dim))
         norm_layer = partial(nn.LayerNorm, eps=1e-6)
-        self.blocks = nn.Sequential(*[Block(embed_dim, heads, mlp_ratio, qkv_bias=True, norm_layer=norm_layer) for _ in range(depth)])
+        self.blocks = nn.Sequential(*[Block(embed_dim, heads, mlp_ratio, qkv_bias=True,
+                                            norm_layer=norm_layer) for _ in range(depth)])
         self.norm, self.pred = norm_layer(embed_dim), nn.Linear(embed_dim, embed_dim)
         trunc_normal_(self.mask_token, std=.02); trunc_normal_(self.pos_embed, std=.02)
         _init_linear(self)
 
     def forward(self, grid: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        "Reconstruct the B×D×rows×cols `grid` from its tokens that `mask` (B×N or B×rows×cols, True = hidden) leaves visible."
+        """Reconstruct the B×D×rows×cols `grid` from its tokens that `mask` (B×N or B×rows×cols, True = hidden) leaves
+        visible."""
         if grid.ndim != 4 or tuple(grid.shape[-2:]) != self.grid:
             raise ValueError(f"grid must be B×D×{self.grid[0]}×{self.grid[1]}, got shape {tuple(grid.shape)}")
         B, D, rows, cols = grid.shape
@@ -233,10 +264,13 @@ class MEDecoder(nn.Module):
 
 def me_loss(E: torch.Tensor, E_hat: torch.Tensor, mask: torch.Tensor, ratio: float | None = None,
             detach_target: bool = True) -> torch.Tensor:
-    "Masked Embedding loss mean((E − Ê)² ⊙ M)/r over B×D×rows×cols; r = the mask's masked fraction unless `ratio` is given; target E detached by default."
-    if E.shape != E_hat.shape or E.ndim != 4: raise ValueError(f"E and E_hat must both be B×D×rows×cols, got {tuple(E.shape)} and {tuple(E_hat.shape)}")
+    """Masked Embedding loss mean((E − Ê)² ⊙ M)/r over B×D×rows×cols; r = the mask's masked fraction unless `ratio` is
+    given; target E detached by default."""
+    if E.shape != E_hat.shape or E.ndim != 4: raise ValueError("E and E_hat must both be B×D×rows×cols, got "
+                                                               f"{tuple(E.shape)} and {tuple(E_hat.shape)}")
     B, _, rows, cols = E.shape
-    if mask.numel() != B*rows*cols: raise ValueError(f"mask must be B×N or B×rows×cols ({B}×{rows*cols}), got shape {tuple(mask.shape)}")
+    if mask.numel() != B*rows*cols: raise ValueError(f"mask must be B×N or B×rows×cols ({B}×{rows*cols}), got shape "
+                                                     f"{tuple(mask.shape)}")
     if ratio is not None and not 0 < ratio <= 1: raise ValueError(f"ratio must be in (0, 1], got {ratio}")
     M = mask.reshape(B, 1, rows, cols).to(E_hat.dtype)
     target = E.detach() if detach_target else E
@@ -245,16 +279,20 @@ def me_loss(E: torch.Tensor, E_hat: torch.Tensor, mask: torch.Tensor, ratio: flo
     return masked_mean(err, M) if ratio is None else (err*M).mean()/ratio
 
 def add_me_head(model: nn.Module, depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0) -> MEDecoder:
-    "Register an `MEDecoder` for the encoder's token grid as `model.aux['me']` (on the model's device) — before the optimizer is created — and return it."
+    """Register an `MEDecoder` for the encoder's token grid as `model.aux['me']` (on the model's device) — before the
+    optimizer is created — and return it."""
     m, enc = _classifier_parts(model)
-    if not isinstance(getattr(m, 'aux', None), nn.ModuleDict): raise ValueError("model must have an `aux` ModuleDict (a ViTClassifier)")
+    if not isinstance(getattr(m, 'aux', None), nn.ModuleDict): raise ValueError("model must have an `aux` ModuleDict "
+                                                                                "(a ViTClassifier)")
     if 'me' in m.aux: raise ValueError("model.aux already holds an 'me' head")
     p = next(enc.parameters())
-    m.aux['me'] = MEDecoder(enc.embed_dim, tuple(enc.patch_embed.grid_size), depth, heads, mlp_ratio).to(device=p.device, dtype=p.dtype)
+    m.aux['me'] = MEDecoder(enc.embed_dim, tuple(enc.patch_embed.grid_size), depth, heads,
+                            mlp_ratio).to(device=p.device, dtype=p.dtype)
     return m.aux['me']
 
 class ME(AuxTaskCallback):
-    "Add `lam`·Masked-Embedding loss (a `ratio` of the last token grid masked, target detached unless `detach_target=False`); logs 'ce' and 'me'."
+    """Add `lam`·Masked-Embedding loss (a `ratio` of the last token grid masked, target detached unless
+    `detach_target=False`); logs 'ce' and 'me'."""
     head_name, term = 'me', 'me'
     add_head = staticmethod(add_me_head)
     order = 4
@@ -267,13 +305,15 @@ class ME(AuxTaskCallback):
     def aux_loss(self, model, tokens):
         B, _, rows, cols = tokens.shape
         N = rows*cols
-        if round(self.ratio*N) < 1: raise ValueError(f"ratio={self.ratio} masks no token of a {rows}×{cols} grid; raise the ratio")
+        if round(self.ratio*N) < 1: raise ValueError(f"ratio={self.ratio} masks no token of a {rows}×{cols} grid; "
+                                                     "raise the ratio")
         mask = random_token_mask(B, N, self.ratio, key=self._key(tokens.device))
         return me_loss(tokens, model.aux['me'](tokens, mask), mask, detach_target=self.detach_target)
 
 # %% ../nbs/82_auxiliary.ipynb #4b09fbd6
 def show_me_mask(x: torch.Tensor, patch_size, ratio: float = 0.75, seed: int = 0, stats=None, n: int = 4, figsize=None):
-    "The first `n` images of the batch `x` with the patches whose final embeddings ME hides (a `ratio` of the tokens, drawn with `seed`) shaded. Returns their `n` Axes."
+    """The first `n` images of the batch `x` with the patches whose final embeddings ME hides (a `ratio` of the tokens,
+    drawn with `seed`) shaded. Returns their `n` Axes."""
     if not 0 < ratio < 1: raise ValueError(f"ratio must be in (0, 1), got {ratio}")
     x = denormalize(x[:n].as_subclass(torch.Tensor), stats)
     rows, cols = grid_size(x.shape[-2:], patch_size)
@@ -286,11 +326,14 @@ def show_me_mask(x: torch.Tensor, patch_size, ratio: float = 0.75, seed: int = 0
     return axs[0]
 
 # %% ../nbs/82_auxiliary.ipynb #7db35e99
-def add_mae_head(model: nn.Module, mask_ratio: float = 0.75, decoder_dim: int | None = None, decoder_depth: int | None = None,
+def add_mae_head(model: nn.Module, mask_ratio: float = 0.75, decoder_dim: int | None = None,
+                 decoder_depth: int | None = None,
                  decoder_heads: int | None = None) -> MAEModel:
-    "Register a `MAEModel` that shares the classifier's encoder as `model.aux['mae']` (new weights: its decoder; default `mae_decoder_for(encoder)`), before the optimizer is created, and return it."
+    """Register a `MAEModel` that shares the classifier's encoder as `model.aux['mae']` (new weights: its decoder;
+    default `mae_decoder_for(encoder)`), before the optimizer is created, and return it."""
     m, enc = _classifier_parts(model)
-    if not isinstance(getattr(m, 'aux', None), nn.ModuleDict): raise ValueError("model must have an `aux` ModuleDict (a ViTClassifier)")
+    if not isinstance(getattr(m, 'aux', None), nn.ModuleDict): raise ValueError("model must have an `aux` ModuleDict "
+                                                                                "(a ViTClassifier)")
     if 'mae' in m.aux: raise ValueError("model.aux already holds an 'mae' head")
     dec = {**mae_decoder_for(enc), **{k: v for k, v in dict(decoder_dim=decoder_dim, decoder_depth=decoder_depth,
                                                               decoder_heads=decoder_heads).items() if v is not None}}
@@ -299,7 +342,8 @@ def add_mae_head(model: nn.Module, mask_ratio: float = 0.75, decoder_dim: int | 
     return m.aux['mae']
 
 class MAEAux(AuxTaskCallback):
-    "Add `lam`·MAE reconstruction loss (SSAT): the batch's images with `mask_ratio` of their patches hidden go through the classifier's own encoder (visible tokens only) and a small decoder; logs 'ce' and 'mae'."
+    """Add `lam`·MAE reconstruction loss (SSAT): the batch's images with `mask_ratio` of their patches hidden go through
+    the classifier's own encoder (visible tokens only) and a small decoder; logs 'ce' and 'mae'."""
     head_name, term = 'mae', 'mae'
     add_head = staticmethod(add_mae_head)
     float32_head = False
@@ -309,7 +353,8 @@ class MAEAux(AuxTaskCallback):
                  decoder_depth: int | None = None, decoder_heads: int | None = None):
         if not 0 < mask_ratio < 1: raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
         super().__init__(lam, seed, valid_seed, head_kwargs=dict(mask_ratio=mask_ratio, decoder_dim=decoder_dim,
-                                                                 decoder_depth=decoder_depth, decoder_heads=decoder_heads))
+                                                                 decoder_depth=decoder_depth,
+                                                                 decoder_heads=decoder_heads))
         self.mae_loss = MAELoss(norm_pix=norm_pix, alpha=alpha)
 
     def aux_loss(self, model, tokens):

@@ -17,22 +17,26 @@ from fastai.torch_core import rank_distrib, num_distrib
 from fastcore.foundation import L
 
 from .core import unwrap_model, local_dl
-from .callbacks import TrainedEpochCallback
+from .pretrain import TrainedEpochCallback
 
 # %% auto #0
 __all__ = ['save_checkpoint', 'load_checkpoint', 'CheckpointEveryEpoch', 'SkipTrainedEpochs', 'resume_fit']
 
 # %% ../nbs/94_checkpoint.ipynb #0209bbe3
 def _rng_states(learn: Learner) -> dict:
-    "This process's random states: python, numpy, torch (CPU, CUDA), the loaders' shuffling rngs, the callbacks' generators."
+    """This process's random states: python, numpy, torch (CPU, CUDA), the loaders' shuffling rngs, the callbacks'
+    generators."""
     name, keys, pos, has_gauss, gauss = np.random.get_state()
     # numpy's state as a tensor and plain numbers, so that the checkpoint loads with `torch.load(weights_only=True)`
-    st = dict(python=random.getstate(), numpy=dict(name=name, keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos),
-                                                   has_gauss=int(has_gauss), gauss=float(gauss)), torch=torch.get_rng_state(),
+    st = dict(python=random.getstate(),
+              numpy=dict(name=name, keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos),
+                                                   has_gauss=int(has_gauss), gauss=float(gauss)),
+                                                   torch=torch.get_rng_state(),
               cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
               # inside a distributed fit the loaders are DistributedDL wrappers; the shuffling rng is the wrapped loader's
               dls=[getattr(local_dl(dl), 'rng', None) and local_dl(dl).rng.getstate() for dl in learn.dls.loaders],
-              generators={f'{cb.name}.{k}': v.get_state() for cb in learn.cbs for k, v in vars(cb).items() if isinstance(v, torch.Generator)})
+              generators={f'{cb.name}.{k}': v.get_state() for cb in learn.cbs for k,
+                          v in vars(cb).items() if isinstance(v, torch.Generator)})
     return st
 
 def _set_rng_states(learn: Learner, st: dict) -> None:
@@ -47,7 +51,8 @@ def _set_rng_states(learn: Learner, st: dict) -> None:
         if k in gens: gens[k].set_state(s)
 
 def _plain(o):
-    "`o` with fastcore `L`s, numpy arrays and numpy scalars turned into lists and Python numbers: what `torch.load(weights_only=True)` accepts."
+    """`o` with fastcore `L`s, numpy arrays and numpy scalars turned into lists and Python numbers: what
+    `torch.load(weights_only=True)` accepts."""
     if isinstance(o, dict): return {k: _plain(v) for k, v in o.items()}
     if isinstance(o, L): return [_plain(v) for v in o]
     if isinstance(o, (list, tuple)): return type(o)(_plain(v) for v in o)
@@ -55,8 +60,10 @@ def _plain(o):
     if isinstance(o, np.generic): return o.item()
     return o
 
-def save_checkpoint(learn: Learner, path, epoch: int | None = None, n_epoch: int | None = None, fit_kwargs: dict | None = None) -> Path | None:
-    "Atomically save weights, optimizer, schedule position and random states to `path` (rank 0 writes; call on every rank)."
+def save_checkpoint(learn: Learner, path, epoch: int | None = None, n_epoch: int | None = None,
+                    fit_kwargs: dict | None = None) -> Path | None:
+    """Atomically save weights, optimizer, schedule position and random states to `path` (rank 0 writes; call on every
+    rank)."""
     path = Path(path)
     if not path.is_absolute(): path = Path(learn.path)/path
     if learn.opt is None: learn.create_opt()
@@ -82,27 +89,33 @@ def save_checkpoint(learn: Learner, path, epoch: int | None = None, n_epoch: int
     return path
 
 def load_checkpoint(learn: Learner, path, device=None) -> dict:
-    "Restore weights, optimizer, random states (this rank's) from `save_checkpoint`'s file; returns `epoch`, `n_epoch`, `fit_kwargs`."
+    """Restore weights, optimizer, random states (this rank's) from `save_checkpoint`'s file; returns `epoch`,
+    `n_epoch`, `fit_kwargs`."""
     path = Path(path)
     if not path.is_absolute(): path = Path(learn.path)/path
     if not path.exists(): raise FileNotFoundError(f"no checkpoint at {path}")
     try: state = torch.load(path, map_location=device or 'cpu', weights_only=True)   # never unpickles code
     except pickle.UnpicklingError as e:
-        raise ValueError(f"{path} holds objects other than tensors and plain values, so it is not loaded (unpickling it could run "
+        raise ValueError(f"{path} holds objects other than tensors and plain values, so it is not loaded (unpickling "
+                         "it could run "
                          f"code); gmml_fast checkpoints hold only those. ({str(e).splitlines()[0]})") from None
-    if not isinstance(state, dict) or not {'model', 'opt', 'epoch', 'rng'} <= set(state): raise ValueError(f"{path} is not a gmml_fast checkpoint (see save_checkpoint)")
+    if not isinstance(state, dict) or not {'model', 'opt', 'epoch',
+                                           'rng'} <= set(state): raise ValueError(f"{path} is not a gmml_fast "
+                                                                                  "checkpoint (see save_checkpoint)")
     unwrap_model(learn.model).load_state_dict(state['model'])
     if learn.opt is None: learn.create_opt()
     learn.opt.load_state_dict(state['opt'])
     rank = rank_distrib()
     if state['world_size'] != max(num_distrib(), 1) and rank > 0:
-        import warnings; warnings.warn(f"checkpoint from {state['world_size']} processes, resumed with {num_distrib()}: ranks > 0 reuse rank 0's random states")
+        import warnings; warnings.warn(f"checkpoint from {state['world_size']} processes, resumed with "
+                                       f"{num_distrib()}: ranks > 0 reuse rank 0's random states")
     _set_rng_states(learn, state['rng'][rank if rank < len(state['rng']) else 0])
     return dict(epoch=state['epoch'], n_epoch=state['n_epoch'], fit_kwargs=state['fit_kwargs'])
 
 # %% ../nbs/94_checkpoint.ipynb #bfbe74a0
 class CheckpointEveryEpoch(TrainedEpochCallback):
-    "Save a resumable checkpoint to `path` after every `every` epochs (rank 0 writes); `fit_kwargs` are the `fit_one_cycle` arguments to resume with."
+    """Save a resumable checkpoint to `path` after every `every` epochs (rank 0 writes); `fit_kwargs` are the
+    `fit_one_cycle` arguments to resume with."""
     order = 95
     def __init__(self, path='checkpoint.pth', every: int = 1, fit_kwargs: dict | None = None):
         if every < 1: raise ValueError(f"every must be >= 1, got {every}")
@@ -121,10 +134,12 @@ class _CancelSkippedEpoch(Callback):
         if self.epoch < self.start_epoch: raise CancelEpochException
 
 class SkipTrainedEpochs(Callback):
-    "Pass over the epochs before `start_epoch` without running anything for them: no batches, no log line, no CSV row, no figure, no checkpoint."
+    """Pass over the epochs before `start_epoch` without running anything for them: no batches, no log line, no CSV row,
+    no figure, no checkpoint."""
     order = -100    # first at every epoch start: it lets the callbacks run again before any of them sees the next epoch
     def __init__(self, start_epoch: int):
-        if not isinstance(start_epoch, int) or start_epoch < 0: raise ValueError(f"start_epoch must be an int >= 0, got {start_epoch!r}")
+        if not isinstance(start_epoch, int) or start_epoch < 0: raise ValueError("start_epoch must be an int >= 0, "
+                                                                                 f"got {start_epoch!r}")
         self.start_epoch, self._muted, self.cancel = start_epoch, [], _CancelSkippedEpoch(start_epoch)
 
     def _unmute(self):
@@ -146,9 +161,12 @@ class SkipTrainedEpochs(Callback):
         if self.cancel in self.learn.cbs: self.learn.remove_cb(self.cancel)
 
 def resume_fit(learn: Learner, path, cbs=None, **fit_kwargs):
-    "Load the checkpoint at `path` and finish its fit: the same fit method (`fit_one_cycle` unless the checkpoint's `fit_kwargs` name another under 'fit': `fit_warmup_cosine`, `fit_flat_cos`, or `fit` for a constant rate), `n_epoch` and schedule; `fit_kwargs` override the saved ones."
+    """Load the checkpoint at `path` and finish its fit: the same fit method (`fit_one_cycle` unless the checkpoint's
+    `fit_kwargs` name another under 'fit': `fit_warmup_cosine`, `fit_flat_cos`, or `fit` for a constant rate),
+    `n_epoch` and schedule; `fit_kwargs` override the saved ones."""
     st = load_checkpoint(learn, path)
-    if st['n_epoch'] is None: raise ValueError(f"{path} does not record n_epoch; resume by hand with fit_one_cycle(start_epoch=...)")
+    if st['n_epoch'] is None: raise ValueError(f"{path} does not record n_epoch; resume by hand with "
+                                               "fit_one_cycle(start_epoch=...)")
     kw = {**st['fit_kwargs'], **fit_kwargs}
     method = kw.pop('fit', 'fit_one_cycle')
     if method not in ('fit_one_cycle', 'fit_warmup_cosine', 'fit_flat_cos', 'fit'):

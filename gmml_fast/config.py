@@ -4,58 +4,60 @@
 
 # %% ../nbs/93_config.ipynb #e9d8abd4
 from __future__ import annotations
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import timm
 
-from .patches import ENCODER_PRESETS, ARCH_ALIASES
-from .datasets import DATASETS, dataset_info, load_dataset
-from .recipe import (Checked, hp, GMMLRecipe, MAERecipe, SimMIMRecipe, FinetuneRecipe, NAMED_RECIPES, RECIPE_ALIASES,
+from .encoder import ENCODER_PRESETS, ARCH_ALIASES
+from .datasets import DATASETS, DATA_ALIASES, DataSource
+from .checked import Checked, hp
+from .recipe import (GMMLRecipe, MAERecipe, SimMIMRecipe, FinetuneRecipe, NAMED_RECIPES, RECIPE_ALIASES,
                               PRECISIONS, get_recipe, with_overrides)
 
 # %% auto #0
 __all__ = ['PRETRAIN_RECIPES', 'RunConfig', 'PretrainConfig', 'FinetuneConfig']
 
 # %% ../nbs/93_config.ipynb #4242fd20
-_DATASET_HELP = (f"a named dataset ({', '.join(DATASETS)}) or any torchvision dataset class (e.g. FakeData), read from --data_root; "
-                 "replaces --data")
+_DATA_HELP = (f"a named dataset ({', '.join(DATASETS)}; read from --data_root), any torchvision dataset class (e.g. "
+              "FakeData) "
+              "or the path of an ImageFolder-style directory")
 PRETRAIN_RECIPES = (GMMLRecipe, MAERecipe, SimMIMRecipe)
-
-def _is_torchvision_class(name: str) -> bool:
-    import torchvision.datasets as tvd
-    cls = getattr(tvd, name, None)
-    return isinstance(cls, type) and issubclass(cls, tvd.VisionDataset)
 
 @dataclass
 class RunConfig(Checked):
-    "What both commands share: the data, the encoder, the batch, the output folder, the numeric precision and the seed; a command adds its own fields, and `overrides` holds the recipe fields given."
+    """What both commands share: the data, the encoder, the batch, the output folder, the numeric precision and the
+    seed; a command adds its own fields, and `overrides` holds the recipe fields given."""
     command = None
     recipe_classes = ()
-    data: str = hp('fmnist', "'fmnist' (embedded Fashion-MNIST) or the path of an ImageFolder-style directory")
-    dataset: str | None = hp(None, _DATASET_HELP, none='use --data')
-    data_root: str | None = hp(None, "folder holding the --dataset files in torchvision's layout", none='$GMML_FAST_DATA, else ~/.cache/gmml_fast/datasets')
-    arch: str | None = hp(None, "encoder preset (gmml_fast.patches.ENCODER_PRESETS) or timm ViT name", none="the --dataset's preset; nano_28 for Fashion-MNIST and folders")
+    data: str = hp('fashion_mnist', _DATA_HELP)
+    data_root: str | None = hp(None, "folder holding the named datasets in torchvision's layout",
+                               none='$GMML_FAST_DATA, else ~/.cache/gmml_fast/datasets')
+    arch: str | None = hp(None, "encoder preset (gmml_fast.encoder.ENCODER_PRESETS) or timm ViT name",
+                          none="the --data's preset; nano_28 for folders")
     size: int | None = hp(None, "image side in pixels", '[1, inf)', none="the preset's")
     patch_size: int | None = hp(None, "patch size", '[1, inf)', none="the preset's")
     depth: int | None = hp(None, "number of transformer blocks (0: the preset's, 12)", '[0, inf)',
                            none="6; the preset's own when the encoder is the recipe's (a paper's)")
     bs: int = hp(128, "batch size", '[1, inf)')
     n_valid: int = hp(1000, "number of test images used for validation (at most the test split's size)", '[1, inf)')
-    strict: bool = hp(False, "--data DIR: stop at the first unreadable image file instead of skipping unreadable files with a warning")
+    strict: bool = hp(False, "--data DIR: stop at the first unreadable image file instead of skipping unreadable "
+                             "files with a warning")
     out: str = hp('outputs', "parent folder of the run folder")
     precision: str = hp('32', "numeric precision: bf16 works on CPUs and GPUs, fp16 needs CUDA", choices=PRECISIONS)
     compile: bool = hp(False, "compile the model with torch.compile (the first steps pay for the compilation)")
     seed: int = hp(0, "random seed (data subsets, initialisation, augmentation, masks)", '[0, inf)')
     download: bool = hp(False, "let torchvision download the dataset if it is not on disk")
-    recipe: str | None = hp(None, "named recipe to start from (gmml_fast.recipe.NAMED_RECIPES)", none="the method's @v1")
-    overrides: dict = field(default_factory=dict)         # the recipe fields given, by name (checked by make_recipe)
+    recipe: str | None = hp(None, "named recipe to start from (gmml_fast.recipe.NAMED_RECIPES)", none="the method's "
+                                                                                                      "@v1")
+    overrides: dict = field(default_factory=dict)         # the recipe fields given, by name (checked by training_recipe)
 
     def check(self):
-        if self.dataset is not None and self.dataset not in DATASETS and not _is_torchvision_class(self.dataset):
-            raise ValueError(f"dataset must be one of {', '.join(DATASETS)} or a torchvision dataset class name (e.g. FakeData), got {self.dataset!r}")
+        DataSource(self.data)                               # a name it does not know, or a folder that is not there: one error
         if self.arch is not None and not (self.arch in ENCODER_PRESETS or self.arch in ARCH_ALIASES or timm.is_model(self.arch)):
-            raise ValueError(f"arch must be a preset ({', '.join(ENCODER_PRESETS)}), an alias ({', '.join(ARCH_ALIASES)}) or a timm ViT name, got {self.arch!r}")
-        if self.dataset is None and self.data == 'fmnist' and self.n_valid is not None and self.n_valid > 10000:
+            raise ValueError(f"arch must be a preset ({', '.join(ENCODER_PRESETS)}), an alias "
+                             f"({', '.join(ARCH_ALIASES)}) or a timm ViT name, got {self.arch!r}")
+        if DATA_ALIASES.get(self.data,
+                            self.data) == 'fashion_mnist' and self.n_valid is not None and self.n_valid > 10000:
             raise ValueError(f"n_valid must be in [1, 10000] for Fashion-MNIST (its test split), got {self.n_valid}")
         names = [n for n, r in NAMED_RECIPES.items() if type(r) in self.recipe_classes]
         names += [a for a, n in RECIPE_ALIASES.items() if n in names]
@@ -64,15 +66,18 @@ class RunConfig(Checked):
 
     @classmethod
     def from_options(cls, **options):
-        "A config from keyword options: the run's fields, and any recipe field as an override; an unknown name is one clear error."
+        """A config from keyword options: the run's fields, and any recipe field as an override; an unknown name is one
+        clear error."""
         mine = set(cls.field_names()) - {'overrides'}
         recipe_fields = {f.name for c in cls.recipe_classes for f in fields(c)}
         unknown = sorted(set(options) - mine - recipe_fields)
-        if unknown: raise ValueError(f"{cls.command} has no option {', '.join(unknown)}; see python -m gmml_fast.train {cls.command} --help")
+        if unknown: raise ValueError(f"{cls.command} has no option {', '.join(unknown)}; see python -m "
+                                     f"gmml_fast.train {cls.command} --help")
         over = {k: v for k, v in options.items() if k in recipe_fields and k not in mine}
         for k, v in over.items():                 # config.json must give the same run back to --resume
             if not isinstance(v, (str, int, float, bool, type(None), list, tuple, dict)):
-                raise ValueError(f"{k} must be a plain value here (the run folder's config.json stores it), got a {type(v).__name__}; "
+                raise ValueError(f"{k} must be a plain value here (the run folder's config.json stores it), got a "
+                                 f"{type(v).__name__}; "
                                  "pass objects to the learner builders (gmml_fast.learner) instead")
         return cls(**{k: v for k, v in options.items() if k in mine}, overrides=over)
 
@@ -80,35 +85,45 @@ class RunConfig(Checked):
         "The recipe the options start from (`--recipe`, else the method's `@v1`)."
         return get_recipe(self.recipe, None if self.recipe else self.recipe_classes[0].method)
 
-    def make_recipe(self):
-        "The recipe this run trains with: the base recipe with the overrides, every field checked; an override the method does not have is one error."
+    def training_recipe(self):
+        """The recipe this run trains with: the base recipe with the overrides, every field checked; an override the
+        method does not have is one error."""
         r = self.base_recipe()
         bad = sorted(set(self.overrides) - set(r.field_names()))
-        if bad: raise ValueError(f"{', '.join('--' + b for b in bad)}: not a setting of {r.method} (its settings: {', '.join(r.field_names())})")
+        if bad: raise ValueError(f"{', '.join('--' + b for b in bad)}: not a setting of {r.method} (its settings: "
+                                 f"{', '.join(r.field_names())})")
         return with_overrides(r, **self.overrides)
 
-    def resolve_arch(self, r=None):
-        "Fill in the encoder when none was given: the recipe `r`'s (a paper's, at its depth), else the --dataset's preset (measured size for a torchvision class), else nano_28; the depth defaults to 6."
-        if self.arch is None and r is not None and r.arch is not None:
-            self.arch = r.arch
-            if self.depth is None: self.depth = 0                # the paper's encoder: the preset's own depth
-        if self.depth is None: self.depth = 6
-        if self.arch is not None: return self
-        if self.dataset is None: self.arch = 'nano_28'
-        else:
-            self.arch = dataset_info(self.dataset, None if self.dataset in DATASETS else load_dataset(self.dataset, 'train', self.data_root, self.download)[0]).arch
-            if self.arch is None: raise ValueError(f"no encoder preset fits the images of {self.dataset}: pass --arch and --size")
-        return self
+    def source(self) -> DataSource:
+        "The run's `DataSource`: `--data` read from `--data_root` (nothing is read until a loader or the preset asks)."
+        return DataSource(self.data, self.data_root, self.download, self.strict)
+
+    def completed(self, r, source: DataSource | None = None):
+        """A copy of this config with what was left to defaults filled in: the encoder (the recipe `r`'s, a paper's at
+        its own depth; else `source`'s preset), the depth (6) and, for pretraining, the method; `self` is unchanged."""
+        arch, depth = self.arch, self.depth
+        if arch is None and r.arch is not None: arch, depth = r.arch, (0 if depth is None else depth)   # the paper's encoder at its depth
+        if arch is None:
+            arch = (source or self.source()).arch
+            if arch is None: raise ValueError(f"no encoder preset fits the images of {self.data}: pass --arch and "
+                                              "--size")
+        return replace(self, arch=arch, depth=6 if depth is None else depth, **self._resolved_fields(r))
+
+    def _resolved_fields(self, r) -> dict: return {}
 
 @dataclass
 class PretrainConfig(RunConfig):
     "Pretrain a ViT encoder without labels (GMML, MAE or SimMIM) and save it with figures, history and checkpoints."
     command = 'pretrain'
     recipe_classes = PRETRAIN_RECIPES
-    method: str | None = hp(None, "pretraining method", choices=('gmml', 'mae', 'simmim'), none="the --recipe's, else gmml")
+    method: str | None = hp(None, "pretraining method", choices=('gmml', 'mae', 'simmim'), none="the --recipe's, else "
+                                                                                                "gmml")
     fraction: float = hp(0.5, "fraction of the training images to use", '(0, 1]')
-    monitor: int = hp(2000, "after every epoch, k-NN accuracy of the encoder on this many labeled training images (and a quarter as many queries), the 'knn' column of history.csv: the dataset's labels, or the class folders of --data DIR; 0: off", '[0, 40000]')
-    monitor_linear: bool = hp(False, "with --monitor: also a linear probe (logistic regression, 100 L-BFGS steps) on the same features, the 'linear' column")
+    monitor: int = hp(2000, "after every epoch, k-NN accuracy of the encoder on this many labeled training images "
+                            "(and a quarter as many queries), the 'knn' column of history.csv: the dataset's labels, "
+                            "or the class folders of --data DIR; 0: off", '[0, 40000]')
+    monitor_linear: bool = hp(False, "with --monitor: also a linear probe (logistic regression, 100 L-BFGS steps) on "
+                                     "the same features, the 'linear' column")
     show: bool = hp(True, "save reconstruction figures")
     out: str = hp('outputs/pretrain', "parent folder of the run folder")
 
@@ -116,13 +131,11 @@ class PretrainConfig(RunConfig):
         if self.recipe is None: return get_recipe(None, self.method or 'gmml')
         r = get_recipe(self.recipe)
         if self.method is not None and self.method != r.method:
-            raise ValueError(f"method={self.method!r} contradicts recipe={self.recipe!r}, a {r.method} recipe; give one of them")
+            raise ValueError(f"method={self.method!r} contradicts recipe={self.recipe!r}, a {r.method} recipe; give "
+                             "one of them")
         return r
 
-    def make_recipe(self):
-        r = super().make_recipe()
-        self.method = r.method                               # resolved: the run folder's name and config.json say it
-        return r
+    def _resolved_fields(self, r) -> dict: return dict(method=r.method)   # the run folder's name and config.json say it
 
 # %% ../nbs/93_config.ipynb #1489f39a
 @dataclass
@@ -132,10 +145,13 @@ class FinetuneConfig(RunConfig):
     recipe_classes = (FinetuneRecipe,)
     label_fraction: float = hp(0.01, "fraction of the training labels to use, drawn per class", '(0, 1]')
     pretrained: str | None = hp(None, "pretraining run folder or encoder weights file", none='random init')
-    arch: str | None = hp(None, "encoder preset or timm ViT name (taken from the run folder when given)", none="the --dataset's preset; nano_28 for Fashion-MNIST and folders")
-    depth: int | None = hp(None, "number of transformer blocks (taken from the run folder when given; 0: the preset's)", '[0, inf)',
+    arch: str | None = hp(None, "encoder preset or timm ViT name (taken from the run folder when given)",
+                          none="the --data's preset; nano_28 for folders")
+    depth: int | None = hp(None, "number of transformer blocks (taken from the run folder when given; 0: the "
+                                 "preset's)", '[0, inf)',
                            none="6; the preset's own when the encoder is the recipe's (a paper's)")
     bs: int = hp(64, "batch size", '[1, inf)')
-    n_valid: int | None = hp(None, "evaluate (validation, accuracy, FGSM) on this many test images, a class-balanced subset",
+    n_valid: int | None = hp(None, "evaluate (validation, accuracy, FGSM) on this many test images, a class-balanced "
+                                   "subset",
                              '[1, inf)', none='the whole test split, as the papers report')
     out: str = hp('outputs/finetune', "parent folder of the run folder")

@@ -19,18 +19,21 @@ __all__ = ['to_pair', 'range_pair', 'device_constant', 'unwrap_model', 'eval_mod
 
 # %% ../nbs/00_core.ipynb #d6e0f7a8
 def to_pair(v, name: str = 'size') -> tuple[int, int]:
-    "`v` (an int, meaning a square, or an `(h, w)` pair) as a pair of positive Python ints; the error names the argument `name`."
+    """`v` (an int, meaning a square, or an `(h, w)` pair) as a pair of positive Python ints; the error names the
+    argument `name`."""
     p = (v, v) if hasattr(v, '__index__') else tuple(v) if isinstance(v, (tuple, list)) else None
     if p is None or len(p) != 2 or not all(hasattr(t, '__index__') and not isinstance(t, bool) and t >= 1 for t in p):
         raise ValueError(f"{name} must be a positive int or a pair of positive ints, got {v!r}")
     return tuple(t.__index__() for t in p)
 
 def range_pair(v, name: str, lo: float = 0.0, hi: float = 1.0, lo_open: bool = False) -> tuple[float, float]:
-    "`v` (a number, or a `(min, max)` range) as a float pair inside [`lo`, `hi`] (`(lo, hi]` with `lo_open`); the error names `name`."
+    """`v` (a number, or a `(min, max)` range) as a float pair inside [`lo`, `hi`] (`(lo, hi]` with `lo_open`); the
+    error names `name`."""
     try: p = (float(v), float(v)) if isinstance(v, (int, float)) else tuple(float(t) for t in v)
     except (TypeError, ValueError): p = None
     ok = p is not None and len(p) == 2 and p[0] <= p[1] and (p[0] > lo if lo_open else p[0] >= lo) and p[1] <= hi
-    if not ok: raise ValueError(f"{name} must be a number or a (min, max) pair in {'(' if lo_open else '['}{lo}, {hi}], got {v!r}")
+    if not ok: raise ValueError(f"{name} must be a number or a (min, max) pair in {'(' if lo_open else '['}{lo}, "
+                                f"{hi}], got {v!r}")
     return p
 
 # %% ../nbs/00_core.ipynb #91667136
@@ -39,7 +42,8 @@ def _cached_constant(values: tuple, dtype: torch.dtype, device: str) -> torch.Te
     return torch.tensor(values, dtype=dtype, device=device)
 
 def device_constant(values, dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
-    "A read-only tensor of the Python numbers `values` (a flat or nested tuple/list) on `device`, made once per (values, dtype, device) and shared: no host-to-device copy in a hot path."
+    """A read-only tensor of the Python numbers `values` (a flat or nested tuple/list) on `device`, made once per
+    (values, dtype, device) and shared: no host-to-device copy in a hot path."""
     values = tuple(tuple(v) if isinstance(v, (list, tuple)) else v for v in values)
     if torch.compiler.is_compiling(): return torch.tensor(values, dtype=dtype, device=device)   # a constant of the graph
     return _cached_constant(values, dtype, str(torch.device(device) if device is not None else torch.device('cpu')))
@@ -60,11 +64,13 @@ def eval_mode(model: nn.Module):
     finally: model.train(was_training)
 
 def local_dl(dl):
-    "The plain loader inside fastai's `DistributedDL` (or `dl` itself): iterating a `DistributedDL` is a collective that every rank must join, so rank-0-only work (figures) must not."
+    """The plain loader inside fastai's `DistributedDL` (or `dl` itself): iterating a `DistributedDL` is a collective
+    that every rank must join, so rank-0-only work (figures) must not."""
     return dl.dl if isinstance(dl, DistributedDL) else dl
 
 def dls_stats(dls):
-    "The (mean, std) lists of the `Normalize` batch transform of `DataLoaders` (their training loader) or of one `DataLoader`; None when it does not normalise."
+    """The (mean, std) lists of the `Normalize` batch transform of `DataLoaders` (their training loader) or of one
+    `DataLoader`; None when it does not normalise."""
     dl = local_dl(dls.train if isinstance(dls, DataLoaders) else dls)   # (a DataLoader forwards unknown attributes to its dataset)
     for t in getattr(getattr(dl, 'after_batch', None), 'fs', []):
         if isinstance(t, Normalize) and t.mean is not None:
@@ -73,11 +79,14 @@ def dls_stats(dls):
 
 def stats_tensors(stats, device=None, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     "`stats` = (mean, std) lists as two 1×C×1×1 tensors, ready to (de)normalise a B×C×H×W batch on `device`."
-    as_tensor = lambda v: (v.to(device, dtype) if torch.is_tensor(v) else device_constant(tuple(float(t) for t in v), dtype, device))
+    as_tensor = lambda v: (v.to(device,
+                                dtype) if torch.is_tensor(v) else device_constant(tuple(float(t) for t in v), dtype,
+                                                                                  device))
     return tuple(as_tensor(v).view(1, -1, 1, 1) for v in stats)
 
 def denormalize(x: torch.Tensor, stats=None) -> torch.Tensor:
-    "Undo the normalisation of the batch `x` with `stats` = (mean, std) and clamp to [0, 1] for display; `x` itself when `stats` is None."
+    """Undo the normalisation of the batch `x` with `stats` = (mean, std) and clamp to [0, 1] for display; `x` itself
+    when `stats` is None."""
     if stats is None: return x
     m, s = stats_tensors(stats, x.device, x.dtype)
     return (x*s + m).clamp(0, 1)

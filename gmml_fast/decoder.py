@@ -13,15 +13,18 @@ __all__ = ['LightDecoder', 'fuse_blocks']
 
 # %% ../nbs/40_decoder.ipynb #be6a88e9
 class LightDecoder(nn.Module):
-    "GMML's light decoder: `depth` point-wise (1×1) convs of width `hidden_dim` (default: `embed_dim`) with `act_layer`, then a transposed conv from a B×D×rows×cols token grid to B×C×H×W pixels."
+    """GMML's light decoder: `depth` point-wise (1×1) convs of width `hidden_dim` (default: `embed_dim`) with
+    `act_layer`, then a transposed conv from a B×D×rows×cols token grid to B×C×H×W pixels."""
     def __init__(self, embed_dim: int, out_chans: int, patch_size, hidden_dim: int | None = None, depth: int = 2,
                  act_layer=nn.ReLU):
         super().__init__()
         for name, v in (('embed_dim', embed_dim), ('out_chans', out_chans)):
             if not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if not isinstance(depth, int) or depth < 0: raise ValueError(f"depth must be an int >= 0 (number of 1×1 convs), got {depth!r}")
+        if not isinstance(depth, int) or depth < 0: raise ValueError("depth must be an int >= 0 (number of 1×1 "
+                                                                     f"convs), got {depth!r}")
         if hidden_dim is None: hidden_dim = embed_dim          # as wide as the tokens (benchmarks/results/decoder.md: 4x wider did not pay)
-        if not isinstance(hidden_dim, int) or hidden_dim < 1: raise ValueError(f"hidden_dim must be a positive int or None, got {hidden_dim!r}")
+        if not isinstance(hidden_dim, int) or hidden_dim < 1: raise ValueError("hidden_dim must be a positive int or "
+                                                                               f"None, got {hidden_dim!r}")
         self.embed_dim, self.out_chans, self.patch_size = embed_dim, out_chans, to_pair(patch_size, 'patch_size')
         self.hidden_dim, self.depth = hidden_dim, depth
         layers, d = [], embed_dim
@@ -34,7 +37,8 @@ class LightDecoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         "Decode a token grid B×embed_dim×rows×cols to images B×out_chans×(rows·ph)×(cols·pw)."
         if x.ndim != 4 or x.shape[1] != self.embed_dim:
-            raise ValueError(f"x must be a token grid B×{self.embed_dim}×rows×cols (embed_dim={self.embed_dim}), got shape {tuple(x.shape)}")
+            raise ValueError(f"x must be a token grid B×{self.embed_dim}×rows×cols (embed_dim={self.embed_dim}), got "
+                             f"shape {tuple(x.shape)}")
         return self.to_pixels(self.pointwise(x))
 
 # %% ../nbs/40_decoder.ipynb #0230e59f

@@ -39,13 +39,16 @@ def is_rank0() -> bool:
     return rank_distrib() == 0
 
 def setup_distrib(backend: str | None = None, timeout_s: float | None = None) -> str | None:
-    "Join the process group described by the launcher's environment (RANK, WORLD_SIZE, MASTER_ADDR...): gloo without CUDA, nccl with it."
+    """Join the process group described by the launcher's environment (RANK, WORLD_SIZE, MASTER_ADDR...): gloo without
+    CUDA, nccl with it."""
     patch_distributed_dl()
     if num_distrib() <= 1: return None
     if backend is None: backend = 'nccl' if torch.cuda.is_available() else 'gloo'
-    if backend not in ('nccl', 'gloo', 'mpi'): raise ValueError(f"backend must be 'nccl', 'gloo' or 'mpi', got {backend!r}")
+    if backend not in ('nccl', 'gloo', 'mpi'): raise ValueError("backend must be 'nccl', 'gloo' or 'mpi', got "
+                                                                f"{backend!r}")
     if backend == 'nccl':
-        if not torch.cuda.is_available(): raise ValueError("backend='nccl' needs CUDA; use backend='gloo' on a CPU machine")
+        if not torch.cuda.is_available(): raise ValueError("backend='nccl' needs CUDA; use backend='gloo' on a CPU "
+                                                           "machine")
         torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
     if not dist.is_initialized():
         kw = {} if timeout_s is None else dict(timeout=__import__('datetime').timedelta(seconds=timeout_s))
@@ -58,7 +61,8 @@ def teardown_distrib() -> None:
 
 @contextmanager
 def distrib_ctx(learn: Learner, sync_bn: bool = False, backend: str | None = None, **kwargs):
-    "`learn.distrib_ctx()` that also works on CPU: joins the process group (gloo without CUDA) and applies the `DistributedDL` fix."
+    """`learn.distrib_ctx()` that also works on CPU: joins the process group (gloo without CUDA) and applies the
+    `DistributedDL` fix."""
     if not isinstance(learn, Learner): raise ValueError(f"learn must be a fastai Learner, got {type(learn).__name__}")
     backend = setup_distrib(backend)
     # Accelerate only chooses its multi-process CPU mode (DDP over gloo) when told `cpu=True`; without it, it trains each rank alone
@@ -69,7 +73,8 @@ def distrib_ctx(learn: Learner, sync_bn: bool = False, backend: str | None = Non
 _ERRORS = {e.__name__: e for e in (ValueError, FileNotFoundError, FileExistsError, PermissionError)}
 
 def on_rank0(fn, *args, **kwargs):
-    "Call `fn` on rank 0 only and return its result on every rank (one process: just call it); an error on rank 0 is raised on every rank."
+    """Call `fn` on rank 0 only and return its result on every rank (one process: just call it); an error on rank 0 is
+    raised on every rank."""
     if num_distrib() <= 1 or not (dist.is_available() and dist.is_initialized()): return fn(*args, **kwargs)
     box = [None]
     if is_rank0():

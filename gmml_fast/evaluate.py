@@ -24,14 +24,17 @@ __all__ = ['embed_images', 'knn_accuracy', 'linear_probe_accuracy', 'KNNMonitor'
 # %% ../nbs/75_evaluate.ipynb #50820b6d
 @torch.no_grad()
 def embed_images(encoder: nn.Module, x: torch.Tensor, bs: int = 256) -> torch.Tensor:
-    "Frozen features of the normalised images `x` (B×C×H×W): the mean of the encoder's final patch tokens, in evaluation mode; B×D float32 on the CPU."
+    """Frozen features of the normalised images `x` (B×C×H×W): the mean of the encoder's final patch tokens, in
+    evaluation mode; B×D float32 on the CPU."""
     with eval_mode(encoder) as enc:
         dev = next(enc.parameters()).device
-        return torch.cat([enc.forward_features(c.to(dev))[:, enc.num_prefix_tokens:].mean(1).float().cpu() for c in x.split(bs)])
+        return torch.cat([enc.forward_features(c.to(dev))[:,
+                                                          enc.num_prefix_tokens:].mean(1).float().cpu() for c in x.split(bs)])
 
 def knn_accuracy(bank: torch.Tensor, bank_labels: torch.Tensor, query: torch.Tensor, query_labels: torch.Tensor,
                  k: int = 20, T: float = 0.07) -> float:
-    "Accuracy of a weighted k-NN vote: each query's `k` most cosine-similar bank features vote for their labels with weight exp(similarity/T)."
+    """Accuracy of a weighted k-NN vote: each query's `k` most cosine-similar bank features vote for their labels with
+    weight exp(similarity/T)."""
     if k < 1: raise ValueError(f"k must be >= 1, got {k}")
     bank, query = F.normalize(bank.float(), dim=1), F.normalize(query.float(), dim=1)
     w, idx = (query @ bank.T).topk(min(k, len(bank)), dim=1)
@@ -39,9 +42,11 @@ def knn_accuracy(bank: torch.Tensor, bank_labels: torch.Tensor, query: torch.Ten
     votes = torch.zeros(len(query), n_cls).scatter_add_(1, bank_labels[idx], (w/T).exp())
     return (votes.argmax(1) == query_labels).float().mean().item()
 
-def linear_probe_accuracy(bank: torch.Tensor, bank_labels: torch.Tensor, query: torch.Tensor, query_labels: torch.Tensor,
+def linear_probe_accuracy(bank: torch.Tensor, bank_labels: torch.Tensor, query: torch.Tensor,
+                          query_labels: torch.Tensor,
                           steps: int = 300, wd: float = 1e-4, seed: int = 0) -> float:
-    "Accuracy on the queries of a logistic regression fitted to the bank features (standardised, full-batch L-BFGS for at most `steps` iterations, L2 weight `wd`)."
+    """Accuracy on the queries of a logistic regression fitted to the bank features (standardised, full-batch L-BFGS for
+    at most `steps` iterations, L2 weight `wd`)."""
     if steps < 1: raise ValueError(f"steps must be >= 1, got {steps}")
     bank, query = bank.float(), query.float()
     m, s = bank.mean(0), bank.std(0) + 1e-6
@@ -49,7 +54,8 @@ def linear_probe_accuracy(bank: torch.Tensor, bank_labels: torch.Tensor, query: 
     n_cls = int(max(bank_labels.max(), query_labels.max())) + 1
     lin = nn.Linear(xb.shape[1], n_cls)
     with torch.no_grad():                         # a seeded start: the same features give the same accuracy
-        lin.weight.copy_(torch.randn(lin.weight.shape, generator=torch.Generator().manual_seed(seed))*0.01); lin.bias.zero_()
+        lin.weight.copy_(torch.randn(lin.weight.shape,
+                                     generator=torch.Generator().manual_seed(seed))*0.01); lin.bias.zero_()
     opt = torch.optim.LBFGS(lin.parameters(), lr=1, max_iter=steps, history_size=20, line_search_fn='strong_wolfe')
     def closure():
         opt.zero_grad()
@@ -60,25 +66,30 @@ def linear_probe_accuracy(bank: torch.Tensor, bank_labels: torch.Tensor, query: 
     with torch.no_grad(): return (lin(xq).argmax(1) == query_labels).float().mean().item()
 
 class KNNMonitor(Callback):
-    "Every `every` epochs, k-NN accuracy (and with `linear`, a linear probe's) of the encoder's frozen features on a small labeled set: `knn` (`linear`) columns in the Recorder and history.csv."
+    """Every `every` epochs, k-NN accuracy (and with `linear`, a linear probe's) of the encoder's frozen features on a
+    small labeled set: `knn` (`linear`) columns in the Recorder and history.csv."""
     order = Recorder.order - 1                   # the values must be ready when the Recorder reads the metrics
-    def __init__(self, bank: tuple, query: tuple, every: int = 1, k: int = 20, linear: bool = False, linear_steps: int = 100):
+    def __init__(self, bank: tuple, query: tuple, every: int = 1, k: int = 20, linear: bool = False,
+                 linear_steps: int = 100):
         if every < 1: raise ValueError(f"every must be >= 1, got {every}")
         if linear_steps < 1: raise ValueError(f"linear_steps must be >= 1, got {linear_steps}")
         self.bank, self.query, self.every, self.k, self.linear, self.linear_steps = bank, query, every, k, linear, linear_steps
         self.value, self.linear_value, self.seconds = None, None, []
 
     def _prep(self, x):
-        "Raw images through the validation loader's batch transforms (to float, resize, normalise), as the model sees them."
+        """Raw images through the validation loader's batch transforms (to float, resize, normalise), as the model sees
+        them."""
         return self.learn.dls.valid.after_batch((TensorImage(x),))[0]
 
     def before_fit(self):
-        self.added = [ValueMetric(lambda: self.value, 'knn')] + ([ValueMetric(lambda: self.linear_value, 'linear')] if self.linear else [])
+        self.added = [ValueMetric(lambda: self.value,
+                                  'knn')] + ([ValueMetric(lambda: self.linear_value, 'linear')] if self.linear else [])
         self.learn.metrics = L(self.learn.metrics) + self.added
         self.value = self.linear_value = None
 
     def after_validate(self):
-        if not hasattr(self.learn, 'n_epoch') or (self.epoch + 1) % self.every: self.value = self.linear_value = None; return
+        if not hasattr(self.learn,
+                       'n_epoch') or (self.epoch + 1) % self.every: self.value = self.linear_value = None; return
         t0 = time.perf_counter()
         enc = unwrap_model(self.learn.model).encoder
         (xb, yb), (xq, yq) = self.bank, self.query
@@ -97,7 +108,9 @@ def _pixel_bounds(stats, dev):
     return mean, std, (0 - mean)/std, (1 - mean)/std
 
 def fgsm_perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 1/255, stats=None) -> torch.Tensor:
-    "FGSM examples of the normalised batch `x` with labels `y`: x + eps·sign(∇_x CE)/std, clipped to valid pixels; `eps` in pixel units ([0,1]), `stats` the loaders' (mean, std) or None for images in [0,1]. The model's `.grad`s are untouched."
+    """FGSM examples of the normalised batch `x` with labels `y`: x + eps·sign(∇_x CE)/std, clipped to valid pixels;
+    `eps` in pixel units ([0,1]), `stats` the loaders' (mean, std) or None for images in [0,1]. The model's `.grad`s
+    are untouched."""
     if not eps >= 0: raise ValueError(f"eps must be >= 0 (in pixel units of [0, 1], e.g. 1/255), got {eps}")
     mean, std, lo, hi = _pixel_bounds(stats, x.device)
     x = x.as_subclass(torch.Tensor).detach().requires_grad_(True)
@@ -109,7 +122,8 @@ def fgsm_perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float 
     return torch.minimum(torch.maximum(x_adv, torch.minimum(x, lo)), torch.maximum(x, hi))   # never moves a clean value
 
 def fgsm_accuracy(learn, eps: float = 1/255, dl=None, stats=None) -> float:
-    "Accuracy of `learn.model` on FGSM examples X + eps·sign(∇_X CE), eps in pixel units ([0,1]), clipped to valid pixels; `dl` defaults to the validation set, `stats` to its `Normalize` (none: images in [0,1])."
+    """Accuracy of `learn.model` on FGSM examples X + eps·sign(∇_X CE), eps in pixel units ([0,1]), clipped to valid
+    pixels; `dl` defaults to the validation set, `stats` to its `Normalize` (none: images in [0,1])."""
     if not eps >= 0: raise ValueError(f"eps must be >= 0 (in pixel units of [0, 1], e.g. 1/255), got {eps}")
     dl = learn.dls.valid if dl is None else dl
     stats = dls_stats(dl) if stats is None else stats
@@ -130,7 +144,8 @@ def fgsm_accuracy(learn, eps: float = 1/255, dl=None, stats=None) -> float:
 
 # %% ../nbs/75_evaluate.ipynb #762d646f
 def show_fgsm(learn, eps: float = 8/255, n: int = 4, dl=None, stats=None, figsize=None):
-    "Clean images | sign of the FGSM gradient | adversarial images for the first `n` images of one batch of `dl` (default: validation), titled with the model's predictions; `eps` in pixel units. Returns the 3×n array of Axes."
+    """Clean images | sign of the FGSM gradient | adversarial images for the first `n` images of one batch of `dl`
+    (default: validation), titled with the model's predictions; `eps` in pixel units. Returns the 3×n array of Axes."""
     dl = learn.dls.valid if dl is None else dl
     stats = dls_stats(dl) if stats is None else stats
     model, vocab = learn.model, getattr(learn.dls, 'vocab', None)
@@ -152,6 +167,8 @@ def show_fgsm(learn, eps: float = 8/255, n: int = 4, dl=None, stats=None, figsiz
         show_img(xd[i], axs[0, i], f"{name(pred[i])} {ok(pred[i])}")
         show_img((step[i] + 1)/2, axs[1, i], 'sign of ∇ (×ε)')
         show_img(xad[i], axs[2, i], f"{name(pred_adv[i])} {ok(pred_adv[i])}")
-    axs[0, 0].set_ylabel('clean'); axs[1, 0].set_ylabel('perturbation'); axs[2, 0].set_ylabel(f'FGSM, ε = {eps*255:.0f}/255')
+    axs[0, 0].set_ylabel('clean'); axs[1,
+                                       0].set_ylabel('perturbation'); axs[2,
+                                                                          0].set_ylabel(f'FGSM, ε = {eps*255:.0f}/255')
     fig.tight_layout()
     return axs

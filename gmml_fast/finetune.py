@@ -14,8 +14,9 @@ from timm.layers import trunc_normal_
 from timm.models import checkpoint_seq
 from timm.models.vision_transformer import VisionTransformer
 
-from .patches import create_encoder, grid_size, embed_tokens, zero_patch_token
-from .models import encoder_geometry, load_encoder, check_encoder, read_state_dict, write_state_dict
+from .encoder import create_encoder, embed_tokens, zero_patch_token
+from .patches import grid_size
+from .encoder import encoder_geometry, load_encoder, check_encoder, read_state_dict, write_state_dict
 from .core import unwrap_model
 
 # %% auto #0
@@ -32,21 +33,26 @@ def _init_linear(m: nn.Module):
             if mod.bias is not None: nn.init.zeros_(mod.bias)
 
 class ViTClassifier(nn.Module):
-    "A timm ViT `encoder` with a linear head over the `pool`ed tokens ('cls', 'avg' or 'dummy'); keeps the last token grid in `last_tokens` and auxiliary heads in `aux`."
+    """A timm ViT `encoder` with a linear head over the `pool`ed tokens ('cls', 'avg' or 'dummy'); holds auxiliary heads
+    in `aux`; `token_grid` reads the patch tokens off `forward_tokens`'s output."""
     def __init__(self, encoder: VisionTransformer, num_classes: int, pool: str = 'cls', dummy_pos_embed=None,
                  head_drop: float = 0.0):
         super().__init__()
         enc = check_encoder(encoder)
         if pool not in _POOLS: raise ValueError(f"pool must be one of {_POOLS}, got {pool!r}")
-        if not isinstance(num_classes, int) or num_classes < 1: raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        if not isinstance(num_classes, int) or num_classes < 1: raise ValueError("num_classes must be a positive "
+                                                                                 f"int, got {num_classes!r}")
         if not 0 <= head_drop < 1: raise ValueError(f"head_drop must be in [0, 1), got {head_drop}")
-        if pool == 'cls' and not enc.has_class_token: raise ValueError("pool='cls' needs an encoder with a class token; use pool='avg' or 'dummy'")
+        if pool == 'cls' and not enc.has_class_token: raise ValueError("pool='cls' needs an encoder with a class "
+                                                                       "token; use pool='avg' or 'dummy'")
         if isinstance(enc.norm, nn.Identity) or not isinstance(enc.fc_norm, nn.Identity):
-            raise ValueError("encoder must apply its final norm to every token (timm's default global_pool='token', or fc_norm=False): "
+            raise ValueError("encoder must apply its final norm to every token (timm's default global_pool='token', "
+                             "or fc_norm=False): "
                              "ViTClassifier pools the normalised tokens itself")
         if not isinstance(enc.patch_drop, nn.Identity) or getattr(enc, 'attn_pool', None) is not None:
             raise ValueError("encoder must keep every patch token (patch_drop_rate=0) and have no attention pooling")
-        if pool != 'dummy' and dummy_pos_embed is not None: raise ValueError("dummy_pos_embed is only used with pool='dummy'")
+        if pool != 'dummy' and dummy_pos_embed is not None: raise ValueError("dummy_pos_embed is only used with "
+                                                                             "pool='dummy'")
         self.pool, self.num_classes, self.head_drop = pool, num_classes, head_drop
         enc.reset_classifier(num_classes, {'cls': 'token', 'avg': 'avg', 'dummy': None}[pool])
         _init_linear(enc.head)
@@ -58,11 +64,11 @@ class ViTClassifier(nn.Module):
             if dummy_pos_embed is None: trunc_normal_(self.dummy_pos_embed, std=.02)
             else:
                 d = torch.as_tensor(dummy_pos_embed)
-                if d.numel() != D: raise ValueError(f"dummy_pos_embed must hold {D} numbers (1×1×{D}, the encoder's width), got shape {tuple(d.shape)}")
+                if d.numel() != D: raise ValueError(f"dummy_pos_embed must hold {D} numbers (1×1×{D}, the encoder's "
+                                                    f"width), got shape {tuple(d.shape)}")
                 with torch.no_grad(): self.dummy_pos_embed.copy_(d.reshape(1, 1, D))
         else: self.register_parameter('dummy_pos_embed', None)
         self.aux = nn.ModuleDict()
-        self.last_tokens = None
 
     def _dummy_embedding(self, batch_size: int) -> torch.Tensor:
         "Encoder input of the dummy patch, B×1×D: the patch embedding of an all-zero patch plus its own position."
@@ -77,13 +83,16 @@ class ViTClassifier(nn.Module):
         t = checkpoint_seq(enc.blocks, t) if enc.grad_checkpointing and torch.is_grad_enabled() else enc.blocks(t)
         return enc.norm(t)
 
+    def token_grid(self, tokens: torch.Tensor, hw) -> torch.Tensor:
+        """The patch tokens of `tokens` (B×T×D, what `forward_tokens` returns for images of size `hw`) as a
+        B×D×rows×cols grid."""
+        rows, cols = grid_size(tuple(hw), tuple(self.encoder.patch_embed.patch_size))
+        P = self.encoder.num_prefix_tokens
+        return tokens[:, P:P + rows*cols].transpose(1, 2).unflatten(2, (rows, cols))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        "Class logits B×num_classes for images `x`; the normalised patch tokens are kept in `last_tokens` (B×D×rows×cols)."
-        enc = self.encoder
-        rows, cols = grid_size(tuple(x.shape[-2:]), tuple(enc.patch_embed.patch_size))
-        t = self.forward_tokens(x)
-        P = enc.num_prefix_tokens
-        self.last_tokens = t[:, P:P + rows*cols].transpose(1, 2).unflatten(2, (rows, cols))
+        "Class logits B×num_classes for images `x`."
+        enc, t = self.encoder, self.forward_tokens(x)
         if self.pool == 'dummy': return enc.head(enc.head_drop(enc.fc_norm(t[:, -1])))
         return enc.forward_head(t)
 
@@ -91,13 +100,16 @@ class ViTClassifier(nn.Module):
         "Arguments of `timm.create_model` that rebuild this classifier as a plain timm model (pool 'cls' or 'avg')."
         enc, g = self.encoder, encoder_geometry(self.encoder)
         arch = (getattr(enc, 'pretrained_cfg', None) or {}).get('architecture')
-        if arch is None: raise ValueError("the encoder does not record its timm architecture name (pretrained_cfg['architecture'])")
+        if arch is None: raise ValueError("the encoder does not record its timm architecture name "
+                                          "(pretrained_cfg['architecture'])")
         return dict(model_name=arch, img_size=g['img_size'], patch_size=g['patch_size'], in_chans=g['in_chans'],
                     num_classes=self.num_classes, embed_dim=g['embed_dim'], depth=len(enc.blocks),
-                    num_heads=enc.blocks[0].attn.num_heads, global_pool='avg' if self.pool == 'avg' else 'token', fc_norm=False)
+                    num_heads=enc.blocks[0].attn.num_heads, global_pool='avg' if self.pool == 'avg' else 'token',
+                    fc_norm=False)
 
     def classifier_state_dict(self) -> dict[str, torch.Tensor]:
-        "The classifier as a plain timm state dict (encoder and head, CPU tensors), without the auxiliary heads; pool 'dummy' adds `dummy_pos_embed`."
+        """The classifier as a plain timm state dict (encoder and head, CPU tensors), without the auxiliary heads; pool
+        'dummy' adds `dummy_pos_embed`."""
         sd = {k: v.detach().cpu().clone().contiguous() for k, v in self.encoder.state_dict().items()}
         if self.pool == 'dummy': sd['dummy_pos_embed'] = self.dummy_pos_embed.detach().cpu().clone()
         return sd
@@ -107,18 +119,22 @@ class ViTClassifier(nn.Module):
         return write_state_dict(self.classifier_state_dict(), path)
 
     def to_timm(self) -> VisionTransformer:
-        "A fresh timm model (`timm.create_model(**timm_kwargs())`) holding this classifier's weights, loaded strictly (pool 'cls' or 'avg')."
-        if self.pool == 'dummy': raise ValueError("pool='dummy' has no plain timm equivalent (timm cannot pool an appended dummy patch)")
+        """A fresh timm model (`timm.create_model(**timm_kwargs())`) holding this classifier's weights, loaded strictly
+        (pool 'cls' or 'avg')."""
+        if self.pool == 'dummy': raise ValueError("pool='dummy' has no plain timm equivalent (timm cannot pool an "
+                                                  "appended dummy patch)")
         m = timm.create_model(**self.timm_kwargs())
         m.load_state_dict(self.classifier_state_dict(), strict=True)
         return m
 
     def load_classifier(self, src) -> 'ViTClassifier':
-        "Load weights saved by `export_classifier` (a path or a state dict) strictly; auxiliary heads are left as they are."
+        """Load weights saved by `export_classifier` (a path or a state dict) strictly; auxiliary heads are left as they
+        are."""
         sd = dict(read_state_dict(src))
         d = sd.pop('dummy_pos_embed', None)
         if (d is None) != (self.pool != 'dummy'):
-            raise ValueError(f"the weights {'lack' if d is None else 'carry'} a dummy_pos_embed but this classifier has pool={self.pool!r}")
+            raise ValueError(f"the weights {'lack' if d is None else 'carry'} a dummy_pos_embed but this classifier "
+                             f"has pool={self.pool!r}")
         self.encoder.load_state_dict(sd, strict=True)
         if d is not None:
             with torch.no_grad(): self.dummy_pos_embed.copy_(d)
@@ -127,7 +143,8 @@ class ViTClassifier(nn.Module):
     @classmethod
     def from_encoder_weights(cls, arch: str, path, num_classes: int, pool: str = 'cls', dummy_pos_embed=None,
                              head_drop: float = 0.0, **encoder_kwargs) -> 'ViTClassifier':
-        "A classifier on `create_encoder(arch, **encoder_kwargs)` loaded with pretrained encoder weights from `path` (None: random init)."
+        """A classifier on `create_encoder(arch, **encoder_kwargs)` loaded with pretrained encoder weights from `path`
+        (None: random init)."""
         enc = create_encoder(arch, **encoder_kwargs)
         if path is not None: load_encoder(enc, path)
         return cls(enc, num_classes, pool, dummy_pos_embed, head_drop)
@@ -138,13 +155,16 @@ def _classifier_parts(model):
     if isinstance(m, VisionTransformer): return m, m
     enc = getattr(m, 'encoder', None)
     if isinstance(enc, VisionTransformer): return m, enc
-    raise ValueError(f"model must be a ViTClassifier (or a model with a timm ViT as `.encoder`) or a timm ViT, got {type(m).__name__}")
+    raise ValueError("model must be a ViTClassifier (or a model with a timm ViT as `.encoder`) or a timm ViT, got "
+                     f"{type(m).__name__}")
 
 def layer_groups(model) -> list[tuple[str, list[nn.Parameter]]]:
-    "Named parameter groups from input to output: `('embed', …)`, `('block 1', …)` … `('block L', …)`, `('head', …)` (head, final norms, aux heads, the rest)."
+    """Named parameter groups from input to output: `('embed', …)`, `('block 1', …)` … `('block L', …)`, `('head', …)`
+    (head, final norms, aux heads, the rest)."""
     m, enc = _classifier_parts(model)
     embed = list(enc.patch_embed.parameters()) + list(enc.norm_pre.parameters())
-    embed += [p for p in (enc.cls_token, getattr(enc, 'reg_token', None), enc.pos_embed, getattr(m, 'dummy_pos_embed', None))
+    embed += [p for p in (enc.cls_token, getattr(enc, 'reg_token', None), enc.pos_embed,
+                          getattr(m, 'dummy_pos_embed', None))
               if isinstance(p, nn.Parameter)]
     groups = [('embed', embed)] + [(f'block {i + 1}', list(b.parameters())) for i, b in enumerate(enc.blocks)]
     seen = {id(p) for _, ps in groups for p in ps}
@@ -152,11 +172,13 @@ def layer_groups(model) -> list[tuple[str, list[nn.Parameter]]]:
     return groups
 
 def layer_decay_splitter(model) -> list[list[nn.Parameter]]:
-    "fastai splitter: the parameter groups of `layer_groups` (embedding, each block, head), for per-depth learning rates."
+    """fastai splitter: the parameter groups of `layer_groups` (embedding, each block, head), for per-depth learning
+    rates."""
     return [ps for _, ps in layer_groups(model)]
 
 def layer_decay_lrs(base_lr: float, n_groups, decay: float = 0.75) -> np.ndarray:
-    "Learning rates `base_lr·decay^(n−1−i)` for groups i = 0…n−1 (embedding first, head last); `n_groups` may be a model."
+    """Learning rates `base_lr·decay^(n−1−i)` for groups i = 0…n−1 (embedding first, head last); `n_groups` may be a
+    model."""
     if not isinstance(n_groups, int): n_groups = len(layer_groups(n_groups))
     if n_groups < 1: raise ValueError(f"n_groups must be >= 1, got {n_groups}")
     if not base_lr > 0: raise ValueError(f"base_lr must be > 0, got {base_lr}")

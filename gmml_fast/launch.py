@@ -12,14 +12,19 @@ __all__ = ['torchrun_args', 'main']
 # %% ../nbs/96_launch.ipynb #c3f39a3d
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='python -m gmml_fast.launch',
-        description="Run `script.py args...` in several processes (one per GPU, or N CPU processes with gloo) through torch.distributed.run.")
-    p.add_argument('--gpus', default=None, help="GPUs to use: 'all' or a comma-separated list of ids such as 0,1 (sets CUDA_VISIBLE_DEVICES; one process per GPU)")
-    p.add_argument('--nproc', type=int, default=None, help="Number of processes on this machine (default: the number of GPUs, or 1 without CUDA)")
+        description="Run `script.py args...` in several processes (one per GPU, or N CPU processes with gloo) through "
+                    "torch.distributed.run.")
+    p.add_argument('--gpus', default=None, help="GPUs to use: 'all' or a comma-separated list of ids such as 0,1 "
+                                                "(sets CUDA_VISIBLE_DEVICES; one process per GPU)")
+    p.add_argument('--nproc', type=int, default=None, help="Number of processes on this machine (default: the number "
+                                                           "of GPUs, or 1 without CUDA)")
     p.add_argument('--nnodes', type=int, default=1, help="Number of machines (default 1)")
     p.add_argument('--node_rank', type=int, default=0, help="Rank of this machine, 0..nnodes-1 (default 0)")
     p.add_argument('--master_addr', default=None, help="Address of machine 0 (needed when nnodes > 1)")
-    p.add_argument('--master_port', type=int, default=None, help="Free TCP port on machine 0 (default: 29500 for several machines, any free port on one)")
-    p.add_argument('-m', '--module', action='store_true', help="Run `script` as a module, like `python -m` (e.g. -m gmml_fast.train pretrain ...)")
+    p.add_argument('--master_port', type=int, default=None, help="Free TCP port on machine 0 (default: 29500 for "
+                                                                 "several machines, any free port on one)")
+    p.add_argument('-m', '--module', action='store_true', help="Run `script` as a module, like `python -m` (e.g. -m "
+                                                               "gmml_fast.train pretrain ...)")
     p.add_argument('script', help="The training script to run (a module name with -m)")
     p.add_argument('args', nargs=argparse.REMAINDER, help="Arguments passed on to the script")
     return p
@@ -36,23 +41,27 @@ def _gpu_ids(gpus: str) -> list[int]:
     return ids
 
 def torchrun_args(argv=None) -> tuple[list[str], dict]:
-    "The `torch.distributed.run` argument list and the environment changes for `python -m gmml_fast.launch` options `argv`."
+    """The `torch.distributed.run` argument list and the environment changes for `python -m gmml_fast.launch` options
+    `argv`."""
     a = _parser().parse_args(argv)
     env = {}
     if a.gpus is not None:
         ids = _gpu_ids(a.gpus)
         env['CUDA_VISIBLE_DEVICES'] = ','.join(map(str, ids))
-        if a.nproc is not None and a.nproc != len(ids): raise ValueError(f"--nproc {a.nproc} contradicts --gpus {a.gpus} ({len(ids)} GPUs)")
+        if a.nproc is not None and a.nproc != len(ids): raise ValueError(f"--nproc {a.nproc} contradicts --gpus "
+                                                                         f"{a.gpus} ({len(ids)} GPUs)")
         nproc = len(ids)
     else:
         import torch
         nproc = a.nproc if a.nproc is not None else max(torch.cuda.device_count(), 1)
     if nproc < 1: raise ValueError(f"--nproc must be >= 1, got {nproc}")
-    if a.nnodes < 1 or not 0 <= a.node_rank < a.nnodes: raise ValueError(f"need nnodes >= 1 and 0 <= node_rank < nnodes, got {a.nnodes}, {a.node_rank}")
+    if a.nnodes < 1 or not 0 <= a.node_rank < a.nnodes: raise ValueError("need nnodes >= 1 and 0 <= node_rank < "
+                                                                         f"nnodes, got {a.nnodes}, {a.node_rank}")
     args = [f'--nproc_per_node={nproc}']
     if a.nnodes == 1 and a.master_addr is None and a.master_port is None: args.append('--standalone')
     else:
-        if a.nnodes > 1 and a.master_addr is None: raise ValueError("--master_addr (the address of machine 0) is needed with --nnodes > 1")
+        if a.nnodes > 1 and a.master_addr is None: raise ValueError("--master_addr (the address of machine 0) is "
+                                                                    "needed with --nnodes > 1")
         args += [f'--nnodes={a.nnodes}', f'--node_rank={a.node_rank}', f'--master_addr={a.master_addr or "127.0.0.1"}',
                  f'--master_port={a.master_port or 29500}']
     return args + (['--module'] if a.module else []) + [a.script] + list(a.args), env

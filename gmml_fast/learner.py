@@ -26,18 +26,23 @@ from fastcore.basics import patch
 from timm.layers import DropPath
 from timm.models.vision_transformer import VisionTransformer
 
-from .patches import create_encoder, ENCODER_PRESETS
+from .encoder import create_encoder, ENCODER_PRESETS
 from .datasets import preset_for_size
 from .recipe import (Recipe, GMMLRecipe, MAERecipe, SimMIMRecipe, FinetuneRecipe, PRECISIONS, AUGMENT_POLICIES,
                               get_recipe, with_overrides, recipe_name)
-from .models import (GMMLModel, MAEModel, SimMIMModel, load_encoder, encoder_extras, mae_decoder_for,
-                              export_encoder as _export_encoder)
+from .gmml import GMMLModel
+from .mae import MAEModel, mae_decoder_for
+from .simmim import SimMIMModel
+from .encoder import load_encoder, encoder_extras, export_encoder as _export_encoder
 from .share import save_timm_folder
 from .losses import MaskedL1Loss, MAELoss
-from .aliens import GMMLCorruption
+from .corruption import GMMLCorruption
 from .augment import PretrainAugment
 from .core import unwrap_model, dls_stats, stats_tensors
-from .callbacks import GMML, MAE, SimMIM, NoDecayCallback, ReconstructionFigures, SeededCallback
+from .gmml import GMML
+from .mae import MAE
+from .simmim import SimMIM
+from .pretrain import NoDecayCallback, ReconstructionFigures, SeededCallback
 from .rng import split_key, AUGMENT_STREAM
 from .step import ForeachAdam, ForeachGradientClip, StopOnNonFiniteLoss, use_sparse_progress
 from .finetune import ViTClassifier, layer_decay_splitter, layer_decay_lrs, layer_groups
@@ -56,17 +61,21 @@ def _data_geometry(dls):
 
 def _default_arch(hw) -> str:
     arch = preset_for_size(hw[0]) if hw[0] == hw[1] else None
-    if arch is None: raise ValueError(f"no encoder preset fits {hw[0]}×{hw[1]} images; pass arch= (and encoder_kwargs=dict(patch_size=...))")
+    if arch is None: raise ValueError(f"no encoder preset fits {hw[0]}×{hw[1]} images; pass arch= (and "
+                                      "encoder_kwargs=dict(patch_size=...))")
     return arch
 
 def _build_encoder(dls, arch, encoder_kwargs, drop_path: float = 0.0):
-    "The encoder for the images of `dls`: `arch` (default: the preset for their size) with `encoder_kwargs` (`patch_size`, `depth`, … for timm)."
+    """The encoder for the images of `dls`: `arch` (default: the preset for their size) with `encoder_kwargs`
+    (`patch_size`, `depth`, … for timm)."""
     chans, hw, bs = _data_geometry(dls)
     kw = dict(encoder_kwargs or {})
-    if 'img_size' in kw: raise ValueError("encoder_kwargs must not set img_size: the encoder is built for the images of dls")
+    if 'img_size' in kw: raise ValueError("encoder_kwargs must not set img_size: the encoder is built for the images "
+                                          "of dls")
     arch = arch or _default_arch(hw)
     if kw.get('patch_size') is None and arch not in ENCODER_PRESETS:
-        raise ValueError(f"patch_size is needed for arch={arch!r} (presets such as 'tiny_32' carry their own): pass encoder_kwargs=dict(patch_size=...)")
+        raise ValueError(f"patch_size is needed for arch={arch!r} (presets such as 'tiny_32' carry their own): pass "
+                         "encoder_kwargs=dict(patch_size=...)")
     kw.setdefault('drop_path_rate', _check_drop_path(drop_path))
     enc = create_encoder(arch, img_size=hw, in_chans=chans, **kw)
     return enc, bs
@@ -76,7 +85,8 @@ def _check_drop_path(rate):
     return rate
 
 def set_drop_path(encoder: VisionTransformer, rate: float) -> VisionTransformer:
-    "Set stochastic depth of a timm ViT in place: block i of n drops its residual branches with probability rate·i/(n-1), as timm's `drop_path_rate` does."
+    """Set stochastic depth of a timm ViT in place: block i of n drops its residual branches with probability
+    rate·i/(n-1), as timm's `drop_path_rate` does."""
     _check_drop_path(rate)
     n = len(encoder.blocks)
     for i, blk in enumerate(encoder.blocks):
@@ -90,7 +100,8 @@ def _adamw(beta2: float): return partial(ForeachAdam, mom=0.9, sqr_mom=beta2, ep
 LEARNER_OPTIONS = ('path', 'model_dir', 'wd_bn_bias', 'train_bn', 'moms', 'default_cbs')
 
 def resolve_recipe(method: str, recipe=None, **overrides) -> tuple[Recipe, dict]:
-    "The recipe a builder uses — `recipe` (a `Recipe`, a name, or None: `method@v1`) with the `overrides` that name its fields — and the remaining overrides, which must be fastai `Learner` options (`LEARNER_OPTIONS`)."
+    """The recipe a builder uses — `recipe` (a `Recipe`, a name, or None: `method@v1`) with the `overrides` that name
+    its fields — and the remaining overrides, which must be fastai `Learner` options (`LEARNER_OPTIONS`)."""
     r = get_recipe(recipe, method)
     mine = {k: v for k, v in overrides.items() if k in r.field_names()}
     rest = {k: v for k, v in overrides.items() if k not in mine}
@@ -101,52 +112,82 @@ def resolve_recipe(method: str, recipe=None, **overrides) -> tuple[Recipe, dict]
 
 # %% ../nbs/90_learner.ipynb #375d969f
 class DevicePrecision(MixedPrecision):
-    "fastai's `MixedPrecision` on the model's own device (bf16 autocast on CPUs as well as GPUs); fp16 needs CUDA and unscales gradients before clipping."
+    """fastai's `MixedPrecision` on the model's own device (bf16 autocast on CPUs as well as GPUs); fp16 needs CUDA and
+    unscales gradients before clipping."""
     def before_fit(self):
         dev = next(self.learn.model.parameters()).device.type
         if self.amp_mode == AMPMode.FP16 and dev != 'cuda':
             raise ValueError(f"precision='fp16' needs a CUDA device (the model is on {dev}); use precision='bf16'")
         dtype = torch.bfloat16 if self.amp_mode == AMPMode.BF16 else torch.float16
         self.kwargs['enabled'] = dtype == torch.float16          # bf16 has float32's range: no loss scaling
-        self.autocast, self.learn.scaler, self.scales = torch.autocast(dev, dtype=dtype), GradScaler(dev, **self.kwargs), L()
+        self.autocast, self.learn.scaler, self.scales = torch.autocast(dev,
+                                                                       dtype=dtype), GradScaler(dev, **self.kwargs), L()
 
     def after_backward(self):
         if self.learn.scaler.is_enabled(): self.learn.scaler.unscale_(self)   # GradientClip then clips the true gradients
 
 def _speed(learn: Learner, precision, compile: bool) -> Learner:
-    "Add mixed precision (`precision` in PRECISIONS) and compile the model in place (`compile`): what every builder shares."
+    """Add mixed precision (`precision` in PRECISIONS) and compile the model in place (`compile`): what every builder
+    shares."""
     precision = str(precision)
-    if precision not in PRECISIONS: raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision not in PRECISIONS: raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got "
+                                                     f"{precision!r}")
     if precision != '32': learn.add_cb(DevicePrecision(precision))
     if compile: learn.model.compile()
     learn.add_cb(StopOnNonFiniteLoss())           # a nan or inf loss stops the fit with one clear error
     return use_sparse_progress(learn)             # no host sync per batch for the progress bar's comment
 
 # %% ../nbs/90_learner.ipynb #185e4a8e
-def gmml_learner(dls, arch: str | None = None, recipe: GMMLRecipe | str | None = None, encoder_kwargs: dict | None = None,
-                 decoder: nn.Module | None = None, seed: int | None = None, valid_seed: int = 0, precision: str = '32',
-                 compile: bool = False, figures_every: int | None = None, cbs=None, **overrides) -> Learner:
-    "A fastai `Learner` that pretrains a ViT with GMML on (unlabeled) `dls` with `recipe` (+ `overrides` of its fields): corruption on device, fused-block light decoder, masked L1."
+def gmml_learner(
+                 dls,                                   # unlabeled `DataLoaders`, e.g. `pretrain_dls`
+                 arch: str | None = None,               # preset or timm ViT name (default: recipe's, data's)
+                 recipe: GMMLRecipe | str | None = None, # a `GMMLRecipe` or its name (default: 'gmml@v1')
+                 encoder_kwargs: dict | None = None,    # more `create_encoder` arguments (`depth`, ...)
+                 decoder: nn.Module | None = None,      # default: the light decoder
+                 seed: int | None = None,               # the callback's random stream (`set_seed`: weights)
+                 valid_seed: int = 0,                   # fixed corruption or masks of validation batches
+                 precision: str = '32',                 # '32', 'bf16' (CPU or GPU) or 'fp16' (CUDA)
+                 compile: bool = False,                 # `torch.compile` the model (with the corruption)
+                 figures_every: int | None = None,      # save a reconstruction figure every N epochs
+                 cbs=None,                              # more fastai callbacks
+                 **overrides) -> Learner:              # recipe fields (`lr=`, ...) or `Learner` options
+    """A fastai `Learner` that pretrains a ViT with GMML on (unlabeled) `dls` with `recipe` (+ `overrides` of its
+    fields): corruption on device, fused-block light decoder, masked L1."""
     r, learner_kwargs = resolve_recipe('gmml', recipe, **overrides)
     enc, _ = _build_encoder(dls, arch or r.arch, encoder_kwargs, r.drop_path)
     model = GMMLModel(enc, blocks=r.blocks, fusion=r.fusion, decoder=decoder)
     corr = r.corruption if isinstance(r.corruption, GMMLCorruption) else GMMLCorruption(r.corruption, r.align, r.ratio)
     cb = GMML(corr, seed=seed, valid_seed=valid_seed, augment=r.views(), in_graph=compile)   # compiled: one graph
-    return _pretrainer(dls, model, cb, MaskedL1Loss(r.whole_image), r, figures_every, precision, compile, cbs, learner_kwargs)
+    return _pretrainer(dls, model, cb, MaskedL1Loss(r.whole_image), r, figures_every, precision, compile, cbs,
+                       learner_kwargs)
 
-def _pretrainer(dls, model, method_cb, loss_func, r: Recipe, figures_every, precision, compile, cbs, learner_kwargs) -> Learner:
-    "The `Learner` every pretraining builder makes from its recipe `r`: the method's callback, the peak learning rate, no decay on 1-d parameters (and tokens, unless `r.decay_tokens`), optional gradient clipping and figures, AdamW, the weight-decay schedule's end, precision and compilation."
+def _pretrainer(dls, model, method_cb, loss_func, r: Recipe, figures_every, precision, compile, cbs,
+                learner_kwargs) -> Learner:
+    """The `Learner` every pretraining builder makes from its recipe `r`: the method's callback, the peak learning rate,
+    no decay on 1-d parameters (and tokens, unless `r.decay_tokens`), optional gradient clipping and figures, AdamW,
+    the weight-decay schedule's end, precision and compilation."""
     cbs = ([method_cb, NoDecayCallback(decay_tokens=r.decay_tokens)] + ([ForeachGradientClip(max_norm=r.clip)] if r.clip else [])
            + ([ReconstructionFigures(every=figures_every)] if figures_every else []) + list(cbs or []))
-    learn = Learner(dls, model, loss_func=loss_func, opt_func=_adamw(r.beta2), lr=r.peak_lr(dls.train.bs), wd=r.wd, cbs=cbs,
+    learn = Learner(dls, model, loss_func=loss_func, opt_func=_adamw(r.beta2), lr=r.peak_lr(dls.train.bs), wd=r.wd,
+                    cbs=cbs,
                     **learner_kwargs)
-    learn.wd_end, learn.recipe = r.wd_end, r
+    learn.recipe = r
     return _speed(learn, precision, compile)
 
-def mae_learner(dls, arch: str | None = None, recipe: MAERecipe | str | None = None, encoder_kwargs: dict | None = None,
-                seed: int | None = None, valid_seed: int = 0, precision: str = '32', compile: bool = False,
-                figures_every: int | None = None, cbs=None, **overrides) -> Learner:
-    "A fastai `Learner` that pretrains a ViT as a (lightweight) MAE on (unlabeled) `dls` with `recipe` (+ `overrides`): visible-token encoder, small decoder, MSE (+ α·visible)."
+def mae_learner(
+                dls,                                   # unlabeled `DataLoaders`, e.g. `pretrain_dls`
+                arch: str | None = None,               # preset or timm ViT name (default: recipe's, data's)
+                recipe: MAERecipe | str | None = None,  # a `MAERecipe` or its name (default: 'mae@v1')
+                encoder_kwargs: dict | None = None,    # more `create_encoder` arguments (`depth`, ...)
+                seed: int | None = None,               # the callback's random stream (`set_seed`: weights)
+                valid_seed: int = 0,                   # fixed corruption or masks of validation batches
+                precision: str = '32',                 # '32', 'bf16' (CPU or GPU) or 'fp16' (CUDA)
+                compile: bool = False,                 # `torch.compile` the model (with the corruption)
+                figures_every: int | None = None,      # save a reconstruction figure every N epochs
+                cbs=None,                              # more fastai callbacks
+                **overrides) -> Learner:              # recipe fields (`lr=`, ...) or `Learner` options
+    """A fastai `Learner` that pretrains a ViT as a (lightweight) MAE on (unlabeled) `dls` with `recipe` (+
+    `overrides`): visible-token encoder, small decoder, MSE (+ α·visible)."""
     r, learner_kwargs = resolve_recipe('mae', recipe, **overrides)
     enc, _ = _build_encoder(dls, arch or r.arch, encoder_kwargs, r.drop_path)
     dec = {**mae_decoder_for(enc), **{k: v for k, v in dict(decoder_dim=r.decoder_dim, decoder_depth=r.decoder_depth,
@@ -156,10 +197,21 @@ def mae_learner(dls, arch: str | None = None, recipe: MAERecipe | str | None = N
                        MAELoss(norm_pix=r.norm_pix, alpha=r.alpha, patch_size=model.patch_size),
                        r, figures_every, precision, compile, cbs, learner_kwargs)
 
-def simmim_learner(dls, arch: str | None = None, recipe: SimMIMRecipe | str | None = None, encoder_kwargs: dict | None = None,
-                   decoder: nn.Module | None = None, seed: int | None = None, valid_seed: int = 0, precision: str = '32',
-                   compile: bool = False, figures_every: int | None = None, cbs=None, **overrides) -> Learner:
-    "A fastai `Learner` that pretrains a ViT with SimMIM on (unlabeled) `dls` with `recipe` (+ `overrides`): mask token in place of hidden patches, all tokens through the encoder, linear head, L1 on hidden pixels."
+def simmim_learner(
+                   dls,                                   # unlabeled `DataLoaders`, e.g. `pretrain_dls`
+                   arch: str | None = None,               # preset or timm ViT name (default: recipe's, data's)
+                   recipe: SimMIMRecipe | str | None = None, # a `SimMIMRecipe` or its name (default: 'simmim@v1')
+                   encoder_kwargs: dict | None = None,    # more `create_encoder` arguments (`depth`, ...)
+                   decoder: nn.Module | None = None,      # default: a linear map per token
+                   seed: int | None = None,               # the callback's random stream (`set_seed`: weights)
+                   valid_seed: int = 0,                   # fixed corruption or masks of validation batches
+                   precision: str = '32',                 # '32', 'bf16' (CPU or GPU) or 'fp16' (CUDA)
+                   compile: bool = False,                 # `torch.compile` the model (with the corruption)
+                   figures_every: int | None = None,      # save a reconstruction figure every N epochs
+                   cbs=None,                              # more fastai callbacks
+                   **overrides) -> Learner:              # recipe fields (`lr=`, ...) or `Learner` options
+    """A fastai `Learner` that pretrains a ViT with SimMIM on (unlabeled) `dls` with `recipe` (+ `overrides`): mask
+    token in place of hidden patches, all tokens through the encoder, linear head, L1 on hidden pixels."""
     r, learner_kwargs = resolve_recipe('simmim', recipe, **overrides)
     enc, _ = _build_encoder(dls, arch or r.arch, encoder_kwargs, r.drop_path)
     model = SimMIMModel(enc, mask_ratio=r.mask_ratio, mask=r.mask, mask_cells=r.mask_cells, decoder=decoder)
@@ -171,20 +223,23 @@ def simmim_learner(dls, arch: str | None = None, recipe: SimMIMRecipe | str | No
 def fit_warmup_cosine(self: Learner, n_epoch: int, lr_max=None, warmup: float = 0.1, div_final: float = 100.,
                       wd: float | None = None, wd_end: float | None = None, cbs=None, reset_opt: bool = False,
                       start_epoch: int = 0):
-    "Fit `n_epoch` epochs: lr rises linearly from 0 to `lr_max` over the first `warmup` share of the steps, then follows a cosine to `lr_max/div_final` (`inf`: to 0); weight decay follows a cosine from `wd` to `wd_end` (default: the learner's `wd_end`, None = constant); β₁ is not scheduled."
+    """Fit `n_epoch` epochs: lr rises linearly from 0 to `lr_max` over the first `warmup` share of the steps, then
+    follows a cosine to `lr_max/div_final` (`inf`: to 0); weight decay follows a cosine from `wd` to `wd_end`
+    (default: the learner's `wd_end`, None = constant); β₁ is not scheduled."""
     if not 0 <= warmup < 1: raise ValueError(f"warmup must be in [0, 1), got {warmup}")
     if not div_final >= 1: raise ValueError(f"div_final must be >= 1 (inf: decay to 0), got {div_final}")
     if self.opt is None: self.create_opt()
     self.opt.set_hyper('lr', self.lr if lr_max is None else lr_max)
     lr_max = np.array([h['lr'] for h in self.opt.hypers])      # one peak per parameter group (layer-wise decay)
     wd = self.wd if wd is None else wd
-    wd_end = getattr(self, 'wd_end', None) if wd_end is None else wd_end
+    if wd_end is None: wd_end = getattr(getattr(self, 'recipe', None), 'wd_end', None)   # a pretraining recipe's cosine
     scheds = {'lr': combine_scheds([warmup, 1 - warmup], [SchedLin(0., lr_max), SchedCos(lr_max, lr_max/div_final)])}
     if wd_end is not None: scheds['wd'] = SchedCos(wd, wd_end)
     self.fit(n_epoch, cbs=ParamScheduler(scheds) + L(cbs), wd=wd, reset_opt=reset_opt, start_epoch=start_epoch)
 
 def recipe_fit_kwargs(r: Recipe) -> dict:
-    "How recipe `r` fits, as plain data: `{'fit': <Learner method name>, **its arguments}` for its `schedule`, `warmup` and `lr_end`."
+    """How recipe `r` fits, as plain data: `{'fit': <Learner method name>, **its arguments}` for its `schedule`,
+    `warmup` and `lr_end`."""
     div_final = float(f'{1/r.lr_end:.12g}') if r.lr_end > 0 else float('inf')     # 1/1e-5 is 99999.99999999999: keep 1e5
     if r.schedule == 'warmup_cosine': return dict(fit='fit_warmup_cosine', warmup=r.warmup, div_final=div_final)
     if r.schedule == 'one_cycle': return dict(fit='fit_one_cycle', pct_start=r.warmup, div_final=div_final)
@@ -192,7 +247,8 @@ def recipe_fit_kwargs(r: Recipe) -> dict:
 
 @patch
 def fit_recipe(self: Learner, n_epoch: int | None = None, cbs=None, **kwargs):
-    "Fit as the learner's recipe says (`recipe_fit_kwargs`): its `epochs` (or `n_epoch`) with its schedule, warm-up and final rate."
+    """Fit as the learner's recipe says (`recipe_fit_kwargs`): its `epochs` (or `n_epoch`) with its schedule, warm-up
+    and final rate."""
     r = getattr(self, 'recipe', None)
     if r is None: raise ValueError("fit_recipe needs a learner made by a gmml_fast builder (learn.recipe is missing)")
     how = {**recipe_fit_kwargs(r), **kwargs}
@@ -201,22 +257,29 @@ def fit_recipe(self: Learner, n_epoch: int | None = None, cbs=None, **kwargs):
 # %% ../nbs/90_learner.ipynb #1e4e90d8
 @patch
 def export_encoder(self: Learner, path, card: dict | None = None) -> Path:
-    "Save the pretrained encoder of a GMML, MAE or SimMIM learner: a `.safetensors` path (or another suffix: `torch.save`) gets plain timm weights; a path without a suffix becomes a timm model folder (`save_timm_folder`) with the loaders' normalisation and a model card naming the method, the recipe and `card`'s entries. Refuses to overwrite."
+    """Save the pretrained encoder of a GMML, MAE or SimMIM learner: a `.safetensors` path (or another suffix:
+    `torch.save`) gets plain timm weights; a path without a suffix becomes a timm model folder (`save_timm_folder`)
+    with the loaders' normalisation and a model card naming the method, the recipe and `card`'s entries. Refuses to
+    overwrite."""
     path = Path(path)
     if not path.is_absolute(): path = Path(self.path)/path
-    if path.exists(): raise FileExistsError(f"{path} exists; pass another path (or delete it) — existing weights are never overwritten")
+    if path.exists(): raise FileExistsError(f"{path} exists; pass another path (or delete it) — existing weights are "
+                                            "never overwritten")
     model = unwrap_model(self.model)
     if path.suffix: return _export_encoder(model, path)
     r = getattr(self, 'recipe', None)
     about = dict(method=getattr(r, 'method', None), recipe=recipe_name(r) if r is not None else None, **(card or {}))
-    return save_timm_folder(model, path, stats=dls_stats(self.dls), card={k: v for k, v in about.items() if v is not None})
+    return save_timm_folder(model, path, stats=dls_stats(self.dls),
+                            card={k: v for k, v in about.items() if v is not None})
 
 # %% ../nbs/90_learner.ipynb #bd284e1a
 class BatchViews(SeededCallback):
-    "Training-time random resized crops and flips of normalised batches on their device (a `PretrainAugment`, seeded as the pretraining views): the finetuning papers' crop and flip."
+    """Training-time random resized crops and flips of normalised batches on their device (a `PretrainAugment`, seeded
+    as the pretraining views): the finetuning papers' crop and flip."""
     order = 0                                        # before BatchAugment's policy, MixUp and CutMix
     def __init__(self, views: PretrainAugment, seed: int | None = None):
-        if not isinstance(views, PretrainAugment): raise ValueError(f"views must be a PretrainAugment, got {type(views).__name__}")
+        if not isinstance(views, PretrainAugment): raise ValueError("views must be a PretrainAugment, got "
+                                                                    f"{type(views).__name__}")
         super().__init__(seed)
         self.views = views
 
@@ -229,11 +292,13 @@ class BatchViews(SeededCallback):
         self.learn.xb = (type(x)(v),) + tuple(self.xb[1:])
 
 class BatchAugment(Callback):
-    "Training-time AutoAugment/RandAugment/TrivialAugment (torchvision v2) on normalised batches; one random op per `chunk` images."
+    """Training-time AutoAugment/RandAugment/TrivialAugment (torchvision v2) on normalised batches; one random op per
+    `chunk` images."""
     order = 1
     def __init__(self, policy: str = 'randaugment', chunk: int = 8):
         from torchvision.transforms import v2
-        pols = dict(zip(AUGMENT_POLICIES, (v2.RandAugment, lambda: v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10), v2.TrivialAugmentWide)))
+        pols = dict(zip(AUGMENT_POLICIES,
+                        (v2.RandAugment, lambda: v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10), v2.TrivialAugmentWide)))
         if policy not in pols: raise ValueError(f"augment must be one of {', '.join(pols)}, got {policy!r}")
         if chunk < 1: raise ValueError(f"chunk must be >= 1, got {chunk}")
         self.policy, self.op, self.chunk = policy, pols[policy](), chunk
@@ -256,7 +321,8 @@ def _finetune_encoder(dls, encoder, pretrained, arch, encoder_kwargs):
     "The encoder to finetune and, for an MAE learner with a dummy token, its dummy positional embedding."
     if encoder is not None and pretrained is not None: raise ValueError("pass encoder= or pretrained=, not both")
     if encoder is not None:
-        if not isinstance(encoder, VisionTransformer): raise ValueError(f"encoder must be a timm VisionTransformer, got {type(encoder).__name__}")
+        if not isinstance(encoder, VisionTransformer): raise ValueError("encoder must be a timm VisionTransformer, "
+                                                                        f"got {type(encoder).__name__}")
         return encoder, None, dls.train.bs
     if isinstance(pretrained, Learner):
         src = unwrap_model(pretrained.model)
@@ -267,17 +333,31 @@ def _finetune_encoder(dls, encoder, pretrained, arch, encoder_kwargs):
     return enc, None, bs
 
 def default_layer_decay(depth: int, floor: float = 0.5) -> float:
-    "Layer-wise lr decay for a pretrained encoder of `depth` blocks such that the patch embedding trains at `floor` × the head's rate."
+    """Layer-wise lr decay for a pretrained encoder of `depth` blocks such that the patch embedding trains at `floor` ×
+    the head's rate."""
     return floor**(1/(depth + 1))
 
-def finetune_learner(dls, encoder: VisionTransformer | None = None, pretrained=None, arch: str | None = None,
-                     recipe: FinetuneRecipe | str | None = None, encoder_kwargs: dict | None = None, num_classes: int | None = None,
-                     seed: int | None = None, precision: str = '32', compile: bool = False, metrics=None, cbs=None,
-                     **overrides) -> Learner:
-    "A classification `Learner` with `recipe` (+ `overrides` of its fields): a (pretrained or random) ViT encoder + linear head, layer-wise lr decay, the recipe's crops and flips (`BatchViews`), policy, MixUp/CutMix and DRLoc/ME/MAE auxiliary losses; fit it with `fit_recipe()`."
+def finetune_learner(
+                     dls,                                   # labeled `DataLoaders`, e.g. `finetune_dls`
+                     encoder: VisionTransformer | None = None, # a timm ViT to finetune as it is
+                     pretrained=None,                       # weights file, pretraining learner or model
+                     arch: str | None = None,               # preset or timm ViT name (no `encoder` given)
+                     recipe: FinetuneRecipe | str | None = None, # a `FinetuneRecipe` or its name (default: 'finetune@v1')
+                     encoder_kwargs: dict | None = None,    # more `create_encoder` arguments (`depth`, ...)
+                     num_classes: int | None = None,        # default: the number of classes of `dls`
+                     seed: int | None = None,               # aux tasks' random stream (`set_seed`: weights)
+                     precision: str = '32',                 # '32', 'bf16' (CPU or GPU) or 'fp16' (CUDA)
+                     compile: bool = False,                 # `torch.compile` the model
+                     metrics=None,                          # fastai metrics (default: accuracy)
+                     cbs=None,                              # more fastai callbacks
+                     **overrides) -> Learner:              # recipe fields (`drloc=`, ...) or `Learner` options
+    """A classification `Learner` with `recipe` (+ `overrides` of its fields): a (pretrained or random) ViT encoder +
+    linear head, layer-wise lr decay, the recipe's crops and flips (`BatchViews`), policy, MixUp/CutMix and
+    DRLoc/ME/MAE auxiliary losses; fit it with `fit_recipe()`."""
     r, learner_kwargs = resolve_recipe('finetune', recipe, **overrides)
     n_cls = num_classes or getattr(dls, 'c', None)
-    if not n_cls: raise ValueError("num_classes is needed: dls has no vocabulary (pass labeled DataLoaders or num_classes=)")
+    if not n_cls: raise ValueError("num_classes is needed: dls has no vocabulary (pass labeled DataLoaders or "
+                                   "num_classes=)")
     enc, dummy, bs = _finetune_encoder(dls, encoder, pretrained, arch or r.arch, encoder_kwargs)
     decay = r.layer_decay
     if decay is None: decay = 1.0 if encoder is None and pretrained is None else default_layer_decay(len(enc.blocks))
@@ -294,8 +374,10 @@ def finetune_learner(dls, encoder: VisionTransformer | None = None, pretrained=N
     if r.mixup: cbs.append(MixUp(r.mixup))
     if r.cutmix: cbs.append(CutMix(r.cutmix))
     lrs = [float(v) for v in layer_decay_lrs(r.peak_lr(bs), len(layer_groups(model)), decay)]
-    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(label_smoothing=r.label_smoothing), opt_func=_adamw(r.beta2),
-                    splitter=layer_decay_splitter, lr=lrs, wd=r.wd, metrics=metrics if metrics is not None else [accuracy],
+    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(label_smoothing=r.label_smoothing),
+                    opt_func=_adamw(r.beta2),
+                    splitter=layer_decay_splitter, lr=lrs, wd=r.wd,
+                    metrics=metrics if metrics is not None else [accuracy],
                     cbs=cbs + ([ForeachGradientClip(max_norm=r.clip)] if r.clip else []), **learner_kwargs)
     learn.recipe = r
     return _speed(learn, precision, compile)

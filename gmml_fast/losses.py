@@ -13,7 +13,8 @@ __all__ = ['masked_mean', 'masked_l1_loss', 'MaskedL1Loss', 'normalize_patches',
 
 # %% ../nbs/50_losses.ipynb #1ff65143
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    "Mean of `values` over the entries where `mask` (broadcast to `values`) is set; 0 when nothing is set, without a host sync."
+    """Mean of `values` over the entries where `mask` (broadcast to `values`) is set; 0 when nothing is set, without a
+    host sync."""
     m = mask.to(values.dtype).expand_as(values)
     return (values*m).sum()/m.sum().clamp_min(1)
 
@@ -36,13 +37,15 @@ def masked_l1_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor 
     return masked_mean(err, mask)
 
 class MaskedL1Loss(nn.Module):
-    "GMML's reconstruction loss: mean L1 over manipulated pixels (B×1×H×W mask), or over the whole image with `whole_image=True`."
+    """GMML's reconstruction loss: mean L1 over manipulated pixels (B×1×H×W mask), or over the whole image with
+    `whole_image=True`."""
     def __init__(self, whole_image: bool = False):
         super().__init__()
         self.whole_image = whole_image
 
     def forward(self, pred, target: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
-        "Loss of `pred` against `target` (both B×C×H×W) over the manipulated pixels in `mask`; `pred` may also carry all three (a `GMMLOutput`: a model that corrupted its own input), and then `target` is ignored."
+        """Loss of `pred` against `target` (both B×C×H×W) over the manipulated pixels in `mask`; `pred` may also carry
+        all three (a `GMMLOutput`: a model that corrupted its own input), and then `target` is ignored."""
         if hasattr(pred, 'recon'): pred, target, mask = pred.recon, pred.target, pred.mask
         return masked_l1_loss(pred, target, mask, self.whole_image)
 
@@ -50,7 +53,8 @@ class MaskedL1Loss(nn.Module):
 
 # %% ../nbs/50_losses.ipynb #ff661ef6
 def normalize_patches(tokens: torch.Tensor, eps: float = 1e-6, unbiased: bool = True) -> torch.Tensor:
-    "Normalise every patch token (last axis) to zero mean and unit variance: the sample variance as MAE's reference code (`unbiased=False`: the population variance), `eps` inside the square root."
+    """Normalise every patch token (last axis) to zero mean and unit variance: the sample variance as MAE's reference
+    code (`unbiased=False`: the population variance), `eps` inside the square root."""
     mean = tokens.mean(-1, keepdim=True)
     var = tokens.var(-1, keepdim=True, correction=1 if unbiased and tokens.shape[-1] > 1 else 0)
     return (tokens - mean)/(var + eps).sqrt()
@@ -60,8 +64,10 @@ def per_patch_mse(pred: torch.Tensor, target_tokens: torch.Tensor) -> torch.Tens
     return (pred - target_tokens).pow(2).mean(-1)
 
 class MAELoss(nn.Module):
-    "MAE loss: per-patch MSE averaged over masked patches, plus `alpha`× the same over visible ones, optionally on per-patch normalised targets (sample variance unless `unbiased=False`)."
-    def __init__(self, norm_pix: bool = False, alpha: float = 0.0, eps: float = 1e-6, patch_size=None, unbiased: bool = True):
+    """MAE loss: per-patch MSE averaged over masked patches, plus `alpha`× the same over visible ones, optionally on
+    per-patch normalised targets (sample variance unless `unbiased=False`)."""
+    def __init__(self, norm_pix: bool = False, alpha: float = 0.0, eps: float = 1e-6, patch_size=None,
+                 unbiased: bool = True):
         super().__init__()
         if alpha < 0: raise ValueError(f"alpha must be >= 0 (weight of the loss on visible patches), got {alpha}")
         if eps <= 0: raise ValueError(f"eps must be > 0, got {eps}")
@@ -76,10 +82,12 @@ class MAELoss(nn.Module):
         return normalize_patches(t, self.eps, self.unbiased) if self.norm_pix else t
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, patch_size=None) -> torch.Tensor:
-        "Loss of token predictions `pred` (B×N×p·p·C) against images `target` (B×C×H×W) with the B×N `mask` (True = masked)."
+        """Loss of token predictions `pred` (B×N×p·p·C) against images `target` (B×C×H×W) with the B×N `mask` (True =
+        masked)."""
         t = self.target_tokens(target, patch_size)
         if pred.shape != t.shape:
-            raise ValueError(f"pred must be B×N×(p·p·C) = {tuple(t.shape)} to match the patchified target, got {tuple(pred.shape)}")
+            raise ValueError(f"pred must be B×N×(p·p·C) = {tuple(t.shape)} to match the patchified target, got "
+                             f"{tuple(pred.shape)}")
         if tuple(mask.shape) != tuple(t.shape[:2]):
             raise ValueError(f"mask must be a B×N token mask of shape {tuple(t.shape[:2])}, got {tuple(mask.shape)}")
         err = per_patch_mse(pred, t)

@@ -15,7 +15,8 @@ __all__ = ['random_token_mask', 'random_cell_mask', 'rect_cover', 'block_mask', 
 
 # %% ../nbs/20_masking.ipynb #06bb2ab5
 def _random_k_of_n(key: torch.Tensor, batch_size: int, n: int, k: int) -> torch.Tensor:
-    "Boolean B×n mask with `k` uniformly chosen entries set in every row: the `k` smallest of one uniform number per entry."
+    """Boolean B×n mask with `k` uniformly chosen entries set in every row: the `k` smallest of one uniform number per
+    entry."""
     order = hash_uniform(key, (batch_size, n)).argsort(1)
     first_k = (torch.arange(n, device=key.device) < k).expand(batch_size, -1)
     return torch.zeros(batch_size, n, dtype=torch.bool, device=key.device).scatter(1, order, first_k)
@@ -24,24 +25,28 @@ def random_token_mask(batch_size: int, num_tokens: int, ratio: float, generator:
                       device=None, key: torch.Tensor | None = None, seed: int | None = None) -> torch.Tensor:
     "Boolean B×N mask with exactly `round(ratio*N)` uniformly chosen tokens masked (True) in every row."
     if not 0 <= ratio <= 1: raise ValueError(f"ratio must be in [0, 1], got {ratio}")
-    if batch_size < 1 or num_tokens < 1: raise ValueError(f"batch_size and num_tokens must be >= 1, got {batch_size}, {num_tokens}")
+    if batch_size < 1 or num_tokens < 1: raise ValueError(f"batch_size and num_tokens must be >= 1, got {batch_size}, "
+                                                          f"{num_tokens}")
     key = resolve_key(key, seed, generator, device)
     return _random_k_of_n(key, batch_size, num_tokens, round(ratio*num_tokens))
 
 # %% ../nbs/20_masking.ipynb #b3eafc9b
 def _cell_shape(grid, cells, name: str = 'cells') -> tuple[int, int]:
-    "Tokens per cell `(rows, cols)` when a token `grid` is cut into `cells` cells per side (`None`: one token per cell); errors call it `name`."
+    """Tokens per cell `(rows, cols)` when a token `grid` is cut into `cells` cells per side (`None`: one token per
+    cell); errors call it `name`."""
     gh, gw = to_pair(grid, 'grid')
     if cells is None: return 1, 1
     if isinstance(cells, bool) or not isinstance(cells, int) or cells < 1 or gh % cells or gw % cells:
         ok = [d for d in range(1, min(gh, gw) + 1) if gh % d == 0 and gw % d == 0]
-        raise ValueError(f"{name}={cells!r} must be a number of cells per side that divides both sides of the {gh}×{gw} token grid: "
+        raise ValueError(f"{name}={cells!r} must be a number of cells per side that divides both sides of the "
+                         f"{gh}×{gw} token grid: "
                          f"one of {', '.join(map(str, ok))}, or None for one cell per token")
     return gh//cells, gw//cells
 
 def random_cell_mask(batch_size: int, grid, ratio: float, cells: int | None, key=None, seed=None, generator=None,
                      device=None) -> torch.Tensor:
-    "SimMIM's mask B×N (bool): the token `grid` cut into `cells`×`cells` cells, `ceil(ratio·cells²)` of them chosen uniformly per image, each masking all its tokens."
+    """SimMIM's mask B×N (bool): the token `grid` cut into `cells`×`cells` cells, `ceil(ratio·cells²)` of them chosen
+    uniformly per image, each masking all its tokens."""
     gh, gw = to_pair(grid, 'grid')
     if not 0 <= ratio <= 1: raise ValueError(f"ratio must be in [0, 1], got {ratio}")
     if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -53,7 +58,8 @@ def random_cell_mask(batch_size: int, grid, ratio: float, cells: int | None, key
 
 # %% ../nbs/20_masking.ipynb #46d3af26
 def _blocks_for(budget_units: int, mean_block_units: float, cap: int = 96) -> int:
-    "Static number of rectangles to draw: enough to spend the budget about three times over, at most `cap` (the fill step does the rest)."
+    """Static number of rectangles to draw: enough to spend the budget about three times over, at most `cap` (the fill
+    step does the rest)."""
     return int(min(cap, math.ceil(3*budget_units/max(mean_block_units, 1.0)) + 2))
 
 def _per_row(v):
@@ -106,7 +112,8 @@ def block_mask(key: torch.Tensor, budget: torch.Tensor, grid, n_blocks: int, sid
     return rect_cover(u, budget, grid, sides, fill, start)
 
 def _first_cover(rm: torch.Tensor, cm: torch.Tensor) -> torch.Tensor:
-    "For rectangles given by their row spans `rm` (B×R×gh) and column spans `cm` (B×R×gw): index of the first one covering each unit, B×(gh·gw) (R if none)."
+    """For rectangles given by their row spans `rm` (B×R×gh) and column spans `cm` (B×R×gw): index of the first one
+    covering each unit, B×(gh·gw) (R if none)."""
     B, R, gh = rm.shape
     gw = cm.shape[2]
     first = None
@@ -132,7 +139,8 @@ def _dilate(m: torch.Tensor) -> torch.Tensor:
     return c
 
 def _fill_to_budget(cov: torch.Tensor, missing: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
-    "Cover exactly `missing[b]` more units of each mask: first uncovered units touching a block, then any, in a scan order rotated to start at the uniform `start[b]`."
+    """Cover exactly `missing[b]` more units of each mask: first uncovered units touching a block, then any, in a scan
+    order rotated to start at the uniform `start[b]`."""
     B, gh, gw = cov.shape
     n = gh*gw
     first = (start.view(B, 1)*n).long()
@@ -226,15 +234,19 @@ def _beit_rounds(key: torch.Tensor, batch_size: int, grid, target: int, min_area
 def beit_block_mask(batch_size: int, grid, ratio: float = 0.4, min_area: int = 16, max_area: int | None = None,
                     aspect=(0.3, 1/0.3), key=None, seed=None, generator=None, device=None, stream: int = 0,
                     attempts: int = 10, rounds: int | None = None) -> torch.Tensor:
-    "BEiT's blockwise mask B×N (bool) on a token `grid` (Algorithm 1): whole rectangles, added until `ceil(ratio·N)` tokens are masked or `attempts` tries in a row fail; at most `rounds` tries per image (default `5·attempts`)."
+    """BEiT's blockwise mask B×N (bool) on a token `grid` (Algorithm 1): whole rectangles, added until `ceil(ratio·N)`
+    tokens are masked or `attempts` tries in a row fail; at most `rounds` tries per image (default `5·attempts`)."""
     gh, gw = to_pair(grid, 'grid')
     if not 0 < ratio <= 1: raise ValueError(f"ratio must be in (0, 1], got {ratio}")
     for name, v in (('batch_size', batch_size), ('min_area', min_area), ('attempts', attempts)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be an int >= 1, got "
+                                                                                    f"{v!r}")
     if max_area is not None and (isinstance(max_area, bool) or not isinstance(max_area, int) or max_area < 1):
         raise ValueError(f"max_area must be None or an int >= 1, got {max_area!r}")
     rounds = 5*attempts if rounds is None else rounds
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1: raise ValueError(f"rounds must be None or an int >= 1, got {rounds!r}")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1: raise ValueError("rounds must be None "
+                                                                                               "or an int >= 1, got "
+                                                                                               f"{rounds!r}")
     lo, hi = range_pair(aspect, 'aspect', lo=0.0, hi=math.inf, lo_open=True)
     key = resolve_key(key, seed, generator, device)
     target = math.ceil(ratio*gh*gw - 1e-6)

@@ -8,98 +8,15 @@ import hashlib, json, math, numbers
 import numpy as np
 from dataclasses import dataclass, field, fields, replace
 
-from .aliens import RECIPES as CORRUPTIONS, GMMLCorruption, Alien
+from .checked import hp, redefault, Checked, allowed
+from .corruption import CORRUPTIONS, GMMLCorruption, Alien
 from .augment import PretrainAugment
-from .patches import ENCODER_PRESETS
+from .encoder import ENCODER_PRESETS
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'POOLS', 'AUGMENT_POLICIES', 'SCHEDULES', 'AUX_SETTINGS', 'NAMED_RECIPES', 'RECIPE_ALIASES',
-           'RECIPE_CLASSES', 'RECIPE_SOURCES', 'hp', 'redefault', 'in_interval', 'field_kind', 'allowed', 'check_field',
-           'Checked', 'Recipe', 'GMMLRecipe', 'MAERecipe', 'SimMIMRecipe', 'FinetuneRecipe', 'recipe_names',
-           'get_recipe', 'recipe_name', 'with_overrides', 'recipe_sources_table', 'recipe_table']
-
-# %% ../nbs/85_recipe.ipynb #7bdef3c6
-def hp(default, help: str, within: str | None = None, choices: tuple | None = None, none: str | None = None,
-       objects: tuple = ()):
-    "A checked field: its `default`, a `help` line, the interval it must lie `within` (`'[0, 1)'`, `'(0, inf)'`) or its `choices`, what `None` means (`none`; None not allowed if not given), and classes whose instances are accepted as they are (`objects`)."
-    return field(default=default, metadata=dict(help=help, within=within, choices=choices, none=none, objects=objects))
-
-def redefault(cls, name: str, default):
-    "Field `name` of the dataclass `cls` with another `default`: the same help line and allowed values, so that a quantity is declared once."
-    return field(default=default, metadata=cls.__dataclass_fields__[name].metadata)
-
-def _interval(spec: str) -> tuple[float, float, bool, bool]:
-    lo, hi = (float(s) for s in spec[1:-1].split(','))
-    return lo, hi, spec[0] == '(', spec[-1] == ')'
-
-def in_interval(v, spec: str) -> bool:
-    "Whether the number `v` lies in the interval `spec`, written as in mathematics: `'[0, 1)'`, `'(0, inf)'`."
-    lo, hi, lo_open, hi_open = _interval(spec)
-    return (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
-
-def field_kind(f) -> str:
-    "The first type of a dataclass field's annotation ('float | None' -> 'float'): how the checks and the command line read it."
-    return str(f.type).split('|')[0].strip()
-
-def allowed(f, typed: bool = False) -> str:
-    "The values field `f` allows, in words (for errors and help lines; `typed`: only what can be typed on a command line)."
-    m, kind = f.metadata, field_kind(f)
-    s = (f"in {m['within']}" if m['within'] else f"one of {', '.join(map(str, m['choices']))}" if m['choices']
-         else 'True or False' if kind == 'bool' else f"a {kind}")
-    if kind == 'int' and m['within']: s = f"an integer {s}"
-    if m['objects'] and not typed: s += f" or a {' / '.join(c.__name__ for c in m['objects'])}"
-    if m['none']: s += f" or None ({m['none']})"
-    return s
-
-def check_field(f, v):
-    "Raise one `ValueError` naming the field and its allowed values if `v` is not allowed for field `f`."
-    m, kind = f.metadata, field_kind(f)
-    if v is None:
-        if m['none'] is None: raise ValueError(f"{f.name} must be {allowed(f)}, got None")
-        return
-    if m['objects'] and isinstance(v, m['objects']): return
-    ok = True
-    if kind == 'bool': ok = isinstance(v, (bool, np.bool_))
-    elif kind in ('int', 'float'):
-        # an int field takes integers only (2.0 would break range(epochs)); a float field any real number but NaN
-        ok = (isinstance(v, numbers.Integral) if kind == 'int' else isinstance(v, numbers.Real) and not math.isnan(v)) and not isinstance(v, bool)
-        if ok and m['within']: ok = in_interval(v, m['within'])
-    elif kind == 'tuple': ok = isinstance(v, (tuple, list))
-    elif kind == 'dict': ok = isinstance(v, dict)
-    if ok and m['choices']: ok = v in m['choices']
-    elif ok and kind == 'str': ok = isinstance(v, str)
-    if not ok: raise ValueError(f"{f.name} must be {allowed(f)}, got {v!r}")
-
-# %% ../nbs/85_recipe.ipynb #1ff21364
-class Checked:
-    "A dataclass whose fields are declared with `hp` and checked when it is made (then `check()` for rules across fields)."
-    def __post_init__(self):
-        for f in fields(self):
-            if 'help' in f.metadata: check_field(f, getattr(self, f.name))     # a field declared with hp
-        self.check()
-
-    def check(self):
-        "Rules that involve several fields (none here)."
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        "The names of the fields, in declaration order."
-        return [f.name for f in fields(cls)]
-
-    @classmethod
-    def unknown(cls, names) -> list[str]:
-        "The `names` that are not fields of this class."
-        return sorted(set(names) - set(cls.field_names()))
-
-    def replace(self, **changes):
-        "A copy with `changes`, checked again; an unknown name is one error that lists the fields."
-        bad = self.unknown(changes)
-        if bad: raise ValueError(f"{type(self).__name__} has no field {', '.join(bad)}; its fields are {', '.join(self.field_names())}")
-        return replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        "The fields as a plain dict (objects such as a custom `PretrainAugment` are kept as they are)."
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+           'RECIPE_CLASSES', 'RECIPE_SOURCES', 'Recipe', 'GMMLRecipe', 'MAERecipe', 'SimMIMRecipe', 'FinetuneRecipe',
+           'recipe_names', 'get_recipe', 'recipe_name', 'with_overrides', 'recipe_sources_table', 'recipe_table']
 
 # %% ../nbs/85_recipe.ipynb #845329ea
 PRECISIONS = ('32', 'bf16', 'fp16')
@@ -109,32 +26,37 @@ SCHEDULES = ('warmup_cosine', 'one_cycle', 'constant')
 
 @dataclass(frozen=True)
 class Recipe(Checked):
-    "What every training recipe has: the optimiser, its schedule, the number of epochs, the paper's encoder and the crop and flip of the views."
+    """What every training recipe has: the optimiser, its schedule, the number of epochs, the paper's encoder and the
+    crop and flip of the views."""
     method = None
     lr: float | None = hp(1e-3, "peak learning rate", '(0, inf)', none='base_lr × batch/256')
     base_lr: float | None = hp(None, "learning rate per 256 images, used when lr is None", '(0, inf)', none='use lr')
     wd: float = hp(0.05, "weight decay (AdamW)", '[0, inf)')
-    decay_tokens: bool = hp(False, "weight-decay the positional embeddings and learned tokens too (biases and norm gains never are)")
+    decay_tokens: bool = hp(False, "weight-decay the positional embeddings and learned tokens too (biases and norm "
+                                   "gains never are)")
     beta2: float = hp(0.999, "Adam's β₂", '(0, 1)')
     clip: float | None = hp(None, "clip the gradient norm at this value", '(0, inf)', none='off')
     drop_path: float = hp(0.0, "stochastic depth of the encoder", '[0, 1)')
-    schedule: str = hp('warmup_cosine', "learning-rate schedule: linear warm-up then cosine with constant β₁ (the papers'), "
+    schedule: str = hp('warmup_cosine', "learning-rate schedule: linear warm-up then cosine with constant β₁ (the "
+                                        "papers'), "
                        "fastai's one cycle (β₁ cycles 0.95 → 0.85 → 0.95), or constant", choices=SCHEDULES)
     warmup: float = hp(0.1, "share of the steps that warm the learning rate up before its decay", '[0, 1)')
     lr_end: float = hp(0.01, "learning rate at the end of the cosine, as a share of the peak", '[0, 1)')
     epochs: int = hp(2, "number of epochs", '[1, inf)')
-    arch: str | None = hp(None, "encoder preset the recipe was published with (gmml_fast.patches.ENCODER_PRESETS)",
+    arch: str | None = hp(None, "encoder preset the recipe was published with (gmml_fast.encoder.ENCODER_PRESETS)",
                           none="the builder's arch, else the preset for the data's image size")
     crop_scale: tuple | None = hp(None, "random resized crop: (min, max) share of the image's area", none='no crop')
     flip: float = hp(0.0, "probability of a horizontal flip", '[0, 1]')
 
     def check(self):
         if (self.lr is None) == (self.base_lr is None):
-            raise ValueError(f"give lr (the peak) or base_lr (per 256 images), exactly one of them; got lr={self.lr}, base_lr={self.base_lr}")
+            raise ValueError(f"give lr (the peak) or base_lr (per 256 images), exactly one of them; got lr={self.lr}, "
+                             f"base_lr={self.base_lr}")
         if self.crop_scale is not None:
             s = tuple(self.crop_scale)
             if not (len(s) == 2 and all(isinstance(v, numbers.Real) for v in s) and 0 < s[0] <= s[1] <= 1):
-                raise ValueError(f"crop_scale must be a (min, max) pair with 0 < min <= max <= 1, or None, got {self.crop_scale!r}")
+                raise ValueError("crop_scale must be a (min, max) pair with 0 < min <= max <= 1, or None, got "
+                                 f"{self.crop_scale!r}")
         if self.arch is not None and self.arch not in ENCODER_PRESETS:
             raise ValueError(f"arch must be one of {', '.join(ENCODER_PRESETS)} or None, got {self.arch!r}")
         if self.schedule == 'constant' and self.warmup:
@@ -145,49 +67,61 @@ class Recipe(Checked):
         return self.lr if self.lr is not None else self.base_lr*bs/256
 
     def views(self) -> PretrainAugment | None:
-        "The batch views this recipe trains on (crop, flip, and for pretraining the photometric ones), or None when it has none."
+        """The batch views this recipe trains on (crop, flip, and for pretraining the photometric ones), or None when it
+        has none."""
         jitter = getattr(self, 'jitter', 0.0)
-        on = dict(crop=self.crop_scale is not None, flip=self.flip > 0, jitter=jitter > 0 or getattr(self, 'hue', 0.0) > 0,
+        on = dict(crop=self.crop_scale is not None, flip=self.flip > 0,
+                  jitter=jitter > 0 or getattr(self, 'hue', 0.0) > 0,
                   grey=getattr(self, 'grayscale_p', 0.0) > 0, blur=getattr(self, 'blur_p', 0.0) > 0)
         if not any(on.values()): return None
-        return PretrainAugment(scale=self.crop_scale, flip=self.flip, jitter=jitter, jitter_p=getattr(self, 'jitter_p', 0.0),
+        return PretrainAugment(scale=self.crop_scale, flip=self.flip, jitter=jitter,
+                               jitter_p=getattr(self, 'jitter_p', 0.0),
                                hue=getattr(self, 'hue', 0.0), grayscale_p=getattr(self, 'grayscale_p', 0.0),
                                blur_p=getattr(self, 'blur_p', 0.0))
 
     @property
     def key(self) -> str:
-        "A short hash of the method and every field's value as written (1 and 1.0 differ): recorded in every run folder's config.json, so two runs with the same settings are recognisable."
-        d = {k: (v if isinstance(v, (int, float, str, bool, type(None), list, tuple, dict)) else repr(v)) for k, v in self.to_dict().items()}
+        """A short hash of the method and every field's value as written (1 and 1.0 differ): recorded in every run
+        folder's config.json, so two runs with the same settings are recognisable."""
+        d = {k: (v if isinstance(v, (int, float, str, bool, type(None), list, tuple, dict)) else repr(v)) for k,
+             v in self.to_dict().items()}
         return hashlib.sha256(json.dumps([self.method, d], sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 # %% ../nbs/85_recipe.ipynb #719c7553
 @dataclass(frozen=True)
 class _PretrainRecipe(Recipe):
-    "What the pretraining methods add: photometric views (colour jitter, grey, blur) after the crop and flip, and weight decay that may follow a cosine to `wd_end`."
+    """What the pretraining methods add: photometric views (colour jitter, grey, blur) after the crop and flip, and
+    weight decay that may follow a cosine to `wd_end`."""
     wd_end: float | None = hp(None, "weight decay at the end of a cosine schedule", '[0, inf)', none='constant')
     augment: bool = hp(True, "build views from the fields below (False: the pretext task sees the clean images)",
                        objects=(PretrainAugment,))
     crop_scale: tuple | None = redefault(Recipe, 'crop_scale', (0.6, 1.0))
     flip: float = redefault(Recipe, 'flip', 0.5)
-    jitter: float = hp(0.4, "colour jitter: brightness, contrast and saturation factors in [1 − jitter, 1 + jitter] (3-channel images)", '[0, 1)')
+    jitter: float = hp(0.4, "colour jitter: brightness, contrast and saturation factors in [1 − jitter, 1 + jitter] "
+                            "(3-channel images)", '[0, 1)')
     jitter_p: float = hp(0.8, "share of the images that are colour-jittered", '[0, 1]')
     hue: float = hp(0.0, "colour jitter: hue shift of at most this share of a turn", '[0, 0.5]')
     grayscale_p: float = hp(0.0, "probability that an image is turned grey (3-channel images)", '[0, 1]')
     blur_p: float = hp(0.0, "probability of a Gaussian blur of the view", '[0, 1]')
 
     def views(self) -> PretrainAugment | None:
-        "The pretraining views: None with `augment=False`, a `PretrainAugment` given as `augment` as it is, else built from the fields."
+        """The pretraining views: None with `augment=False`, a `PretrainAugment` given as `augment` as it is, else built
+        from the fields."""
         if isinstance(self.augment, PretrainAugment): return self.augment
         return super().views() if self.augment else None
 
 @dataclass(frozen=True)
 class GMMLRecipe(_PretrainRecipe):
-    "GMML (Atito, Awais and Kittler, 2022, arXiv:2205.14986): corrupt groups of connected patches with alien concepts, reconstruct the image from fused blocks with a light decoder, L1 on the corrupted pixels."
+    """GMML (Atito, Awais and Kittler, 2022, arXiv:2205.14986): corrupt groups of connected patches with alien concepts,
+    reconstruct the image from fused blocks with a light decoder, L1 on the corrupted pixels."""
     method = 'gmml'
-    corruption: str = hp('gmml', "corruption recipe (gmml_fast.aliens.RECIPES)", choices=tuple(CORRUPTIONS), objects=(GMMLCorruption, list, Alien))
+    corruption: str = hp('gmml', "a named corruption (gmml_fast.corruption.CORRUPTIONS)", choices=tuple(CORRUPTIONS),
+                         objects=(GMMLCorruption, list, Alien))
     align: int = hp(1, "block alignment in pixels (1: pixel-level; the patch size: aligned to tokens)", '[1, inf)')
-    ratio: float | None = hp(None, "rescale the recipe to this total corrupted share", '(0, 1]', none="the recipe's own budget")
-    blocks: tuple | None = hp(None, "1-based encoder blocks whose outputs the decoder fuses", none='the default four, evenly spaced')
+    ratio: float | None = hp(None, "rescale the corruption to this total corrupted share", '(0, 1]',
+                             none="the corruption's own budget")
+    blocks: tuple | None = hp(None, "1-based encoder blocks whose outputs the decoder fuses", none='the default four, '
+                                                                                                   'evenly spaced')
     fusion: str = hp('sum', "how the blocks' outputs are fused", choices=('sum', 'mean'))
     whole_image: bool = hp(False, "L1 on every pixel, not only the corrupted ones")
     wd: float = redefault(Recipe, 'wd', 0.04)
@@ -195,17 +129,28 @@ class GMMLRecipe(_PretrainRecipe):
     clip: float | None = redefault(Recipe, 'clip', 3.0)
     drop_path: float = redefault(Recipe, 'drop_path', 0.1)
 
+    def check(self):
+        super().check()
+        if isinstance(self.corruption, GMMLCorruption) and (self.align != 1 or self.ratio is not None):
+            raise ValueError("align and ratio shape a named corruption, a list or an Alien; a GMMLCorruption object "
+                             "carries its own "
+                             f"({self.corruption!r}, ratio={self.corruption.ratio}): give them to GMMLCorruption, got "
+                             f"align={self.align}, ratio={self.ratio}")
+
 @dataclass(frozen=True)
 class MAERecipe(_PretrainRecipe):
-    "(Lightweight) MAE (He et al., 2021, arXiv:2111.06377; Tan, 2024, arXiv:2402.03752): encode the visible tokens only, reconstruct the hidden patches with a small decoder, MSE (+ α·visible)."
+    """(Lightweight) MAE (He et al., 2021, arXiv:2111.06377; Tan, 2024, arXiv:2402.03752): encode the visible tokens
+    only, reconstruct the hidden patches with a small decoder, MSE (+ α·visible)."""
     method = 'mae'
     mask_ratio: float = hp(0.75, "share of the tokens hidden from the encoder", '(0, 1)')
     decoder_dim: int | None = hp(None, "decoder width", '[1, inf)', none='sized to the encoder (mae_decoder_for)')
     decoder_depth: int | None = hp(None, "decoder blocks", '[1, inf)', none='sized to the encoder')
     decoder_heads: int | None = hp(None, "decoder attention heads", '[1, inf)', none='sized to the encoder')
-    decoder_block: str = hp('vit', "decoder blocks: ViT's (GELU, MLP ×4) or the lightweight MAE's (ReLU, MLP ×2, dropout 0.1, no bias in the projections)",
+    decoder_block: str = hp('vit', "decoder blocks: ViT's (GELU, MLP ×4) or the lightweight MAE's (ReLU, MLP ×2, "
+                                   "dropout 0.1, no bias in the projections)",
                             choices=('vit', 'lite'))
-    dummy_token: bool = hp(False, "append the lightweight-MAE paper's zero dummy patch (finetune it with pool='dummy'); "
+    dummy_token: bool = hp(False, "append the lightweight-MAE paper's zero dummy patch (finetune it with "
+                                  "pool='dummy'); "
                                   "with an encoder without class token (lite_36) it takes the class token's place")
     norm_pix: bool = hp(False, "reconstruct each patch normalised by its own mean and variance")
     alpha: float = hp(0.1, "weight of the loss on the visible patches", '[0, inf)')
@@ -213,11 +158,13 @@ class MAERecipe(_PretrainRecipe):
 
 @dataclass(frozen=True)
 class SimMIMRecipe(_PretrainRecipe):
-    "SimMIM (Xie et al., 2021, arXiv:2111.09886): a learned mask token in place of the hidden patches, every token through the encoder, a linear head, L1 on the hidden pixels."
+    """SimMIM (Xie et al., 2021, arXiv:2111.09886): a learned mask token in place of the hidden patches, every token
+    through the encoder, a linear head, L1 on the hidden pixels."""
     method = 'simmim'
     mask_ratio: float = hp(0.6, "share of the tokens replaced by the mask token", '(0, 1)')
     mask: str = hp('random', "token masks: random, or blockwise as BEiT", choices=('random', 'blockwise'))
-    mask_cells: int | None = hp(None, "random masks in square cells: this many cells per image side (SimMIM: 32-px cells)",
+    mask_cells: int | None = hp(None, "random masks in square cells: this many cells per image side (SimMIM: 32-px "
+                                      "cells)",
                                 '[1, inf)', none='one token per cell')
     clip: float | None = redefault(Recipe, 'clip', 3.0)
     drop_path: float = redefault(Recipe, 'drop_path', 0.1)
@@ -225,24 +172,31 @@ class SimMIMRecipe(_PretrainRecipe):
     def check(self):
         super().check()
         if self.mask == 'blockwise' and self.mask_cells is not None:
-            raise ValueError(f"mask_cells is for random masks: use mask='random' or mask_cells=None, got mask_cells={self.mask_cells}")
+            raise ValueError("mask_cells is for random masks: use mask='random' or mask_cells=None, got "
+                             f"mask_cells={self.mask_cells}")
 
 AUX_SETTINGS = {   # what the auxiliary-loss callbacks take besides lam and seed, as data: no import of them (82_auxiliary checks these)
     'drloc_kwargs': ('DRLoc', ('m', 'signed', 'valid_seed', 'hidden')),
     'me_kwargs': ('ME', ('ratio', 'detach_target', 'valid_seed', 'depth', 'heads', 'mlp_ratio')),
-    'mae_kwargs': ('MAEAux', ('mask_ratio', 'norm_pix', 'alpha', 'valid_seed', 'decoder_dim', 'decoder_depth', 'decoder_heads'))}
+    'mae_kwargs': ('MAEAux', ('mask_ratio', 'norm_pix', 'alpha', 'valid_seed', 'decoder_dim', 'decoder_depth',
+                              'decoder_heads'))}
 
 @dataclass(frozen=True)
 class FinetuneRecipe(Recipe):
-    "Supervised finetuning of a (pretrained or random) encoder with a linear head: layer-wise lr decay, label smoothing, crops and flips, an augmentation policy, MixUp/CutMix and the DRLoc / ME / MAE auxiliary losses."
+    """Supervised finetuning of a (pretrained or random) encoder with a linear head: layer-wise lr decay, label
+    smoothing, crops and flips, an augmentation policy, MixUp/CutMix and the DRLoc / ME / MAE auxiliary losses."""
     method = 'finetune'
-    lr: float | None = hp(2e-3, "peak learning rate of the head (lower blocks get layer-wise decayed rates)", '(0, inf)', none='base_lr × batch/256')
-    pool: str = hp('avg', "classifier input: mean of the patch tokens, the class token, or the dummy token", choices=POOLS)
-    layer_decay: float | None = hp(None, "layer-wise lr decay", '(0, 1]', none='0.5**(1/(depth+1)) for a pretrained encoder, 1.0 from scratch')
+    lr: float | None = hp(2e-3, "peak learning rate of the head (lower blocks get layer-wise decayed rates)",
+                          '(0, inf)', none='base_lr × batch/256')
+    pool: str = hp('avg', "classifier input: mean of the patch tokens, the class token, or the dummy token",
+                   choices=POOLS)
+    layer_decay: float | None = hp(None, "layer-wise lr decay", '(0, 1]', none='0.5**(1/(depth+1)) for a pretrained '
+                                                                               'encoder, 1.0 from scratch')
     label_smoothing: float = hp(0.1, "label smoothing", '[0, 1)')
     mixup: float = hp(0.0, "MixUp alpha (0: off)", '[0, inf)')
     cutmix: float = hp(0.0, "CutMix alpha (0: off)", '[0, inf)')
-    augment: str | None = hp(None, "batch augmentation policy (torchvision v2), after the crop and flip", choices=AUGMENT_POLICIES, none='off')
+    augment: str | None = hp(None, "batch augmentation policy (torchvision v2), after the crop and flip",
+                             choices=AUGMENT_POLICIES, none='off')
     drloc: float | None = hp(None, "weight λ of the DRLoc auxiliary loss", '(0, inf)', none='off')
     me: float | None = hp(None, "weight λ of the masked-embedding (ME) auxiliary loss", '(0, inf)', none='off')
     mae: float | None = hp(None, "weight λ of the MAE auxiliary loss (SSAT)", '(0, inf)', none='off')
@@ -257,7 +211,8 @@ class FinetuneRecipe(Recipe):
 
     def check(self):
         super().check()
-        if self.mixup and self.cutmix: raise ValueError(f"use mixup or cutmix, not both; got mixup={self.mixup}, cutmix={self.cutmix}")
+        if self.mixup and self.cutmix: raise ValueError(f"use mixup or cutmix, not both; got mixup={self.mixup}, "
+                                                        f"cutmix={self.cutmix}")
         for name, (cb, known) in AUX_SETTINGS.items():
             bad = sorted(set(getattr(self, name) or {}) - set(known))
             if bad: raise ValueError(f"{name} has no setting {', '.join(bad)}; {cb} takes {', '.join(sorted(known))}")
@@ -266,7 +221,8 @@ class FinetuneRecipe(Recipe):
 NAMED_RECIPES = {
     'gmml@v1': GMMLRecipe(), 'mae@v1': MAERecipe(), 'simmim@v1': SimMIMRecipe(), 'finetune@v1': FinetuneRecipe(),
     'gmml@atito2022': GMMLRecipe(
-        arch='tiny_224', lr=None, base_lr=5e-4, wd=0.04, wd_end=0.4, decay_tokens=True, beta2=0.999, clip=3.0, drop_path=0.1,
+        arch='tiny_224', lr=None, base_lr=5e-4, wd=0.04, wd_end=0.4, decay_tokens=True, beta2=0.999, clip=3.0,
+        drop_path=0.1,
         warmup=10/800, lr_end=1e-6/5e-4, epochs=800, corruption='gmml_paper',
         crop_scale=(0.05, 1.0), flip=0.5, jitter=0.1, jitter_p=0.3, hue=0.01, grayscale_p=0.0, blur_p=0.1),
     'mae@he2021': MAERecipe(
@@ -301,17 +257,22 @@ def recipe_names() -> list[str]:
     return list(NAMED_RECIPES) + list(RECIPE_ALIASES)
 
 def get_recipe(recipe=None, method: str | None = None) -> Recipe:
-    "A recipe from a name in `NAMED_RECIPES` (or an alias in `RECIPE_ALIASES`), a `Recipe` (returned as it is, after checking it is one of `method`), or None (`method`'s `@v1`)."
+    """A recipe from a name in `NAMED_RECIPES` (or an alias in `RECIPE_ALIASES`), a `Recipe` (returned as it is, after
+    checking it is one of `method`), or None (`method`'s `@v1`)."""
     if recipe is None:
-        if method not in RECIPE_CLASSES: raise ValueError(f"method must be one of {', '.join(RECIPE_CLASSES)}, got {method!r}")
+        if method not in RECIPE_CLASSES: raise ValueError(f"method must be one of {', '.join(RECIPE_CLASSES)}, got "
+                                                          f"{method!r}")
         return NAMED_RECIPES[f'{method}@v1']
     if isinstance(recipe, str):
         name = RECIPE_ALIASES.get(recipe, recipe)
-        if name not in NAMED_RECIPES: raise ValueError(f"recipe must be one of {', '.join(recipe_names())} or a Recipe, got {recipe!r}")
+        if name not in NAMED_RECIPES: raise ValueError(f"recipe must be one of {', '.join(recipe_names())} or a "
+                                                       f"Recipe, got {recipe!r}")
         recipe = NAMED_RECIPES[name]
-    if not isinstance(recipe, Recipe): raise ValueError(f"recipe must be a name ({', '.join(recipe_names())}) or a Recipe, got {type(recipe).__name__}")
+    if not isinstance(recipe, Recipe): raise ValueError(f"recipe must be a name ({', '.join(recipe_names())}) or a "
+                                                        f"Recipe, got {type(recipe).__name__}")
     if method is not None and recipe.method != method:
-        raise ValueError(f"recipe is a {recipe.method} recipe; a {method} learner needs a {RECIPE_CLASSES[method].__name__}")
+        raise ValueError(f"recipe is a {recipe.method} recipe; a {method} learner needs a "
+                         f"{RECIPE_CLASSES[method].__name__}")
     return recipe
 
 def recipe_name(recipe: Recipe) -> str | None:
@@ -319,7 +280,8 @@ def recipe_name(recipe: Recipe) -> str | None:
     return next((k for k, v in NAMED_RECIPES.items() if v == recipe), None)
 
 def with_overrides(recipe: Recipe, **overrides) -> Recipe:
-    "`recipe` with `overrides`, checked; giving `base_lr` alone switches a recipe with a peak `lr` to scaled rates (and the reverse)."
+    """`recipe` with `overrides`, checked; giving `base_lr` alone switches a recipe with a peak `lr` to scaled rates
+    (and the reverse)."""
     if 'base_lr' in overrides and 'lr' not in overrides and overrides['base_lr'] is not None: overrides['lr'] = None
     if 'lr' in overrides and 'base_lr' not in overrides and overrides['lr'] is not None: overrides['base_lr'] = None
     return recipe.replace(**overrides)
@@ -330,98 +292,143 @@ RECIPE_SOURCES = {
     'gmml@atito2022': dict(
         paper='Atito, Awais and Kittler, GMML is All you Need, 2022, arXiv:2205.14986',
         batch='256 (64 per GPU × 4 Tesla V100, §3.1)',
-        fields=dict(arch='paper §3.1–3.2 (ViT-T, views resized to 224 × 224)', base_lr='paper §3.1', wd='paper §3.1', wd_end='paper §3.1',
-                    beta2=f'{_GMML_CODE} `main.py`: AdamW defaults)', decay_tokens=f'{_GMML_CODE} `utils.py`: only biases and 1-d parameters skip decay)',
-                    clip=f'{_GMML_CODE} `main.py`: 3.0, per parameter)', drop_path=f'{_GMML_CODE} `vision_transformer.py`)',
-                    warmup=f'{_GMML_CODE} `main.py`: 10 epochs)', lr_end=f'{_GMML_CODE} `main.py`: min_lr 1e-6 at base lr 5e-4)',
+        fields=dict(arch='paper §3.1–3.2 (ViT-T, views resized to 224 × 224)', base_lr='paper §3.1', wd='paper §3.1',
+                    wd_end='paper §3.1',
+                    beta2=f'{_GMML_CODE} `main.py`: AdamW defaults)', decay_tokens=f'{_GMML_CODE} `utils.py`: only '
+                                                                                   'biases and 1-d parameters skip '
+                                                                                   'decay)',
+                    clip=f'{_GMML_CODE} `main.py`: 3.0, per parameter)', drop_path=f'{_GMML_CODE} '
+                                                                                   '`vision_transformer.py`)',
+                    warmup=f'{_GMML_CODE} `main.py`: 10 epochs)', lr_end=f'{_GMML_CODE} `main.py`: min_lr 1e-6 at '
+                                                                         'base lr 5e-4)',
                     epochs='paper §3.2 (800 epochs, Table 2)', corruption='paper §3.1 ("up to 35 %")',
-                    crop_scale=f'{_GMML_CODE} `datasets/datasets_utils.py`)', flip='paper §3.1', jitter=f'{_GMML_CODE} `datasets_utils.py`)',
-                    jitter_p=f'{_GMML_CODE} `datasets_utils.py`)', hue=f'{_GMML_CODE} `datasets_utils.py`)', blur_p=f'{_GMML_CODE} `datasets_utils.py`)')),
+                    crop_scale=f'{_GMML_CODE} `datasets/datasets_utils.py`)', flip='paper §3.1',
+                    jitter=f'{_GMML_CODE} `datasets_utils.py`)',
+                    jitter_p=f'{_GMML_CODE} `datasets_utils.py`)', hue=f'{_GMML_CODE} `datasets_utils.py`)',
+                    blur_p=f'{_GMML_CODE} `datasets_utils.py`)')),
     'mae@he2021': dict(
-        paper='He, Chen, Xie, Li, Dollár and Girshick, Masked Autoencoders Are Scalable Vision Learners, 2021, arXiv:2111.06377',
+        paper='He, Chen, Xie, Li, Dollár and Girshick, Masked Autoencoders Are Scalable Vision Learners, 2021, '
+              'arXiv:2111.06377',
         batch='4,096 (Appendix A.1; 64 per GPU × 64 in `PRETRAIN.md`)',
-        fields=dict(arch='paper §4 (ViT-B/16 for the ablations)', base_lr='paper Appendix A.1', wd='paper Appendix A.1', beta2='paper Appendix A.1',
+        fields=dict(arch='paper §4 (ViT-B/16 for the ablations)', base_lr='paper Appendix A.1', wd='paper Appendix '
+                                                                                                   'A.1',
+                                                                                                   beta2='paper Appendix A.1',
                     warmup='paper Appendix A.1 (40 epochs)', epochs='paper §4 (800 epochs in the ablations)',
                     lr_end='official code (facebookresearch/mae `main_pretrain.py`: min_lr 0)',
                     decay_tokens='official code (`main_pretrain.py`: timm `add_weight_decay`, no skip list)',
                     mask_ratio='paper §3–4', decoder_dim='paper §4 (Table 1a–b)', decoder_depth='paper §4 (Table 1a)',
                     decoder_heads='official code (`models_mae.py`: 16 heads)', norm_pix='paper §3 and Table 1d',
-                    alpha='paper §3 (loss on masked patches only)', crop_scale='paper Appendix A.1 and `main_pretrain.py`', flip='paper Appendix A.1',
+                    alpha='paper §3 (loss on masked patches only)', crop_scale='paper Appendix A.1 and '
+                                                                               '`main_pretrain.py`',
+                                                                               flip='paper Appendix A.1',
                     jitter='paper Appendix A.1 (crop and flip only)')),
     'mae@tan2024': dict(
-        paper='Tan, Pre-training of Lightweight Vision Transformers on Small Datasets with Minimally Scaled Images, 2024, arXiv:2402.03752',
+        paper='Tan, Pre-training of Lightweight Vision Transformers on Small Datasets with Minimally Scaled Images, '
+              '2024, arXiv:2402.03752',
         batch='1,408 (Table 1)',
-        fields=dict(arch='paper §3 and §3.1 (36 px, 3-px patches, 192-d, 12 blocks, 3 heads, ReLU, MLP ×2, dropout 0.1)',
+        fields=dict(arch='paper §3 and §3.1 (36 px, 3-px patches, 192-d, 12 blocks, 3 heads, ReLU, MLP ×2, dropout '
+                         '0.1)',
                     base_lr='paper Table 1', wd='paper Table 1', warmup='paper Table 1', epochs='paper Table 1',
                     lr_end='paper §3.2 (cosine decay; §5 suggests a minimum lr as future work)', mask_ratio='paper §2',
-                    decoder_dim='paper §3.1', decoder_depth='paper §3.1', decoder_heads='paper §3.1', decoder_block='paper §3.1',
+                    decoder_dim='paper §3.1', decoder_depth='paper §3.1', decoder_heads='paper §3.1',
+                    decoder_block='paper §3.1',
                     dummy_token='paper §3', alpha='paper Eq. 1 and Table 1', norm_pix='paper §2.3 (pixel values)',
                     beta2='not stated: PyTorch AdamW\'s default (paper §3.2 names AdamW)',
-                    decay_tokens='not stated: PyTorch AdamW decays every parameter it is given (here: all but biases and norm gains)',
+                    decay_tokens='not stated: PyTorch AdamW decays every parameter it is given (here: all but biases '
+                                 'and norm gains)',
                     crop_scale='paper Table 1', flip='paper Table 1', jitter='paper Table 1 (crop and flip only)')),
     'simmim@xie2021': dict(
-        paper='Xie, Zhang, Cao, Lin, Bao, Yao, Dai and Hu, SimMIM: A Simple Framework for Masked Image Modeling, 2021, arXiv:2111.09886',
+        paper='Xie, Zhang, Cao, Lin, Bao, Yao, Dai and Hu, SimMIM: A Simple Framework for Masked Image Modeling, '
+              '2021, arXiv:2111.09886',
         batch='not stated for ViT-B (the repository\'s example: 128 per GPU × 16 = 2,048)',
-        fields=dict(arch='paper §4.3 (ViT-B at 224 px)', base_lr=f'{_SIMMIM_CFG}: 1e-4 per 512 images)', wd=f'{_SIMMIM_CFG})',
-                    warmup=f'{_SIMMIM_CFG}: 10 epochs)', epochs=f'{_SIMMIM_CFG})', lr_end=f'{_SIMMIM_CFG}: ×0.1 at epoch 700)',
+        fields=dict(arch='paper §4.3 (ViT-B at 224 px)', base_lr=f'{_SIMMIM_CFG}: 1e-4 per 512 images)',
+                    wd=f'{_SIMMIM_CFG})',
+                    warmup=f'{_SIMMIM_CFG}: 10 epochs)', epochs=f'{_SIMMIM_CFG})', lr_end=f'{_SIMMIM_CFG}: ×0.1 at '
+                                                                                          'epoch 700)',
                     clip='official code (`config.py`: CLIP_GRAD 5.0)', drop_path=f'{_SIMMIM_CFG})',
                     decay_tokens='official code (`optimizer.py`: pos_embed, cls_token and mask_token skip decay)',
-                    mask_ratio='paper §3.1 and Table 1', mask='paper §3.1 (random masking)', mask_cells='paper §3.1 (32-px mask patches) and the config (224 / 32 = 7)',
-                    crop_scale='official code (`data/data_simmim.py`)', flip='official code (`data/data_simmim.py`)', jitter='official code (none)')),
+                    mask_ratio='paper §3.1 and Table 1', mask='paper §3.1 (random masking)', mask_cells='paper §3.1 '
+                                                                                                        '(32-px mask '
+                                                                                                        'patches) and '
+                                                                                                        'the config '
+                                                                                                        '(224 / 32 = 7)',
+                    crop_scale='official code (`data/data_simmim.py`)', flip='official code '
+                                                                             '(`data/data_simmim.py`)',
+                                                                             jitter='official code (none)')),
     'finetune@gmml2022': dict(
-        paper='Atito, Awais and Kittler, GMML is All you Need, 2022, arXiv:2205.14986, §3.1 ("the protocol used in Touvron et al."); '
-              'Touvron et al., Training data-efficient image transformers & distillation through attention, 2021, arXiv:2012.12877',
+        paper='Atito, Awais and Kittler, GMML is All you Need, 2022, arXiv:2205.14986, §3.1 ("the protocol used in '
+              'Touvron et al."); '
+              'Touvron et al., Training data-efficient image transformers & distillation through attention, 2021, '
+              'arXiv:2012.12877',
         batch='not stated (DeiT: 1,024)',
-        fields=dict(arch='GMML §3.2 (ViT-T at 224 px)', epochs='GMML §3.2 (200 finetuning epochs)', crop_scale='GMML §3.1 (random cropping); DeiT `main.py` via timm (0.08, 1)',
+        fields=dict(arch='GMML §3.2 (ViT-T at 224 px)', epochs='GMML §3.2 (200 finetuning epochs)',
+                    crop_scale='GMML §3.1 (random cropping); DeiT `main.py` via timm (0.08, 1)',
                     flip='GMML §3.1', mixup='GMML §3.1; DeiT `main.py` (α 0.8)', augment='GMML §3.1 (Auto-Augment)',
-                    base_lr='DeiT `main.py` (5e-4 per 512 images)', wd='DeiT `main.py`', warmup='DeiT `main.py` (5 epochs)',
-                    lr_end='DeiT `main.py` (min_lr 1e-5)', schedule='DeiT `main.py` (warm-up, cosine)', label_smoothing='DeiT `main.py`',
-                    drop_path='DeiT `main.py`', pool='DeiT (class token)', decay_tokens='DeiT `main.py` (pos_embed, cls_token skip decay)',
+                    base_lr='DeiT `main.py` (5e-4 per 512 images)', wd='DeiT `main.py`', warmup='DeiT `main.py` (5 '
+                                                                                                'epochs)',
+                    lr_end='DeiT `main.py` (min_lr 1e-5)', schedule='DeiT `main.py` (warm-up, cosine)',
+                    label_smoothing='DeiT `main.py`',
+                    drop_path='DeiT `main.py`', pool='DeiT (class token)', decay_tokens='DeiT `main.py` (pos_embed, '
+                                                                                        'cls_token skip decay)',
                     layer_decay='DeiT (none)')),
     'finetune@tan2024': dict(
-        paper='Tan, Pre-training of Lightweight Vision Transformers on Small Datasets with Minimally Scaled Images, 2024, arXiv:2402.03752',
+        paper='Tan, Pre-training of Lightweight Vision Transformers on Small Datasets with Minimally Scaled Images, '
+              '2024, arXiv:2402.03752',
         batch='768 (Table 2)',
-        fields=dict(arch='paper §3', pool='paper §3.3 (the dummy patch\'s embedding)', base_lr='paper Table 2', layer_decay='paper Table 2',
-                    wd='paper Table 2', warmup='paper Table 2', epochs='paper Table 2', schedule='paper Table 2 (cosine decay)',
-                    lr_end='paper §3.3 (cosine decay)', crop_scale='paper Table 2', flip='paper Table 2', augment='paper Table 2 (CIFAR-10 policy)',
+        fields=dict(arch='paper §3', pool='paper §3.3 (the dummy patch\'s embedding)', base_lr='paper Table 2',
+                    layer_decay='paper Table 2',
+                    wd='paper Table 2', warmup='paper Table 2', epochs='paper Table 2', schedule='paper Table 2 '
+                                                                                                 '(cosine decay)',
+                    lr_end='paper §3.3 (cosine decay)', crop_scale='paper Table 2', flip='paper Table 2',
+                    augment='paper Table 2 (CIFAR-10 policy)',
                     label_smoothing='not stated: none (plain cross-entropy)', drop_path='not stated: none',
-                    decay_tokens='not stated: PyTorch AdamW decays every parameter it is given (here: all but biases and norm gains)')),
+                    decay_tokens='not stated: PyTorch AdamW decays every parameter it is given (here: all but biases '
+                                 'and norm gains)')),
     'finetune@floros2024': dict(
-        paper='Floros, Enhancing Vision Transformers on Small Datasets Using Self-Supervised Auxiliary Tasks, MSc thesis, University of Edinburgh, 2024',
+        paper='Floros, Enhancing Vision Transformers on Small Datasets Using Self-Supervised Auxiliary Tasks, MSc '
+              'thesis, University of Edinburgh, 2024',
         batch='128 (§3.1; one A100)',
-        fields=dict(lr='thesis §3.1 (Adam, lr 1e-4)', wd='thesis §3.1 (Adam: no weight decay)', schedule='thesis §3.1 (no schedule stated)',
-                    warmup='thesis §3.1 (none stated)', epochs='thesis §3.1', drloc='thesis Tables 4.3 and 4.6 (λ = 0.1)',
+        fields=dict(lr='thesis §3.1 (Adam, lr 1e-4)', wd='thesis §3.1 (Adam: no weight decay)',
+                    schedule='thesis §3.1 (no schedule stated)',
+                    warmup='thesis §3.1 (none stated)', epochs='thesis §3.1', drloc='thesis Tables 4.3 and 4.6 (λ = '
+                                                                                    '0.1)',
                     me='thesis Tables 4.3 and 4.6 (λ = 0.1)', pool='thesis §3.1 (the original ViT: class token)',
-                    label_smoothing='not stated: none (plain cross-entropy)', layer_decay='not stated: none (one rate for every layer)',
+                    label_smoothing='not stated: none (plain cross-entropy)', layer_decay='not stated: none (one rate '
+                                                                                          'for every layer)',
                     beta2='not stated: Adam\'s default')),
 }
 
 def recipe_sources_table(name: str) -> str:
-    "A markdown table of the paper recipe `name`: every field, its value, and where the value comes from (paper, official code, or this package's default)."
+    """A markdown table of the paper recipe `name`: every field, its value, and where the value comes from (paper,
+    official code, or this package's default)."""
     if name not in RECIPE_SOURCES: raise ValueError(f"name must be one of {', '.join(RECIPE_SOURCES)}, got {name!r}")
     r, src = NAMED_RECIPES[name], RECIPE_SOURCES[name]['fields']
     base = type(r)()
     def unstated(name):
         d = getattr(base, name)
-        return 'not stated: this package’s default' if getattr(r, name) == d else f"not stated: set here (this package’s default: `{d!r}`)"
+        return 'not stated: this package’s default' if getattr(r,
+                                                               name) == d else f"not stated: set here (this package’s default: `{d!r}`)"
     if r.lr is None: src = {'lr': 'the rate is `base_lr`, per 256 images', **src}
     rows = [f"| `{f.name}` | `{getattr(r, f.name)!r}` | {src.get(f.name) or unstated(f.name)} |" for f in fields(r)]
     return '\n'.join(['| field | value | from |', '|---|---|---|'] + rows)
 
 # %% ../nbs/85_recipe.ipynb #d30a1bd7
 def recipe_table(names=('gmml@v1', 'mae@v1', 'simmim@v1', 'finetune@v1')) -> str:
-    "A markdown table of the named recipes `names`: one row per field (its default in each recipe, what it allows, its help line)."
+    """A markdown table of the named recipes `names`: one row per field (its default in each recipe, what it allows, its
+    help line)."""
     recs = [get_recipe(n) for n in names]
     rows, seen = [], {}
     for r in recs:
         for f in fields(r): seen.setdefault(f.name, []).append((r.method, f))
     def says(pairs, what):
-        "One text if every recipe says the same, else each recipe's own (pretraining's augment is a switch, finetuning's a policy)."
+        """One text if every recipe says the same, else each recipe's own (pretraining's augment is a switch,
+        finetuning's a policy)."""
         by = {}
         for m, f in pairs: by.setdefault(what(f), []).append(m)
         return next(iter(by)) if len(by) == 1 else '; '.join(f"{'/'.join(ms)}: {t}" for t, ms in by.items())
     for name, pairs in seen.items():
         cells = [(repr(getattr(r, name)) if hasattr(r, name) else '') for r in recs]
-        rows.append(f"| `{name}` | " + ' | '.join(cells) + f" | {says(pairs, allowed)} | {says(pairs, lambda f: f.metadata['help'])} |")
+        rows.append(f"| `{name}` | " + ' | '.join(cells) + f" | {says(pairs, allowed)} | "
+                                                           f"{says(pairs, lambda f: f.metadata['help'])} |")
     head = '| field | ' + ' | '.join(f'`{n}`' for n in names) + ' | allowed | what it is |'
     return '\n'.join([head, '|' + '---|'*(len(names) + 3)] + rows)

@@ -27,7 +27,8 @@ def _mix32(h: torch.Tensor) -> torch.Tensor:
     return xor(h, shr(h, 16))
 
 def rng_key(seed: int | None = None, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
-    "A random key (int64 tensor of two 32-bit words) from an int `seed`, a `torch.Generator`, or PyTorch's global generator."
+    """A random key (int64 tensor of two 32-bit words) from an int `seed`, a `torch.Generator`, or PyTorch's global
+    generator."""
     if seed is not None:
         s = int(seed)
         return torch.tensor([s & _M32, (s >> 32) & _M32], dtype=torch.int64, device=device)
@@ -64,25 +65,29 @@ def split_key(key: torch.Tensor, stream: int) -> torch.Tensor:
     return hash_bits(key, 2, SPLIT_STREAM_BASE + stream)
 
 def bits_to_uniform(words: torch.Tensor) -> torch.Tensor:
-    "Uniform float32 numbers in [0, 1) from 32-bit hash words, one per word (its top 24 bits: every float32 multiple of 2**-24)."
+    """Uniform float32 numbers in [0, 1) from 32-bit hash words, one per word (its top 24 bits: every float32 multiple
+    of 2**-24)."""
     return (words >> 8).to(torch.float32)*(1.0/(1 << 24))
 
 def bits_to_normal(words: torch.Tensor, n: int) -> torch.Tensor:
-    "`n` standard normal float32 numbers from `ceil(n/2)` hash words: each word's two 16-bit halves are two uniforms, and Box–Muller turns them into two normals."
+    """`n` standard normal float32 numbers from `ceil(n/2)` hash words: each word's two 16-bit halves are two uniforms,
+    and Box–Muller turns them into two normals."""
     u1 = (torch.bitwise_right_shift(words, 16).to(torch.float32) + 0.5)*(1/65536)    # in (0, 1): the log is finite
     angle = torch.bitwise_and(words, 0xFFFF).to(torch.float32)*(2*math.pi/65536)
     r = torch.sqrt(-2*torch.log(u1))
     return torch.cat([r*torch.cos(angle), r*torch.sin(angle)])[:n]
 
 def hash_uniform(key: torch.Tensor, shape, stream: int = 0) -> torch.Tensor:
-    "Uniform float32 numbers in [0, 1) of `shape`, a pure function of (`key`, `stream`, position): same key, same numbers, on any device."
+    """Uniform float32 numbers in [0, 1) of `shape`, a pure function of (`key`, `stream`, position): same key, same
+    numbers, on any device."""
     shape = tuple(shape)
     n = math.prod(shape)
     if n >= 2**32: raise ValueError(f"hash_uniform draws at most 2**32 numbers at once, asked for {n}")
     return bits_to_uniform(hash_bits(key, n, stream)).reshape(shape)
 
 def hash_normal(key: torch.Tensor, shape, stream: int = 0) -> torch.Tensor:
-    "Standard normal float32 numbers of `shape`: one hash gives two 16-bit uniforms, Box–Muller turns them into two normals."
+    """Standard normal float32 numbers of `shape`: one hash gives two 16-bit uniforms, Box–Muller turns them into two
+    normals."""
     shape = tuple(shape)
     n = math.prod(shape)
     half = (n + 1)//2
@@ -100,10 +105,12 @@ DRLOC_STREAM = 0xD1                 # DRLoc's token-pair positions
 VALID_SEED_STRIDE = 1_000_003       # validation batch i under valid_seed v: rng_key(v*VALID_SEED_STRIDE + i)
 
 def seeded_generator(seed: int | None = None, offset: int = 0) -> torch.Generator:
-    "A CPU `torch.Generator` seeded with `seed + offset` (e.g. the process rank), or from fresh entropy when `seed` is None."
+    """A CPU `torch.Generator` seeded with `seed + offset` (e.g. the process rank), or from fresh entropy when `seed` is
+    None."""
     g = torch.Generator()
     if seed is None: g.seed()
     else:
-        if isinstance(seed, bool) or not hasattr(seed, '__index__'): raise ValueError(f"seed must be an int or None, got {seed!r}")
+        if isinstance(seed, bool) or not hasattr(seed, '__index__'): raise ValueError("seed must be an int or None, "
+                                                                                      f"got {seed!r}")
         g.manual_seed(seed.__index__() + offset)
     return g

@@ -4,7 +4,7 @@
 
 # %% ../nbs/97_runs.ipynb #86e96c53
 from __future__ import annotations
-import json, time, warnings
+import json, time
 from contextlib import nullcontext
 from dataclasses import asdict, fields
 from datetime import datetime
@@ -17,11 +17,10 @@ from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.progress import CSVLogger, ProgressCallback
 from fastai.torch_core import num_distrib, set_seed
 
-from .data import fmnist_pretrain_dls, fmnist_finetune_dls, folder_dls, load_fashion_mnist
-from .patches import ENCODER_PRESETS
-from .datasets import dataset_pretrain_dls, dataset_finetune_dls, load_dataset
+from .encoder import ENCODER_PRESETS
+from .datasets import DataSource
 from .recipe import recipe_name
-from .callbacks import ReconstructionFigures
+from .pretrain import ReconstructionFigures
 from .evaluate import KNNMonitor, fgsm_accuracy
 from .core import local_dl
 from .learner import gmml_learner, mae_learner, simmim_learner, finetune_learner, recipe_fit_kwargs
@@ -73,17 +72,23 @@ class StopAfterEpochs(Callback):
         self._trained = False
 
 def _load_run(resume, cfg_cls) -> tuple[Path, dict]:
-    "The run folder to resume and its `config.json`, after checking that it is an unfinished run of the command with a checkpoint."
+    """The run folder to resume and its `config.json`, after checking that it is an unfinished run of the command with a
+    checkpoint."""
     run, command = Path(resume).resolve(), cfg_cls.command
-    if not (run/'config.json').is_file(): raise FileNotFoundError(f"resume={str(run)!r} is not a run folder (no config.json)")
+    if not (run/'config.json').is_file(): raise FileNotFoundError(f"resume={str(run)!r} is not a run folder (no "
+                                                                  "config.json)")
     meta = json.loads((run/'config.json').read_text())
-    if meta.get('command') != command: raise ValueError(f"resume={str(run)!r} is a {meta.get('command')!r} run, not a {command!r} run")
+    if meta.get('command') != command: raise ValueError(f"resume={str(run)!r} is a {meta.get('command')!r} run, not a "
+                                                        f"{command!r} run")
     if set(meta.get('config', {})) != {f.name for f in fields(cfg_cls)}:
-        raise ValueError(f"resume={str(run)!r} was started by another gmml_fast version, whose {command} options differ from this one's; "
+        raise ValueError(f"resume={str(run)!r} was started by another gmml_fast version, whose {command} options "
+                         "differ from this one's; "
                          "finish it with that version or start a new run")
-    if (run/'result.json').exists(): raise FileExistsError(f"resume={str(run)!r} has already finished (result.json exists); nothing to resume")
+    if (run/'result.json').exists(): raise FileExistsError(f"resume={str(run)!r} has already finished (result.json "
+                                                           "exists); nothing to resume")
     if not (run/RESUME_FILE).is_file():
-        raise FileNotFoundError(f"resume={str(run)!r} has no {RESUME_FILE}: it stopped before its first epoch ended; start a new run")
+        raise FileNotFoundError(f"resume={str(run)!r} has no {RESUME_FILE}: it stopped before its first epoch ended; "
+                                "start a new run")
     return run, meta
 
 def _check_stop_after(stop_after, epochs):
@@ -91,7 +96,8 @@ def _check_stop_after(stop_after, epochs):
         raise ValueError(f"stop_after must be in 1..epochs-1 = 1..{epochs - 1}, got {stop_after}")
 
 def _fit(learn, n_epoch: int, run: Path, resuming: bool, stop_after=None, cbs=(), fit_kwargs=None) -> bool:
-    "Fit with `fit_kwargs` ('fit': the method, default one-cycle; the rest its arguments), or finish an interrupted fit, under `distrib_ctx` in a multi-process run; False if `stop_after` ended it early."
+    """Fit with `fit_kwargs` ('fit': the method, default one-cycle; the rest its arguments), or finish an interrupted
+    fit, under `distrib_ctx` in a multi-process run; False if `stop_after` ended it early."""
     fit_kwargs = dict(fit_kwargs or {})
     cbs = [CheckpointEveryEpoch(run/RESUME_FILE, fit_kwargs=fit_kwargs)] + list(cbs)
     if is_rank0(): cbs.append(RunHistory('history.csv', append=resuming))
@@ -114,30 +120,37 @@ def _stopped(command, run, stop_after):
 
 # %% ../nbs/97_runs.ipynb #97cfc07f
 def _begin(cfg_cls, resume, stop_after, options):
-    "Check everything before anything is read or created — the options, the recipe they give, `stop_after` — then seed and join the process group; returns (config, recipe, run folder to resume or None, its config.json or None)."
+    """Check everything before anything is read or created — the options, the recipe they give, `stop_after` — then seed
+    and join the process group; returns (config with its defaults filled in, recipe, run folder to resume or None,
+    its config.json or None, data source)."""
     if resume is not None and options:
-        raise ValueError(f"resume= finishes a run with its own saved options; do not pass {', '.join(sorted(options))} with it")
+        raise ValueError("resume= finishes a run with its own saved options; do not pass "
+                         f"{', '.join(sorted(options))} with it")
     run = meta = None
     if resume is not None:
         run, meta = _load_run(resume, cfg_cls)
         cfg = cfg_cls(**meta['config'])
     else: cfg = cfg_cls.from_options(**options)
-    r = cfg.make_recipe()
+    r = cfg.training_recipe()
     _check_stop_after(stop_after, r.epochs)
-    cfg.resolve_arch(r)
+    src = cfg.source()                               # one source for the run: each split is read once, whoever asks
+    cfg = cfg.completed(r, src)
     matplotlib.use('Agg')
     setup_distrib()                                  # no-op in a single process
     set_seed(cfg.seed)                               # python, numpy and torch: fastai's loaders shuffle with python's `random`
-    return cfg, r, run, meta
+    return cfg, r, run, meta, src
 
 def _new_run(cfg, name: str) -> Path:
     "A new run folder under `--out`, as an absolute path (the learner saves its files relative to it)."
     return Path(on_rank0(new_run_dir, cfg.out, name)).resolve()
 
 def _save_config(cfg, r, run, dls, resolved, **extra) -> dict:
-    "The run's `config.json`: the command, its options, the recipe (name, overrides and every resolved field), what was resolved from presets, the data sizes."
-    meta = dict(command=cfg.command, config=asdict(cfg), recipe=dict(name=recipe_name(r), base=cfg.recipe, key=r.key, fields=r.to_dict()),
-                resolved=resolved, train_images=len(dls.train_ds), valid_images=len(dls.valid_ds), processes=max(num_distrib(), 1), **extra)
+    """The run's `config.json`: the command, its options, the recipe (name, overrides and every resolved field), what
+    was resolved from presets, the data sizes."""
+    meta = dict(command=cfg.command, config=asdict(cfg),
+                recipe=dict(name=recipe_name(r), base=cfg.recipe, key=r.key, fields=r.to_dict()),
+                resolved=resolved, train_images=len(dls.train_ds), valid_images=len(dls.valid_ds),
+                processes=max(num_distrib(), 1), **extra)
     if is_rank0(): (run/'config.json').write_text(json.dumps(meta, indent=1, default=repr))
     return meta
 
@@ -153,16 +166,14 @@ def _done(run, t0, res: dict) -> dict:
     return res
 
 # %% ../nbs/97_runs.ipynb #538ca489
-def _pretrain_data(cfg: PretrainConfig):
-    size = cfg.size or ENCODER_PRESETS.get(cfg.arch, {}).get('img_size')
-    if size is None: raise ValueError(f"size is needed for arch={cfg.arch!r} (presets carry their own)")
-    if cfg.dataset is not None:
-        dls = dataset_pretrain_dls(cfg.dataset, bs=cfg.bs, fraction=cfg.fraction, size=size, seed=cfg.seed, root=cfg.data_root,
-                                   download=cfg.download, n_valid=cfg.n_valid)
-    elif cfg.data == 'fmnist':
-        dls = fmnist_pretrain_dls(bs=cfg.bs, size=size, channels=1, fraction=cfg.fraction, seed=cfg.seed, download=cfg.download,
-                                  mode='pad' if size >= 28 else 'resize', n_valid=cfg.n_valid)
-    else: dls = folder_dls(cfg.data, size=size, labeled=False, bs=cfg.bs, seed=cfg.seed, strict=cfg.strict)
+def _image_size(arch, size) -> int:
+    size = size or ENCODER_PRESETS.get(arch, {}).get('img_size')
+    if size is None: raise ValueError(f"size is needed for arch={arch!r} (presets carry their own)")
+    return size
+
+def _pretrain_data(cfg: PretrainConfig, src: DataSource):
+    size = _image_size(cfg.arch, cfg.size)
+    dls = src.pretrain_dls(bs=cfg.bs, fraction=cfg.fraction, size=size, seed=cfg.seed, n_valid=cfg.n_valid)
     return dls, dict(arch=cfg.arch, size=size, depth=cfg.depth, patch_size=cfg.patch_size)
 
 def _encoder_kwargs(depth, patch_size) -> dict | None:
@@ -173,73 +184,65 @@ def _encoder_kwargs(depth, patch_size) -> dict | None:
 _BUILDERS = {'gmml': gmml_learner, 'mae': mae_learner, 'simmim': simmim_learner}
 
 def _pretrain_learner(cfg: PretrainConfig, r, dls, run=None):
-    "The method's learner for the run's encoder, recipe `r`, seed, precision and folder `run` (or set `learn.path` later)."
-    return _BUILDERS[cfg.method](dls, cfg.arch, recipe=r, encoder_kwargs=_encoder_kwargs(cfg.depth, cfg.patch_size), seed=cfg.seed,
+    """The method's learner for the run's encoder, recipe `r`, seed, precision and folder `run` (or set `learn.path`
+    later)."""
+    return _BUILDERS[cfg.method](dls, cfg.arch, recipe=r, encoder_kwargs=_encoder_kwargs(cfg.depth, cfg.patch_size),
+                                 seed=cfg.seed,
                                  precision=cfg.precision, compile=cfg.compile, **({'path': run} if run else {}))
 
-def _pretrain_finish(cfg: PretrainConfig, learn, run, meta):
+def _pretrain_finish(cfg: PretrainConfig, learn, run, meta, src: DataSource):
     last = learn.validate()[0]                       # every rank takes part: the loss is gathered across processes
     res = dict(valid_loss_before=meta['valid_loss_before'], valid_loss_after=round(last, 4))
     if is_rank0():
         learn.save('checkpoint')
         res['encoder'] = str(learn.export_encoder('encoder.safetensors'))
-        about = dict(data=cfg.dataset or (cfg.data if cfg.data == 'fmnist' else Path(cfg.data).name), epochs=learn.n_epoch, **res)
-        res['timm_encoder'] = str(learn.export_encoder('timm_encoder', card={k: v for k, v in about.items() if k != 'encoder'}))
+        about = dict(data=Path(src.name).name if src.kind == 'folder' else src.name, epochs=learn.n_epoch, **res)
+        res['timm_encoder'] = str(learn.export_encoder('timm_encoder',
+                                                       card={k: v for k, v in about.items() if k != 'encoder'}))
         if cfg.show:
             fig = getattr(learn, cfg.method).show(n=6).flat[0].figure     # show() returns the Axes
             fig.savefig(run/'reconstruction.png', dpi=90); plt.close(fig)
         res['checkpoint'] = str(run/'models'/'checkpoint.pth')
     return res
 
-def _folder_images(root, size: int, n: int, seed: int, strict: bool):
-    "Up to `n` labeled images of an image folder whose class is its parent folder, as raw image tensors (resized, before normalisation) and labels; None if the folder has fewer than 2 classes."
-    from fastai.data.transforms import parent_label, get_image_files
-    if len({parent_label(f) for f in get_image_files(root)}) < 2: return None
-    with warnings.catch_warnings():                  # the pretraining loaders already warned about unreadable files
-        warnings.simplefilter('ignore')
-        dl = folder_dls(root, size=size, labeled=True, bs=64, seed=seed, strict=strict).train
-    items = dl.dataset
-    pick = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed))[:n].tolist()
-    x, y = zip(*(dl.do_item(i) for i in pick))            # once, before the fit: decode and resize each image
-    return torch.stack([t.as_subclass(torch.Tensor) for t in x]), torch.stack([t.as_subclass(torch.Tensor) for t in y])
-
-def _monitor_cbs(cfg: PretrainConfig) -> list:
-    "The k-NN monitor of `--monitor`: labeled training images as bank and queries, from the dataset or the class folders of `--data` (labels never reach the pretraining)."
+def _monitor_cbs(cfg: PretrainConfig, src: DataSource) -> list:
+    """The k-NN monitor of `--monitor`: labeled training images as bank and queries, from the dataset or the class
+    folders of `--data` (labels never reach the pretraining)."""
     if not cfg.monitor: return []
     n, nq = cfg.monitor, max(1, cfg.monitor//4)
-    if cfg.dataset is not None or cfg.data == 'fmnist':
-        x, y = (load_dataset(cfg.dataset, 'train', cfg.data_root, cfg.download)[:2] if cfg.dataset is not None
-                else load_fashion_mnist('train', download=cfg.download))
-        n, nq = min(n, len(y) - max(1, len(y)//5)), min(nq, max(1, len(y)//5))   # a small dataset: 80 % bank, 20 % queries
-        pick = torch.randperm(len(y), generator=torch.Generator().manual_seed(cfg.seed))[:n + nq]
-        x, y = x[pick], y[pick]
-    else:
-        found = _folder_images(cfg.data, cfg.size or ENCODER_PRESETS[cfg.arch]['img_size'], n + nq, cfg.seed, cfg.strict)
-        if found is None:
-            _say(f"--monitor needs labels: {cfg.data} has no class folders (root/<class>/<image>), so the monitor is off"); return []
-        x, y = found
-        n = len(y) - max(1, len(y)//5) if len(y) < n + nq else n      # a small folder: 80 % bank, 20 % queries
+    if src.kind != 'folder':                         # the training split the loaders read already
+        m = len(src.split('train')[0])
+        n, nq = min(n, m - max(1, m//5)), min(nq, max(1, m//5))   # a small dataset: 80 % bank, 20 % queries
+    found = src.labeled_images(n + nq, cfg.seed, size=_image_size(cfg.arch, cfg.size))
+    if found is None:
+        _say(f"--monitor needs labels: {cfg.data} has no class folders (root/<class>/<image>), so the monitor is "
+             "off"); return []
+    x, y = found
+    if len(y) < n + nq: n = len(y) - max(1, len(y)//5)   # a small folder: 80 % bank, 20 % queries
     return [KNNMonitor((x[:n], y[:n]), (x[n:], y[n:]), linear=cfg.monitor_linear)]
 
 def pretrain(resume: str | None = None, stop_after: int | None = None, **options) -> dict:
-    "Pretrain a ViT encoder without labels with the `PretrainConfig` `options` and any recipe field (GMML, MAE or SimMIM), or finish the interrupted run folder `resume`; stop early after `stop_after` epochs."
-    cfg, r, run, meta = _begin(PretrainConfig, resume, stop_after, options)
+    """Pretrain a ViT encoder without labels with the `PretrainConfig` `options` and any recipe field (GMML, MAE or
+    SimMIM), or finish the interrupted run folder `resume`; stop early after `stop_after` epochs."""
+    cfg, r, run, meta, src = _begin(PretrainConfig, resume, stop_after, options)
     t0, resuming = time.perf_counter(), run is not None
-    dls, resolved = _pretrain_data(cfg)
+    dls, resolved = _pretrain_data(cfg, src)
     learn = _pretrain_learner(cfg, r, dls)           # the builders' own checks run before a run folder exists
     learn.path = run = run or _new_run(cfg, cfg.method)
     _rank0_progress(learn)
     if not resuming: meta = _save_config(cfg, r, run, dls, resolved, valid_loss_before=round(learn.validate()[0], 4))
     n_params = sum(p.numel() for p in learn.model.parameters())/1e6
-    _announce(f"{cfg.method} pretraining of {cfg.arch} ({n_params:.2f} M parameters) on {meta['train_images']} images, {r.epochs} epochs", run, resuming)
-    cbs = ([ReconstructionFigures()] if cfg.show else []) + _monitor_cbs(cfg)
+    _announce(f"{cfg.method} pretraining of {cfg.arch} ({n_params:.2f} M parameters) on {meta['train_images']} "
+              f"images, {r.epochs} epochs", run, resuming)
+    cbs = ([ReconstructionFigures()] if cfg.show else []) + _monitor_cbs(cfg, src)
     if not _fit(learn, r.epochs, run, resuming, stop_after, cbs=cbs, fit_kwargs=recipe_fit_kwargs(r)):
         return _stopped(cfg.command, run, stop_after)
-    return _done(run, t0, _pretrain_finish(cfg, learn, run, meta))
+    return _done(run, t0, _pretrain_finish(cfg, learn, run, meta, src))
 
 # %% ../nbs/97_runs.ipynb #3fd67a1d
 def per_class_accuracy(learn, dl=None) -> dict[str, float]:
-    "Accuracy of `learn` on each class of `dl` (default: the validation set), by class name; in a multi-process run every rank must call it (the predictions are gathered)."
+    """Accuracy of `learn` on each class of `dl` (default: the validation set), by class name; in a multi-process run
+    every rank must call it (the predictions are gathered)."""
     dl = local_dl(dl or learn.dls.valid)
     preds, targs = learn.get_preds(dl=dl)
     right, vocab = preds.argmax(1) == targs, learn.dls.vocab
@@ -252,83 +255,79 @@ def _pretrained_source(pretrained, arch, size, depth, patch_size):
     if src.is_dir():
         cfg_f, w = src/'config.json', src/'encoder.safetensors'
         if not (cfg_f.exists() and w.exists()):
-            raise FileNotFoundError(f"pretrained={str(src)!r} is a folder but not a pretraining run (no config.json/encoder.safetensors)")
+            raise FileNotFoundError(f"pretrained={str(src)!r} is a folder but not a pretraining run (no "
+                                    "config.json/encoder.safetensors)")
         r = json.loads(cfg_f.read_text()).get('resolved')
-        if r is None: raise ValueError(f"pretrained={str(src)!r} was written by another gmml_fast version (no 'resolved' in config.json); pass its encoder.safetensors with --arch/--size/--depth")
+        if r is None: raise ValueError(f"pretrained={str(src)!r} was written by another gmml_fast version (no "
+                                       "'resolved' in config.json); pass its encoder.safetensors with "
+                                       "--arch/--size/--depth")
         return w, r['arch'], r['size'], r['depth'], r.get('patch_size')   # the run's encoder: its shape is not an option
     if not src.is_file(): raise FileNotFoundError(f"pretrained={str(src)!r} is neither a run folder nor a weights file")
     return src, arch, size, depth, patch_size
 
-def _finetune_data(cfg: FinetuneConfig):
-    weights, arch, size, depth, patch = _pretrained_source(cfg.pretrained, cfg.arch, cfg.size, cfg.depth, cfg.patch_size)
-    size = size or ENCODER_PRESETS.get(arch, {}).get('img_size')
-    if size is None: raise ValueError(f"size is needed for arch={arch!r} (presets carry their own)")
-    if cfg.dataset is not None:
-        dls = dataset_finetune_dls(cfg.dataset, bs=cfg.bs, label_fraction=cfg.label_fraction, size=size, seed=cfg.seed,
-                                   root=cfg.data_root, download=cfg.download, n_valid=cfg.n_valid)
-    elif cfg.data == 'fmnist':
-        dls = fmnist_finetune_dls(bs=cfg.bs, label_fraction=cfg.label_fraction, size=size, seed=cfg.seed, download=cfg.download,
-                                  mode='pad' if size >= 28 else 'resize', n_valid=cfg.n_valid)
-    else:
-        dls = folder_dls(cfg.data, size=size, labeled=True, bs=cfg.bs, seed=cfg.seed, label_fraction=cfg.label_fraction, strict=cfg.strict)
-        if len(dls.train) == 0:
-            raise ValueError(f"label_fraction={cfg.label_fraction} keeps {len(dls.train_ds)} labeled training image(s) of {cfg.data}, "
-                             f"fewer than one batch of bs={cfg.bs}: raise --label_fraction or lower --bs")
+def _finetune_data(cfg: FinetuneConfig, src: DataSource):
+    weights, arch, size, depth, patch = _pretrained_source(cfg.pretrained, cfg.arch, cfg.size, cfg.depth,
+                                                           cfg.patch_size)
+    size = _image_size(arch, size)
+    dls = src.finetune_dls(bs=cfg.bs, label_fraction=cfg.label_fraction, size=size, seed=cfg.seed, n_valid=cfg.n_valid)
     return dls, dict(pretrained=str(weights) if weights else None, arch=arch, size=size, depth=depth, patch_size=patch)
 
 def _finetune_learner(cfg: FinetuneConfig, r, dls, res, run=None):
-    "The classifier's learner: the encoder resolved from `--pretrained` or the run options (`res`), recipe `r`, folder `run` (or set `learn.path` later)."
+    """The classifier's learner: the encoder resolved from `--pretrained` or the run options (`res`), recipe `r`, folder
+    `run` (or set `learn.path` later)."""
     return finetune_learner(dls, pretrained=res['pretrained'], arch=res['arch'], recipe=r,
                             encoder_kwargs=_encoder_kwargs(res['depth'], res['patch_size']), seed=cfg.seed,
                             precision=cfg.precision, compile=cfg.compile, **({'path': run} if run else {}))
 
-def _test_split_size(cfg: FinetuneConfig) -> int | None:
-    "The number of images in the test split the run's validation images were drawn from (read only when a subset was asked for)."
-    if cfg.data != 'fmnist' and cfg.dataset is None: return None               # an image folder: its own validation split
-    if cfg.dataset is None: return len(load_fashion_mnist('test', download=cfg.download)[1])
-    return len(load_dataset(cfg.dataset, 'test', cfg.data_root, cfg.download)[0])
-
-def _evaluated_on(cfg: FinetuneConfig, n: int) -> str:
+def _evaluated_on(cfg: FinetuneConfig, n: int, src: DataSource) -> str:
     "Which test images the reported numbers are on: the whole split, or 'N of M' when `--n_valid` asked for a subset."
-    m = _test_split_size(cfg) if cfg.n_valid is not None else None
+    m = src.test_size() if cfg.n_valid is not None else None     # the split the loaders read already
     if m is None or m == n: return f"all {n} test images"
     return f"{n} of {m} test images (a class-balanced subset: --n_valid {cfg.n_valid})"
 
-def _finetune_finish(cfg: FinetuneConfig, learn, run, meta):
+def _finetune_finish(cfg: FinetuneConfig, learn, run, meta, src: DataSource):
     acc = float(learn.validate()[1])                 # gathered across processes, like the loss
-    res = dict(accuracy=round(acc, 4), evaluated_on=_evaluated_on(cfg, meta['valid_images']),
+    res = dict(accuracy=round(acc, 4), evaluated_on=_evaluated_on(cfg, meta['valid_images'], src),
                per_class_accuracy=per_class_accuracy(learn))   # every rank: get_preds gathers
     if is_rank0():
         learn.save('checkpoint')
         learn.model.export_classifier(run/'classifier.safetensors')
-        res.update(fgsm_accuracy_1_255=round(fgsm_accuracy(learn, 1/255), 4), classifier=str(run/'classifier.safetensors'))
+        res.update(fgsm_accuracy_1_255=round(fgsm_accuracy(learn, 1/255), 4),
+                   classifier=str(run/'classifier.safetensors'))
     return res
 
 def finetune(resume: str | None = None, stop_after: int | None = None, **options) -> dict:
-    "Finetune a classifier with the `FinetuneConfig` `options` and any `FinetuneRecipe` field (or finish the interrupted run folder `resume`), report accuracy and FGSM accuracy, and compare with a run of the other initialisation."
-    cfg, r, run, meta = _begin(FinetuneConfig, resume, stop_after, options)
+    """Finetune a classifier with the `FinetuneConfig` `options` and any `FinetuneRecipe` field (or finish the
+    interrupted run folder `resume`), report accuracy and FGSM accuracy, and compare with a run of the other
+    initialisation."""
+    cfg, r, run, meta, src = _begin(FinetuneConfig, resume, stop_after, options)
     t0, resuming = time.perf_counter(), run is not None
-    dls, res = _finetune_data(cfg)
+    dls, res = _finetune_data(cfg, src)
     learn = _finetune_learner(cfg, r, dls, res)
     learn.path = run = run or _new_run(cfg, cfg.command)
     _rank0_progress(learn)
     if not resuming: meta = _save_config(cfg, r, run, dls, res)
     init = f"pretrained: {res['pretrained']}" if res['pretrained'] else 'random init'
-    _announce(f"finetuning {res['arch']} ({init}) on {meta['train_images']} labeled images, {r.epochs} epochs", run, resuming)
+    _announce(f"finetuning {res['arch']} ({init}) on {meta['train_images']} labeled images, {r.epochs} epochs", run,
+              resuming)
     if not _fit(learn, r.epochs, run, resuming, stop_after, fit_kwargs=recipe_fit_kwargs(r)):
         return _stopped(cfg.command, run, stop_after)
-    out = _done(run, t0, _finetune_finish(cfg, learn, run, meta))
+    out = _done(run, t0, _finetune_finish(cfg, learn, run, meta, src))
     if is_rank0(): out.update(compare_initialisations(out['run']))
     return out
 
 def _settings(meta: dict) -> dict:
-    "What must match for two finetuning runs to be comparable: every run option but the initialisation and output folder, with arch/size/depth as resolved, and the recipe's values (however they were given: --recipe or single options)."
+    """What must match for two finetuning runs to be comparable: every run option but the initialisation and output
+    folder, with arch/size/depth as resolved, and the recipe's values (however they were given: --recipe or single
+    options)."""
     free = ('pretrained', 'out', 'arch', 'size', 'depth', 'patch_size', 'recipe', 'overrides')
-    return {**{k: v for k, v in meta['config'].items() if k not in free}, **{k: meta['resolved'].get(k) for k in ('arch', 'size', 'depth', 'patch_size')},
+    return {**{k: v for k, v in meta['config'].items() if k not in free},
+            **{k: meta['resolved'].get(k) for k in ('arch', 'size', 'depth', 'patch_size')},
             'recipe': meta.get('recipe', {}).get('fields')}
 
 def compare_initialisations(run) -> dict:
-    "Compare a finished finetuning run with finished runs in the same parent folder that used the same settings but the other initialisation (pretrained vs random init)."
+    """Compare a finished finetuning run with finished runs in the same parent folder that used the same settings but
+    the other initialisation (pretrained vs random init)."""
     run = Path(run)
     meta = json.loads((run/'config.json').read_text())
     mine, acc = meta['resolved']['pretrained'] is not None, json.loads((run/'result.json').read_text())['accuracy']
@@ -344,5 +343,6 @@ def compare_initialisations(run) -> dict:
     d, other = others[-1]                        # the latest matching run
     pre, rnd = (acc, other) if mine else (other, acc)
     verdict = 'ahead of' if pre > rnd else 'behind' if pre < rnd else 'level with'
-    return dict(compared_with=str(d), pretrained_vs_random_init=f"pretrained {100*pre:.1f} % vs random init {100*rnd:.1f} %: "
+    return dict(compared_with=str(d), pretrained_vs_random_init=f"pretrained {100*pre:.1f} % vs random init "
+                                                                f"{100*rnd:.1f} %: "
                 f"{100*(pre - rnd):+.1f} points, the pretrained encoder is {verdict} random initialisation")

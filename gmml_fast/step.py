@@ -26,7 +26,8 @@ __all__ = ['ForeachAdam', 'ForeachGradientClip', 'SparseProgressCallback', 'use_
 def _debias(mom: float, damp: float, step: int) -> float: return damp*(1 - mom**step)/(1 - mom)   # fastai's formula
 
 class ForeachAdam(Optimizer):
-    "fastai's `Adam` with decoupled weight decay, stepping each group of parameters that share their settings with a few `torch._foreach_*` calls: the same numbers, state and checkpoints as `fastai.optimizer.Adam`."
+    """fastai's `Adam` with decoupled weight decay, stepping each group of parameters that share their settings with a
+    few `torch._foreach_*` calls: the same numbers, state and checkpoints as `fastai.optimizer.Adam`."""
     def __init__(self,
                  params,                  # parameters, or parameter groups from a splitter
                  lr,                      # learning rate (one per group, or one for all)
@@ -72,7 +73,8 @@ class ForeachGradientClip(GradientClip):
 
 # %% ../nbs/88_step.ipynb #f49a2090
 class SparseProgressCallback(ProgressCallback):
-    "fastai's progress bar that reads the smoothed loss for its comment every `every` batches (and at the end of each phase) instead of after every batch: no host sync per step."
+    """fastai's progress bar that reads the smoothed loss for its comment every `every` batches (and at the end of each
+    phase) instead of after every batch: no host sync per step."""
     def __init__(self, every: int = 50):   # batches between two reads of the loss
         if not isinstance(every, int) or every < 1: raise ValueError(f"every must be an int >= 1, got {every!r}")
         self.every = every
@@ -86,7 +88,8 @@ class SparseProgressCallback(ProgressCallback):
         if hasattr(self, 'smooth_loss'): self.pbar.comment = f'{self.smooth_loss.item():.4f}'
 
 def use_sparse_progress(learn, every: int = 50):
-    "Replace `learn`'s progress bar (fastai's `ProgressCallback`, if any) by a `SparseProgressCallback`; returns `learn`."
+    """Replace `learn`'s progress bar (fastai's `ProgressCallback`, if any) by a `SparseProgressCallback`; returns
+    `learn`."""
     had = any(isinstance(cb, ProgressCallback) for cb in learn.cbs)
     learn.remove_cbs([cb for cb in learn.cbs if isinstance(cb, ProgressCallback)])
     if had: learn.add_cb(SparseProgressCallback(every))
@@ -95,7 +98,8 @@ def use_sparse_progress(learn, every: int = 50):
 @patch
 @contextmanager
 def no_bar(self: Learner):
-    "Context manager without progress bars; on exit it puts back the very callback it removed (fastai's own would add a new `ProgressCallback`, losing a `SparseProgressCallback`)."
+    """Context manager without progress bars; on exit it puts back the very callback it removed (fastai's own would add
+    a new `ProgressCallback`, losing a `SparseProgressCallback`)."""
     cb = getattr(self, 'progress', None)
     if cb is not None: self.remove_cb(cb)
     try: yield self
@@ -104,7 +108,8 @@ def no_bar(self: Learner):
 
 # %% ../nbs/88_step.ipynb #2d3d5d8a
 class NonFiniteLossError(RuntimeError):
-    "Training met a loss (or, with `weights`, weights) that is not finite: `step` and `epoch` (counted from 1 in this fit), `loss` and the learning rate `lr` say where."
+    """Training met a loss (or, with `weights`, weights) that is not finite: `step` and `epoch` (counted from 1 in this
+    fit), `loss` and the learning rate `lr` say where."""
     def __init__(self, step: int, epoch: int, loss: float, lr: float, weights: bool = False):
         self.step, self.epoch, self.loss, self.lr, self.weights = step, epoch, loss, lr, weights
         what = 'the weights are not finite' if weights else f'the loss is {loss}'
@@ -113,7 +118,8 @@ class NonFiniteLossError(RuntimeError):
         super().__init__(self.message)
 
 class StopOnNonFiniteLoss(Callback):
-    "Stop training with `NonFiniteLossError` when a training loss is not finite: checked on the device after every batch, read every `every` batches and at the end of each training phase (where the weights are checked too)."
+    """Stop training with `NonFiniteLossError` when a training loss is not finite: checked on the device after every
+    batch, read every `every` batches and at the end of each training phase (where the weights are checked too)."""
     order = 55                                   # after the Recorder (50) has logged the batch's learning rate
     def __init__(self, every: int = 20):         # batches between two reads of the device-side flag
         if not isinstance(every, int) or every < 1: raise ValueError(f"every must be an int >= 1, got {every!r}")
@@ -147,7 +153,8 @@ class StopOnNonFiniteLoss(Callback):
 
 # %% ../nbs/88_step.ipynb #7131e6bc
 _NO_KERNEL = {'aten::' + n for n in (
-    'as_strided view _reshape_alias _unsafe_view alias detach detach_ unsqueeze squeeze expand transpose permute select '
+    'as_strided view _reshape_alias _unsafe_view alias detach detach_ unsqueeze squeeze expand transpose permute '
+    'select '
     'slice t view_as unbind split chunk narrow empty empty_strided resize_ lift_fresh set_ _local_scalar_dense '
     'result_type is_nonzero resolve_conj resolve_neg to').split()}   # (a `to` that copies has a `copy_` inside)
 
@@ -159,12 +166,14 @@ def _under_foreach(e) -> bool:
     return False
 
 def count_events(events) -> dict:
-    "`ops`, `launches`, `syncs` and `literals` (see above) among profiler `events`, with the most frequent launching ops."
+    """`ops`, `launches`, `syncs` and `literals` (see above) among profiler `events`, with the most frequent launching
+    ops."""
     ev = [e for e in events if e.name.startswith('aten::')]
     parents = {id(e.cpu_parent) for e in ev if e.cpu_parent is not None}
     launching = Counter(e.name for e in ev if not _under_foreach(e) and
                         (e.name.startswith('aten::_foreach_') or (id(e) not in parents and e.name not in _NO_KERNEL)))
-    return dict(ops=len(ev), launches=sum(launching.values()), syncs=sum(e.name == 'aten::_local_scalar_dense' for e in ev),
+    return dict(ops=len(ev), launches=sum(launching.values()),
+                syncs=sum(e.name == 'aten::_local_scalar_dense' for e in ev),
                 literals=sum(e.name == 'aten::lift_fresh' for e in ev), top=dict(launching.most_common(8)))
 
 def host_work(fn, *args, **kwargs) -> dict:
@@ -185,9 +194,12 @@ class _StopAfter(Callback):
 def _fit_steps(learn, n: int): learn.fit(1, cbs=[_StopAfter(n)])
 
 def step_host_work(learn, short: int = 20, long: int = 60, repeats: int = 3) -> dict:
-    "Per training batch of `learn` (its own callbacks, progress bar included): `ops`, `launches`, `syncs`, `literals` and host `ms` (median of `repeats` timings without the profiler; 0: not timed), as (long epoch − short epoch)/(long − short); the loaders need `long` batches."
+    """Per training batch of `learn` (its own callbacks, progress bar included): `ops`, `launches`, `syncs`, `literals`
+    and host `ms` (median of `repeats` timings without the profiler; 0: not timed), as (long epoch − short
+    epoch)/(long − short); the loaders need `long` batches."""
     if not 0 < short < long: raise ValueError(f"short and long must satisfy 0 < short < long, got {short}, {long}")
-    if len(learn.dls.train) < long: raise ValueError(f"long={long} needs as many training batches; the loaders have {len(learn.dls.train)}")
+    if len(learn.dls.train) < long: raise ValueError(f"long={long} needs as many training batches; the loaders have "
+                                                     f"{len(learn.dls.train)}")
     _fit_steps(learn, 3)                                               # warm-up: optimizer state, caches
     a, b = host_work(_fit_steps, learn, short), host_work(_fit_steps, learn, long)
     def seconds(n):

@@ -8,7 +8,7 @@ import argparse, sys, warnings
 from dataclasses import fields
 
 warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)   # fastai's import, not ours: keep errors one line
-from .recipe import allowed, field_kind
+from .checked import allowed, field_kind
 from .step import NonFiniteLossError
 from .distributed import teardown_distrib, is_rank0
 from .config import PretrainConfig, FinetuneConfig
@@ -50,7 +50,8 @@ def _helps(name: str, classes) -> str:
     return '; '.join(f"{m}: {h}" for m, h in helps.items())
 
 def _add_option(p, f, default, default_text: str, help: str | None = None):
-    "One `--name` option for field `f` (booleans: `--name` / `--no-name`), with its help line, what it allows and its default."
+    """One `--name` option for field `f` (booleans: `--name` / `--no-name`), with its help line, what it allows and its
+    default."""
     kind, say = field_kind(f), allowed(f, typed=True)
     say = '' if say == 'a str' else f"; {say}"
     if f.metadata['none'] and default_text == f.metadata['none']: default_text = None     # "or None (...)" already says it
@@ -59,24 +60,30 @@ def _add_option(p, f, default, default_text: str, help: str | None = None):
     else: p.add_argument(f'--{f.name}', type=_value(kind, f), default=default, help=help, metavar=kind.upper())
 
 def parser(cfg_cls) -> argparse.ArgumentParser:
-    "The command's parser, generated: one option per run field of `cfg_cls` and per field of its recipes that takes a plain value, plus `--resume` and `--stop_after`."
+    """The command's parser, generated: one option per run field of `cfg_cls` and per field of its recipes that takes a
+    plain value, plus `--resume` and `--stop_after`."""
     p = _OneLineParser(prog=f'python -m gmml_fast.train {cfg_cls.command}', description=cfg_cls.__doc__)
     run = p.add_argument_group('run options')
     for f in fields(cfg_cls):
-        if 'help' in f.metadata: _add_option(run, f, f.default, repr(f.default) if f.metadata['none'] is None or f.default is not None else f.metadata['none'])
-    rec = p.add_argument_group(f"recipe options (default: the recipe's value; {', '.join(c.__name__ for c in cfg_cls.recipe_classes)})")
+        if 'help' in f.metadata: _add_option(run, f, f.default,
+                                             repr(f.default) if f.metadata['none'] is None or f.default is not None else f.metadata['none'])
+    rec = p.add_argument_group("recipe options (default: the recipe's value; "
+                               f"{', '.join(c.__name__ for c in cfg_cls.recipe_classes)})")
     seen = {f.name for f in fields(cfg_cls)}
     for c in cfg_cls.recipe_classes:
         for f in fields(c):
             if f.name in seen or field_kind(f) not in ('int', 'float', 'str', 'bool'): continue
             seen.add(f.name)
             _add_option(rec, f, argparse.SUPPRESS, _defaults(f.name, cfg_cls.recipe_classes), _helps(f.name, cfg_cls.recipe_classes))   # absent unless given
-    p.add_argument('--resume', metavar='RUN', help=f"run folder of an interrupted {cfg_cls.command} run to finish (its config.json gives every other option)")
-    p.add_argument('--stop_after', type=int, metavar='N', help="end this job after N epochs (1..epochs-1), leaving resume.pth for --resume")
+    p.add_argument('--resume', metavar='RUN', help=f"run folder of an interrupted {cfg_cls.command} run to finish "
+                                                   "(its config.json gives every other option)")
+    p.add_argument('--stop_after', type=int, metavar='N', help="end this job after N epochs (1..epochs-1), leaving "
+                                                               "resume.pth for --resume")
     return p
 
 def main(argv=None):
-    "Dispatch `python -m gmml_fast.train <command> [options]`: every option is checked before any data is read or any folder is made; a bad one is one line and exit code 2."
+    """Dispatch `python -m gmml_fast.train <command> [options]`: every option is checked before any data is read or any
+    folder is made; a bad one is one line and exit code 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ('-h', '--help') or argv[0] not in COMMANDS:
         cmds = ', '.join(COMMANDS)

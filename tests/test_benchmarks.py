@@ -204,14 +204,17 @@ def test_every_committed_record_is_the_runners_or_a_listed_legacy_one():
     for stem in stems:
         d = json.loads((RESULTS/f'{stem}.json').read_text())
         meta = d[0]['run'] if isinstance(d, list) else d.get('meta', d)
-        if stem in legacy:
+        if stem in legacy and not legacy[stem].get('file'):                  # a legacy record still in place
             e = legacy[stem]
             assert e['command'].startswith('python benchmarks/bench_') and re.fullmatch(r'[0-9a-f]{7}', e['commit']), stem
             assert e['study'] in STUDIES if e['study'] else e['why'], stem
             assert stem in STUDIES[e['study']].stems if e['study'] else True, stem
         else: assert is_runner_command(meta['command']) and meta['commit'], stem      # `python -m benchmarks.study ...` (older: benchmarks/study.py)
         assert (RESULTS/f'{stem}.md').is_file(), stem
-    assert set(legacy) - {'_about'} <= stems
+    for k, e in legacy.items():                   # every entry names a record that is there: in place, or retired to history/
+        if k == '_about': continue
+        if e.get('file'): assert e['file'] == f'history/{k}.json' and (RESULTS/e['file']).is_file() and (RESULTS/f'history/{k}.md').is_file(), k
+        else: assert k in stems, k
     assert not list(BENCH.glob('bench_*.py'))       # the scripts the runner replaced are gone
     assert len([p for p in BENCH.glob('*.py') if p.name != '__init__.py']) <= 6
 
@@ -246,3 +249,21 @@ def test_throughput_ratios_are_time_ratios_of_the_records_own_images_per_s():
     assert by['ce_drloc_me_vs_ce_tiny']['time_ratio'] > 1 and by['ce_drloc_me_vs_ce_tiny']['numerator'] == 'finetune step, CE + DRLoc + ME (fastai)'
     md = (RESULTS/'throughput.md').read_text()
     assert all(r['label'] in md for r in rat) and 'above 1, the first step is slower' in md
+
+def test_a_rerun_retires_the_legacy_record_to_history(tmp_path, monkeypatch):
+    "When the runner writes a record over a legacy one, the legacy files move to history/ and legacy.json says where; a second retirement never overwrites history."
+    from benchmarks import study
+    res = tmp_path/'results'; res.mkdir()
+    for name in ('label_efficiency.json', 'label_efficiency.md', 'label_efficiency.png', 'label_efficiency_curves.png', 'label_efficiency_simmim.json'):
+        (res/name).write_text(name)
+    (res/'legacy.json').write_text(json.dumps({'label_efficiency': dict(command='python benchmarks/bench_x.py', commit='abc1234', study='label_efficiency')}))
+    monkeypatch.setattr(study, 'HERE', tmp_path)
+    study._retire_legacy(res, 'label_efficiency')
+    assert sorted(p.name for p in (res/'history').iterdir()) == ['label_efficiency.json', 'label_efficiency.md', 'label_efficiency.png', 'label_efficiency_curves.png']
+    assert (res/'label_efficiency_simmim.json').is_file() and not (res/'label_efficiency.json').exists()
+    assert json.loads((res/'legacy.json').read_text())['label_efficiency']['file'] == 'history/label_efficiency.json'
+    study._retire_legacy(res, 'label_efficiency')                       # already retired: nothing moves
+    assert (res/'history'/'label_efficiency.json').read_text() == 'label_efficiency.json'
+    (res/'label_efficiency.json').write_text('new'); (res/'legacy.json').write_text(json.dumps({'label_efficiency': dict(command='c', commit='d', study='e')}))
+    with pytest.raises(SystemExit): study._retire_legacy(res, 'label_efficiency')    # history/ holds files of that name: refuse
+    assert (res/'label_efficiency.json').read_text() == 'new'

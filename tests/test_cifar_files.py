@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gmml_fast import datasets
-from gmml_fast.datasets import CIFAR10_CLASSES, load_dataset, dataset_pretrain_dls, dataset_finetune_dls
+from gmml_fast.datasets import CIFAR10_CLASSES, load_dataset, pretrain_dls, finetune_dls
 
 # --- writing batches the way CIFAR's own files are written: Python 2 `cPickle`, protocol 2 ---------------------------
 # Python 3 cannot write a Python 2 `str`, and it is what CIFAR's keys, names and raw array bytes are: opcode by opcode, then.
@@ -123,7 +123,7 @@ def test_the_cli_says_one_line_and_runs_nothing(tmp_path, capsys):
     marker = tmp_path/'pwned'
     (folder/'data_batch_3').write_bytes(_py2_os_system(marker))
     from gmml_fast.train import main
-    rc = main(['pretrain', '--dataset', 'cifar10', '--data_root', str(tmp_path/'data'), '--out', str(tmp_path/'out')])
+    rc = main(['pretrain', '--data', 'cifar10', '--data_root', str(tmp_path/'data'), '--out', str(tmp_path/'out')])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and 'data_batch_3 is not a CIFAR batch' in err and "'os.system'" in err, err
     assert not marker.exists()
@@ -137,7 +137,7 @@ def _count_reads(monkeypatch):
     monkeypatch.setattr(datasets, '_unpickle', counting)
     return counts
 
-@pytest.mark.parametrize('build', [dataset_pretrain_dls, dataset_finetune_dls])
+@pytest.mark.parametrize('build', [pretrain_dls, finetune_dls])
 def test_each_cifar10_file_is_read_once_per_loader_build(tmp_path, monkeypatch, build):
     _cifar10(tmp_path)
     counts = _count_reads(monkeypatch)
@@ -146,3 +146,18 @@ def test_each_cifar10_file_is_read_once_per_loader_build(tmp_path, monkeypatch, 
     splits = {k: v for k, v in counts.items() if k != 'batches.meta'}
     assert splits == {**{f'data_batch_{i}': 1 for i in range(1, 6)}, 'test_batch': 1}, counts
     assert 1 <= counts['batches.meta'] <= 2, counts          # class names: read with each split today (CIFAR-10's are built in)
+
+@pytest.mark.parametrize('command,options', [('pretrain', ['--monitor', '20']), ('finetune', ['--label_fraction', '1', '--n_valid', '10'])])
+def test_a_command_line_run_reads_each_cifar10_split_once(tmp_path, monkeypatch, capsys, command, options):
+    "The whole run — preset, loaders, the k-NN monitor's labeled images, the report's 'N of M test images' — from one read of each file."
+    _cifar10(tmp_path/'data', n_per_batch=8, n_test=12)
+    counts = _count_reads(monkeypatch)
+    from gmml_fast.train import main
+    rc = main([command, '--data', 'cifar10', '--data_root', str(tmp_path/'data'), '--out', str(tmp_path/'out'), '--epochs', '1',
+               '--depth', '1', '--bs', '8', *options])
+    assert rc == 0, capsys.readouterr().err
+    splits = {k: v for k, v in counts.items() if k != 'batches.meta'}
+    assert splits == {**{f'data_batch_{i}': 1 for i in range(1, 6)}, 'test_batch': 1}, counts
+    (run,) = (tmp_path/'out').iterdir()
+    if command == 'finetune': assert '10 of 12 test images' in (run/'result.json').read_text()
+    else: assert 'knn' in (run/'history.csv').read_text().splitlines()[0]

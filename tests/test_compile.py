@@ -1,7 +1,8 @@
 "`torch.compile(gmml_corrupt, fullgraph=True)` traces without graph breaks and matches eager mode (about a minute on 2 CPU cores)."
 import pytest
 import torch
-from gmml_fast.aliens import gmml_corrupt
+from gmml_fast.datasets import pretrain_dls
+from gmml_fast.corruption import gmml_corrupt
 from gmml_fast.rng import rng_key
 
 @pytest.mark.slow
@@ -20,9 +21,9 @@ def test_compile_fullgraph_matches_eager():
 @pytest.mark.slow
 def test_compiled_learner_trains_with_the_same_parameter_names(tmp_path):
     "compile=True: nn.Module.compile() in place, so the state dict (checkpoints, exported encoder) keeps its names, and it trains."
-    from gmml_fast.data import fmnist_pretrain_dls
+
     from gmml_fast.learner import gmml_learner
-    dls = fmnist_pretrain_dls(bs=32, fraction=256/60000, valid=0.01, n_valid=32)
+    dls = pretrain_dls('fashion_mnist', bs=32, fraction=256/60000, valid=0.01, n_valid=32, size=32)
     kw = dict(arch='nano_32', encoder_kwargs=dict(depth=1), seed=0, lr=1e-3, path=tmp_path)
     eager, compiled = gmml_learner(dls, **kw), gmml_learner(dls, compile=True, **kw)
     assert list(eager.model.state_dict()) == list(compiled.model.state_dict())
@@ -31,8 +32,8 @@ def test_compiled_learner_trains_with_the_same_parameter_names(tmp_path):
     losses = [float(v) for v in compiled.recorder.losses]
     assert all(v == v for v in losses) and sum(losses[-3:]) < sum(losses[:3])
     compiled.export_encoder('enc.safetensors')                  # plain timm names: loads into a fresh encoder
-    from gmml_fast.patches import create_encoder
-    from gmml_fast.models import load_encoder
+    from gmml_fast.encoder import create_encoder
+    from gmml_fast.encoder import load_encoder
     load_encoder(create_encoder('nano_32', in_chans=1, depth=1), tmp_path/'enc.safetensors')
 
 @pytest.mark.slow
@@ -42,7 +43,7 @@ def test_compile_puts_the_whole_gmml_forward_step_in_one_graph():
     from fastai.torch_core import set_seed
     from gmml_fast.data import tensor_dls, image_batch_tfms
     from gmml_fast.learner import gmml_learner
-    from gmml_fast.models import GMMLOutput
+    from gmml_fast.gmml import GMMLOutput
     x = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8)
     class ThreeSteps(Callback):
         def after_batch(self):

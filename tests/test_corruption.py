@@ -6,7 +6,7 @@ from hypothesis import assume, given, settings, strategies as st, HealthCheck
 
 from gmml_fast.masking import gmml_block_mask, beit_block_mask, random_token_mask, mask_coverage
 from gmml_fast.rng import rng_key, hash_uniform
-from gmml_fast.aliens import gmml_corrupt, Alien, RECIPES, GMMLCorruption, batch_derangement
+from gmml_fast.corruption import gmml_corrupt, Alien, CORRUPTIONS, GMMLCorruption, batch_derangement
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -87,7 +87,7 @@ def test_gmml_corrupt_properties(geom, B, C, kind_list, ratio, seed):
     a = gmml_corrupt(x, steps, align=align, seed=seed)
     assert torch.equal(a[0], xc) and torch.equal(a[1], m)      # bit-identical for the same seed
 
-@pytest.mark.parametrize('recipe', list(RECIPES))
+@pytest.mark.parametrize('recipe', list(CORRUPTIONS))
 def test_recipes_differ_by_seed_and_stay_on_device(recipe):
     x = torch.randn(6, 3, 32, 32)
     a, b = gmml_corrupt(x, recipe, seed=0), gmml_corrupt(x, recipe, seed=1)

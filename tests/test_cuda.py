@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from gmml_fast.aliens import gmml_corrupt
+from gmml_fast.datasets import finetune_dls, pretrain_dls
+from gmml_fast.corruption import gmml_corrupt
 from gmml_fast.augment import PretrainAugment
 from gmml_fast.masking import random_token_mask, gmml_block_mask
 from gmml_fast.rng import rng_key, hash_uniform
@@ -31,9 +32,9 @@ def test_corruption_and_augmentation_match_the_cpu():
 @pytest.mark.parametrize('precision', ['32', 'bf16', 'fp16'])
 @pytest.mark.parametrize('method', ['gmml', 'mae'])
 def test_learners_train_on_the_gpu(method, precision):
-    from gmml_fast.data import fmnist_pretrain_dls
+
     from gmml_fast.learner import gmml_learner, mae_learner
-    dls = fmnist_pretrain_dls(bs=64, fraction=2048/60000, n_valid=256, device=CUDA)
+    dls = pretrain_dls('fashion_mnist', bs=64, fraction=2048/60000, n_valid=256, device=CUDA, size=32)
     build = gmml_learner if method == 'gmml' else mae_learner
     learn = build(dls, 'nano_32', encoder_kwargs=dict(depth=2), seed=0, lr=1e-3, precision=precision)
     with learn.no_bar(), learn.no_logging(): learn.fit_warmup_cosine(3)
@@ -43,10 +44,10 @@ def test_learners_train_on_the_gpu(method, precision):
     assert next(learn.model.parameters()).device.type == 'cuda'
 
 def test_finetune_with_aux_tasks_and_fgsm_on_the_gpu():
-    from gmml_fast.data import fmnist_finetune_dls
+
     from gmml_fast.learner import finetune_learner
     from gmml_fast.evaluate import fgsm_accuracy
-    dls = fmnist_finetune_dls(bs=64, label_fraction=0.05, n_valid=500, device=CUDA)
+    dls = finetune_dls('fashion_mnist', bs=64, label_fraction=0.05, n_valid=500, device=CUDA, size=32)
     learn = finetune_learner(dls, arch='nano_32', encoder_kwargs=dict(depth=2), drloc=0.1, me=0.1, seed=0, precision='bf16')
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(2, 2e-3)
     acc = float(learn.validate()[1])

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from gmml_fast.data import (load_fashion_mnist, find_fashion_mnist, read_idx, fmnist_pretrain_dls, fmnist_finetune_dls,
-                            stratified_subset, sample_photos, FMNIST_ENV)
+from gmml_fast.datasets import finetune_dls, pretrain_dls
+from gmml_fast.data import load_fashion_mnist, find_fashion_mnist, read_idx, stratified_subset, sample_photos, FMNIST_ENV
 
 def test_fashion_mnist_is_real_and_complete():
     xtr, ytr = load_fashion_mnist('train'); xte, yte = load_fashion_mnist('test')
@@ -18,12 +18,12 @@ def test_fashion_mnist_is_real_and_complete():
     assert len({bytes(xtr[i].numpy()) for i in range(1000)}) == 1000
 
 def test_label_fraction_stratified_and_seeded():
-    dls = fmnist_finetune_dls(bs=64, label_fraction=0.01, seed=0)
+    dls = finetune_dls('fashion_mnist', bs=64, label_fraction=0.01, seed=0, size=32)
     y = dls.train.labels
     assert len(y) == 600 and torch.bincount(y).tolist() == [60]*10
-    again = fmnist_finetune_dls(bs=64, label_fraction=0.01, seed=0)
+    again = finetune_dls('fashion_mnist', bs=64, label_fraction=0.01, seed=0, size=32)
     assert torch.equal(dls.train.images, again.train.images) and torch.equal(y, again.train.labels)
-    other = fmnist_finetune_dls(bs=64, label_fraction=0.01, seed=1)
+    other = finetune_dls('fashion_mnist', bs=64, label_fraction=0.01, seed=1, size=32)
     assert not torch.equal(dls.train.images, other.train.images)
     assert len(dls.valid.images) == 10000
 
@@ -33,7 +33,7 @@ def test_ten_percent():
     assert len(idx) == 6000 and torch.bincount(y[idx]).tolist() == [600]*10 and len(set(idx.tolist())) == 6000
 
 def test_unlabeled_batches_have_no_labels():
-    dls = fmnist_pretrain_dls(bs=32, size=32, channels=3)
+    dls = pretrain_dls('fashion_mnist', bs=32, size=32, channels=3)
     for dl in (dls.train, dls.valid):
         b = next(iter(dl))
         assert isinstance(b, tuple) and len(b) == 1
@@ -41,7 +41,7 @@ def test_unlabeled_batches_have_no_labels():
     assert len(dls.train) == 60000//32   # drop_last on the training set
 
 def test_batches_cover_the_set_once_per_epoch():
-    dls = fmnist_finetune_dls(bs=100, label_fraction=0.01, normalize=False)
+    dls = finetune_dls('fashion_mnist', bs=100, label_fraction=0.01, normalize=False, size=32)
     ys = torch.cat([yb for _, yb in dls.train])
     assert len(ys) == 600 and torch.bincount(ys).tolist() == [60]*10
 
@@ -49,9 +49,9 @@ def test_batches_cover_the_set_once_per_epoch():
                                     (dict(label_fraction=1.5), 'label_fraction must be in'),
                                     (dict(channels=2), 'channels must be 1 or 3'),
                                     (dict(valid='train'), "valid must be 'test'"),
-                                    (dict(size=20), "mode='pad' cannot shrink")])
+                                    (dict(size=20, mode='pad'), "mode='pad' cannot shrink")])
 def test_bad_arguments_get_clear_errors(kw, msg):
-    with pytest.raises(ValueError, match=msg): fmnist_finetune_dls(**kw)
+    with pytest.raises(ValueError, match=msg): finetune_dls("fashion_mnist", **{"size": 32, **kw})
 
 def test_env_var_and_missing_data(tmp_path, monkeypatch):
     src = find_fashion_mnist()

@@ -1,6 +1,7 @@
-"Named datasets from the command line: `--dataset` for pretraining and finetuning (on torchvision's FakeData, no network), every dataset named in --help, one clear line for a missing or unknown dataset."
+"Named datasets from the command line: `--data NAME` for pretraining and finetuning (on torchvision's FakeData, no network), every dataset named in --help, one clear line for a missing or unknown dataset."
 import json
 import pytest
+from gmml_fast.datasets import finetune_dls
 
 def _main(capsys, *args):
     from gmml_fast.train import main
@@ -13,14 +14,14 @@ def test_help_names_every_dataset(capsys):
     from gmml_fast.datasets import DATASETS
     for cmd in ('pretrain', 'finetune'):
         rc, out, _ = _main(capsys, cmd, '--help')
-        assert rc == 0 and '--dataset' in out and '--data_root' in out
+        assert rc == 0 and '--data' in out and '--data_root' in out
         for name in DATASETS: assert name in out, (cmd, name)
         assert 'FakeData' in out
 
 @pytest.mark.slow
 def test_pretrain_then_finetune_on_fakedata(tmp_path, capsys):
-    "`pretrain --dataset FakeData --epochs 1` and `finetune --dataset FakeData` (from that encoder), with the dataset's preset."
-    rc, _, err = _main(capsys, 'pretrain', '--dataset', 'FakeData', '--epochs', '1', '--depth', '2', '--bs', '64',
+    "`pretrain --data FakeData --epochs 1` and `finetune --data FakeData` (from that encoder), with the dataset's preset."
+    rc, _, err = _main(capsys, 'pretrain', '--data', 'FakeData', '--epochs', '1', '--depth', '2', '--bs', '64',
                        '--out', str(tmp_path/'pre'), '--monitor', '200')
     assert rc == 0, err
     (run,) = (tmp_path/'pre').iterdir()
@@ -28,20 +29,20 @@ def test_pretrain_then_finetune_on_fakedata(tmp_path, capsys):
     assert meta['config']['dataset'] == 'FakeData' and meta['config']['arch'] == 'tiny_32' and meta['resolved']['size'] == 32
     assert meta['train_images'] == 256 and (run/'encoder.safetensors').is_file()          # --fraction 0.5 of 512 images
     assert res['valid_loss_after'] < res['valid_loss_before']
-    rc, _, err = _main(capsys, 'finetune', '--dataset', 'FakeData', '--pretrained', str(run), '--epochs', '1', '--bs', '32',
+    rc, _, err = _main(capsys, 'finetune', '--data', 'FakeData', '--pretrained', str(run), '--epochs', '1', '--bs', '32',
                        '--label_fraction', '0.25', '--out', str(tmp_path/'ft'))
     assert rc == 0, err
     (ft,) = (tmp_path/'ft').iterdir()
     meta = json.loads((ft/'config.json').read_text())
-    from gmml_fast.datasets import dataset_finetune_dls
-    assert meta['train_images'] == len(dataset_finetune_dls('FakeData', bs=32, label_fraction=0.25).train.images)   # a quarter of each class
+
+    assert meta['train_images'] == len(finetune_dls('FakeData', bs=32, label_fraction=0.25).train.images)   # a quarter of each class
     assert meta['resolved']['arch'] == 'tiny_32' and 0 <= json.loads((ft/'result.json').read_text())['accuracy'] <= 1
 
 def test_missing_or_unknown_dataset_is_one_line(tmp_path, capsys):
-    rc, _, err = _main(capsys, 'pretrain', '--dataset', 'cifar10', '--data_root', str(tmp_path/'empty'), '--out', str(tmp_path/'out'))
+    rc, _, err = _main(capsys, 'pretrain', '--data', 'cifar10', '--data_root', str(tmp_path/'empty'), '--out', str(tmp_path/'out'))
     assert rc == 2 and len(err.strip().splitlines()) == 1 and 'download' in err and 'CIFAR-10' in err, err
-    rc, _, err = _main(capsys, 'finetune', '--dataset', 'imagenet21k', '--out', str(tmp_path/'out'))
-    assert rc == 2 and err.startswith('error: dataset must be one of') and len(err.strip().splitlines()) == 1
+    rc, _, err = _main(capsys, 'finetune', '--data', 'imagenet21k', '--out', str(tmp_path/'out'))
+    assert rc == 2 and err.startswith('error: data must be one of') and len(err.strip().splitlines()) == 1
     assert not (tmp_path/'out').exists() or not any((tmp_path/'out').iterdir())      # nothing written for a rejected command
 
 @pytest.mark.slow

@@ -249,7 +249,7 @@ return {height: document.documentElement.scrollHeight,
         cards: Array.from(document.querySelectorAll('article dl.py > dt.sig')).filter(vis).map(dt => dt.innerText)};
 """
 
-@pytest.mark.parametrize('page, names', [('30_aliens', ('gmml_corrupt', 'GMMLCorruption', 'get_recipe')),
+@pytest.mark.parametrize('page, names', [('30_corruption', ('gmml_corrupt', 'GMMLCorruption', 'corruption_steps')),
                                          ('88_step', ('StopOnNonFiniteLoss', 'ForeachAdam'))])
 def test_library_pages_show_api_cards_with_the_source_collapsed(site, base_url, wide_browser, page, names):
     """A library page shows one card (signature and docstring) per name of its module's `__all__`, and the source of its

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from gmml_fast.recipe import NAMED_RECIPES, RECIPE_ALIASES, RECIPE_SOURCES, get_recipe
-from gmml_fast.patches import ENCODER_PRESETS, create_encoder
+from gmml_fast.encoder import ENCODER_PRESETS, create_encoder
 
 # name -> {field: (value as the source states it, where)}. Rates are per 256 images (SimMIM and DeiT state theirs per 512).
 PAPERS = {
@@ -112,8 +112,8 @@ def test_one_step_of_each_named_recipe(name):
 
 @pytest.mark.parametrize('name', ['gmml@atito2022', 'mae@he2021', 'mae@tan2024', 'simmim@xie2021'])
 def test_cli_pretrains_each_paper_recipe_on_fakedata(tmp_path, name):
-    "`python -m gmml_fast.train pretrain --recipe NAME --dataset FakeData --epochs 1`, cut to one block and a few images."
-    r = subprocess.run([sys.executable, '-m', 'gmml_fast.train', 'pretrain', '--recipe', name, '--dataset', 'FakeData',
+    "`python -m gmml_fast.train pretrain --recipe NAME --data FakeData --epochs 1`, cut to one block and a few images."
+    r = subprocess.run([sys.executable, '-m', 'gmml_fast.train', 'pretrain', '--recipe', name, '--data', 'FakeData',
                         '--data_root', str(tmp_path/'data'), '--epochs', '1', '--depth', '1', '--fraction', '0.02', '--bs', '8',
                         '--n_valid', '8', '--monitor', '0', '--no-show', '--out', str(tmp_path/'out')],
                        capture_output=True, text=True, timeout=900)
@@ -126,7 +126,7 @@ def test_cli_pretrains_each_paper_recipe_on_fakedata(tmp_path, name):
 
 def test_cli_finetunes_tan2024_with_crops_flips_and_the_whole_test_split(tmp_path):
     "`finetune --recipe finetune@tan2024`: its crops and flips, warm-up + cosine at constant β₁ (fit_warmup_cosine), accuracy on every test image."
-    r = subprocess.run([sys.executable, '-m', 'gmml_fast.train', 'finetune', '--recipe', 'finetune@tan2024', '--dataset', 'FakeData',
+    r = subprocess.run([sys.executable, '-m', 'gmml_fast.train', 'finetune', '--recipe', 'finetune@tan2024', '--data', 'FakeData',
                         '--data_root', str(tmp_path/'data'), '--epochs', '1', '--depth', '1', '--label_fraction', '0.1', '--bs', '16',
                         '--out', str(tmp_path/'out')], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]

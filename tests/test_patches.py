@@ -3,8 +3,8 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from gmml_fast.patches import (patchify, unpatchify, grid_size, token_to_pixel_mask, pixel_to_token_mask,
-                               create_encoder, block_outputs)
+from gmml_fast.patches import patchify, unpatchify, grid_size, token_to_pixel_mask, pixel_to_token_mask
+from gmml_fast.encoder import create_encoder, block_outputs
 
 @st.composite
 def image_batches(draw):

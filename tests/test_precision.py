@@ -5,14 +5,15 @@ import torch
 
 @pytest.mark.parametrize('what', ['mae', 'finetune'])
 def test_bf16_trains_on_cpu(what):
-    from gmml_fast.data import fmnist_pretrain_dls, fmnist_finetune_dls
+
+    from gmml_fast.datasets import finetune_dls, pretrain_dls
     from gmml_fast.learner import mae_learner, finetune_learner
     torch.manual_seed(0)
     if what == 'mae':
-        dls = fmnist_pretrain_dls(bs=16, size=32, fraction=256/60000, valid=0.01, seed=0)
+        dls = pretrain_dls('fashion_mnist', bs=16, size=32, fraction=256/60000, valid=0.01, seed=0)
         learn = mae_learner(dls, 'nano_32', encoder_kwargs=dict(depth=1), seed=0, lr=1e-3, precision='bf16')
     else:
-        dls = fmnist_finetune_dls(bs=16, label_fraction=0.005, size=32, n_valid=32, seed=0)
+        dls = finetune_dls('fashion_mnist', bs=16, label_fraction=0.005, size=32, n_valid=32, seed=0)
         learn = finetune_learner(dls, arch='nano_32', encoder_kwargs=dict(depth=1), drloc=0.1, me=0.1, mae=0.1, seed=0, lr=2e-3,
                                  precision='bf16', drloc_kwargs=dict(hidden=64), me_kwargs=dict(depth=1))
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(3)

@@ -8,8 +8,8 @@ import torch
 from fastai.callback.training import GradientClip
 from fastai.callback.mixup import MixUp, CutMix
 
-from gmml_fast.recipe import (GMMLRecipe, MAERecipe, SimMIMRecipe, FinetuneRecipe, NAMED_RECIPES, _interval, in_interval,
-                              field_kind as _kind)
+from gmml_fast.recipe import GMMLRecipe, MAERecipe, SimMIMRecipe, FinetuneRecipe, NAMED_RECIPES
+from gmml_fast.checked import _interval, in_interval, field_kind as _kind
 from gmml_fast.data import tensor_dls
 from gmml_fast.config import PretrainConfig, FinetuneConfig
 from gmml_fast.runs import _pretrain_learner, _finetune_learner
@@ -38,7 +38,7 @@ CASES = [(cls, f, v) for cls in RECIPES + (PretrainConfig, FinetuneConfig) for f
 
 def test_every_field_declares_what_it_allows():
     "A numeric field without an interval, or a str field without choices that is not free text, would accept anything."
-    free_text = {'data', 'dataset', 'data_root', 'arch', 'out', 'pretrained', 'recipe'}
+    free_text = {'data', 'data_root', 'arch', 'out', 'pretrained', 'recipe'}
     for cls in RECIPES + (PretrainConfig, FinetuneConfig):
         for f in fields(cls):
             if 'help' not in f.metadata: continue
@@ -87,11 +87,11 @@ def _probe(learn, name):
     enc = m.encoder
     probes = dict(
         lr=lambda: learn.lr[-1] if isinstance(learn.lr, list) else learn.lr, wd=lambda: learn.wd,
-        wd_end=lambda: getattr(learn, 'wd_end', None), beta2=lambda: learn.opt_func.keywords['sqr_mom'],
+        wd_end=lambda: getattr(learn.recipe, 'wd_end', None), beta2=lambda: learn.opt_func.keywords['sqr_mom'],
         clip=lambda: clip[0] if clip else None,
         drop_path=lambda: getattr(enc.blocks[-1].drop_path1, 'drop_prob', 0.0),
         augment=lambda: (cb.augment is not None) if cb is not None else next((c.policy for c in cbs if type(c).__name__ == 'BatchAugment'), None),
-        corruption=lambda: cb.corruption.recipe, align=lambda: cb.corruption.align, ratio=lambda: cb.corruption.ratio,
+        corruption=lambda: cb.corruption.name, align=lambda: cb.corruption.align, ratio=lambda: cb.corruption.ratio,
         fusion=lambda: m.fusion, whole_image=lambda: learn.loss_func.whole_image,
         mask_ratio=lambda: m.mask_ratio, mask=lambda: m.mask, dummy_token=lambda: m.dummy_token is not None,
         decoder_dim=lambda: m.decoder_embed.out_features, decoder_depth=lambda: len(m.decoder_blocks),
@@ -130,7 +130,7 @@ def _argv(values):
 def _config(cfg_cls, argv):
     ns = vars(parser(cfg_cls).parse_args(argv)); ns.pop('resume'); ns.pop('stop_after')
     cfg = cfg_cls.from_options(**ns)
-    r = cfg.make_recipe(); cfg.resolve_arch()
+    r = cfg.training_recipe(); cfg = cfg.completed(r)
     return cfg, r
 
 @pytest.mark.parametrize('method', ['gmml', 'mae', 'simmim'])

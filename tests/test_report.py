@@ -164,3 +164,20 @@ def test_throughput_table_puts_each_step_under_the_setting_it_was_measured_at(tm
         if model == 'ViT-Nano/6': assert all('ViT-Nano/6' in k or 'monitor read-out' in k for k in keys), head
         if model: assert re.search(re.escape(model) + r'( \([^)]*\))? on ' + re.search(r'\d+×\d+×\d+', head)[0], d['setup']), head   # its image size, as in setup
     assert sum(map(len, R.throughput_groups(d).values())) == len(d['images_per_s'])
+
+def test_a_rerun_legacy_record_becomes_history(tmp_path, monkeypatch):
+    "Once the runner reran a study, its legacy record lives under history/: the Reproduce table lists it there, and the Results page quotes what it measured, with its commit."
+    old = [_rec(m, 'finetune', f, s, a + (0.05 if m == 'gmml' else 0) + s/100) for f in (0.01, 0.1) for s in range(3)
+           for m, a in (('random', 0.6), ('gmml', 0.6))]
+    (tmp_path/'history').mkdir()
+    (tmp_path/'history'/'label_efficiency.json').write_text(json.dumps(old))
+    entry = dict(command='python benchmarks/bench_old.py --threads 2', commit='abc1234', study='label_efficiency')
+    (tmp_path/'legacy.json').write_text(json.dumps({'label_efficiency': dict(entry, file='history/label_efficiency.json')}))
+    monkeypatch.setattr(R, 'RESULTS', tmp_path); monkeypatch.setattr(R, 'LEGACY', tmp_path/'legacy.json')
+    s = R.history_sentence()
+    assert 'commit abc1234' in s and '`benchmarks/results/history/label_efficiency.json`' in s, s
+    assert 'GMML +5.0 ± 0.0 points over random init at 1 % and +5.0 ± 0.0 at 10 %' in s, s
+    assert ('| `history/label_efficiency` | `python benchmarks/bench_old.py` | abc1234 | `label_efficiency` (rerun: this file is history) |'
+            in R.legacy_table()), R.legacy_table()
+    (tmp_path/'legacy.json').write_text(json.dumps({'label_efficiency': entry}))       # not rerun yet: no history to quote
+    assert R.history_sentence() == ''

@@ -9,7 +9,7 @@ generators, another seeded finetune). Losses, accuracy and the final weights mus
 * the command line (`python -m gmml_fast.train finetune`, what the README runs) against `main(argv)` called in one
   process after a `pretrain` and a `--pretrained` finetune, as `tools/quick_start.py` once did; the `--pretrained`
   finetune is also run fresh on the same pretraining run and compared;
-* the library: `set_seed(seed)`, `fmnist_finetune_dls(seed=)`, `finetune_learner(seed=)`, `fit_recipe()`, the order
+* the library: `set_seed(seed)`, `finetune_dls('fashion_mnist', seed=)`, `finetune_learner(seed=)`, `fit_recipe()`, the order
   the command line uses. `set_seed` is the caller's part: a builder's `seed` fixes the callbacks' random streams
   only, while the initial weights come from torch's global generator and the training loader's shuffle from one
   drawn from python's `random` when the loaders are made.
@@ -65,13 +65,13 @@ def _cli_numbers(parent: Path) -> dict:
 
 _CLI_AFTER = _PRELUDE + """
 from pathlib import Path
+from gmml_fast.datasets import pretrain_dls
 from gmml_fast.train import main
-from gmml_fast.data import fmnist_pretrain_dls
 out, PRETRAIN, FT = Path(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3])
 assert main([*PRETRAIN, '--out', str(out/'pretrain')]) == 0
 (pre,) = (out/'pretrain').iterdir()
 assert main([*FT, '--pretrained', str(pre), '--out', str(out/'pretrained')]) == 0
-fmnist_pretrain_dls(bs=16, size=28, fraction=0.002, seed=9)      # loaders drawn from the global generators
+pretrain_dls('fashion_mnist', bs=16, size=28, fraction=0.002, seed=9)      # loaders drawn from the global generators
 noise()
 assert main([*FT, '--seed', '1', '--out', str(out/'other_seed')]) == 0
 noise()
@@ -108,13 +108,13 @@ def test_cli_finetune_same_fresh_and_after_other_work(tmp_path):
 _LIB = _PRELUDE + """
 import hashlib
 from fastai.torch_core import set_seed
-from gmml_fast.data import fmnist_finetune_dls, fmnist_pretrain_dls
+from gmml_fast.datasets import finetune_dls, pretrain_dls
 from gmml_fast.learner import finetune_learner, gmml_learner
 
 def seeded_finetune(seed, **kw):
     "The command line's order: seed python, numpy and torch, then the loaders, then the learner."
     set_seed(seed)
-    dls = fmnist_finetune_dls(bs=32, label_fraction=0.005, size=28, seed=seed, n_valid=100)
+    dls = finetune_dls('fashion_mnist', bs=32, label_fraction=0.005, size=28, seed=seed, n_valid=100)
     learn = finetune_learner(dls, arch='nano_28', encoder_kwargs=dict(depth=1), seed=seed, epochs=2, drloc=0.1, me=0.2, **kw)
     with learn.no_bar(), learn.no_logging(): learn.fit_recipe()
     h = hashlib.sha256()
@@ -125,12 +125,12 @@ def seeded_finetune(seed, **kw):
 
 if sys.argv[1] == 'after':
     # a short GMML pretraining on other loaders, a finetune of its encoder with another seed, more loaders, global draws
-    dls = fmnist_pretrain_dls(bs=32, size=28, fraction=0.003, seed=3, n_valid=40)
+    dls = pretrain_dls('fashion_mnist', bs=32, size=28, fraction=0.003, seed=3, n_valid=40)
     pre = gmml_learner(dls, 'nano_28', encoder_kwargs=dict(depth=1), seed=5)
     with pre.no_bar(), pre.no_logging(): pre.fit(1)
     noise()
     seeded_finetune(1, pretrained=pre)
-    fmnist_finetune_dls(bs=16, label_fraction=0.01, size=28, seed=2)
+    finetune_dls('fashion_mnist', bs=16, label_fraction=0.01, size=28, seed=2)
     noise()
 print('RESULT ' + json.dumps(seeded_finetune(0)))
 """
@@ -141,7 +141,7 @@ def _lib_result(out: str) -> dict:
 
 @pytest.mark.slow
 def test_library_finetune_same_fresh_and_after_other_work(tmp_path):
-    "`set_seed` + `fmnist_finetune_dls` + `finetune_learner` + `fit_recipe` in a new interpreter = the same after a GMML pretraining, another seeded finetune and global draws in one process."
+    "`set_seed` + `finetune_dls` + `finetune_learner` + `fit_recipe` in a new interpreter = the same after a GMML pretraining, another seeded finetune and global draws in one process."
     t0 = time.perf_counter()
     procs = [_start(['-c', _LIB, mode], tmp_path) for mode in ('fresh', 'after')]
     try: a, b = (_lib_result(_finish(p)) for p in procs)

@@ -6,11 +6,12 @@ import subprocess, sys
 import pytest
 import torch
 
-from gmml_fast.aliens import gmml_corrupt
+from gmml_fast.corruption import gmml_corrupt
 from gmml_fast.data import tensor_dls, image_batch_tfms
 from gmml_fast.learner import gmml_learner, mae_learner, simmim_learner, finetune_learner
-from gmml_fast.models import load_encoder, export_encoder, GMMLModel
-from gmml_fast.patches import create_encoder
+from gmml_fast.encoder import load_encoder, export_encoder
+from gmml_fast.gmml import GMMLModel
+from gmml_fast.encoder import create_encoder
 from gmml_fast.rng import rng_key
 from gmml_fast.step import host_work, step_host_work
 

@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
-import gmml_fast.aliens as aliens
+import gmml_fast.corruption as corruption
 from gmml_fast.augment import (PretrainAugment, random_resized_crop_flip, color_jitter, hue_shift, random_grayscale,
                                random_gaussian_blur, gaussian_blur_batch, to_grayscale)
-from gmml_fast.aliens import gmml_corrupt
+from gmml_fast.corruption import gmml_corrupt
 from gmml_fast.rng import rng_key
 
 STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -47,7 +47,7 @@ def test_defaults_pinned():
 
 def test_blur_alien_unchanged():
     "GMML's blur alien uses the moved gaussian_blur_batch; the corruption's numbers are pinned (re-pinned when one call began drawing all its numbers in one hash, issue 39)."
-    assert aliens.gaussian_blur_batch is gaussian_blur_batch        # still importable from aliens (documented once, in augment)
+    assert corruption.gaussian_blur_batch is gaussian_blur_batch    # still importable from corruption (documented once, in augment)
     x = _images(8, 3, 20, 16)
     pinned = {0: (2952.7144717494066, 1986), 1: (3034.962747064652, 1828)}
     for seed, (total, n_mask) in pinned.items():

@@ -4,7 +4,8 @@ from pathlib import Path
 os.environ.setdefault('MPLBACKEND', 'Agg')
 import torch
 from fastai.callback.progress import ProgressCallback
-from gmml_fast.data import fmnist_pretrain_dls, fmnist_finetune_dls
+
+from gmml_fast.datasets import finetune_dls, pretrain_dls
 from gmml_fast.learner import gmml_learner, finetune_learner
 from gmml_fast.distributed import distrib_ctx, is_rank0
 from gmml_fast.checkpoint import CheckpointEveryEpoch
@@ -15,10 +16,10 @@ mode, out = sys.argv[1], Path(sys.argv[2])
 torch.manual_seed(0)                 # DDP broadcasts rank 0's weights anyway; the corruption streams differ by rank
 tiny = dict(arch='nano_32', encoder_kwargs=dict(depth=2))
 if mode == 'pretrain':
-    dls = fmnist_pretrain_dls(bs=32, fraction=512/60000, valid=0.01, n_valid=64)
+    dls = pretrain_dls('fashion_mnist', bs=32, fraction=512/60000, valid=0.01, n_valid=64, size=32)
     learn = gmml_learner(dls, seed=0, path=out, **tiny)      # the GMML callback adds the rank: one stream per rank
 elif mode == 'finetune':
-    dls = fmnist_finetune_dls(bs=32, label_fraction=512/60000, valid=0.01, n_valid=64)
+    dls = finetune_dls('fashion_mnist', bs=32, label_fraction=512/60000, valid=0.01, n_valid=64, size=32)
     learn = finetune_learner(dls, path=out, me=0.1, mae=0.1, **tiny)   # auxiliary terms: their columns must be reduced too; MAE re-runs the shared encoder under DDP
 else: raise ValueError(f"mode must be pretrain or finetune, got {mode!r}")
 learn.remove_cb(ProgressCallback)
