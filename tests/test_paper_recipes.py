@@ -15,7 +15,8 @@ import json, math, subprocess, sys
 import pytest
 import torch
 
-from gmml_fast.recipe import NAMED_RECIPES, RECIPE_ALIASES, RECIPE_SOURCES, get_recipe
+from gmml_fast.recipe import NAMED_RECIPES, RECIPE_ALIASES, get_recipe
+from gmml_fast.sources import RECIPE_SOURCES
 from gmml_fast.encoder import ENCODER_PRESETS, create_encoder
 
 # name -> {field: (value as the source states it, where)}. Rates are per 256 images (SimMIM and DeiT state theirs per 512).
