@@ -138,8 +138,8 @@ class GMML(PretrainCallback):
             self.learn.xb, self.learn.yb = (xc,), (target, mask)
 
     def reconstruct(self, x: torch.Tensor, seed: int = 0):
-        """Corrupt `x` with a fixed `seed` and reconstruct it with the model in eval mode: `(corrupted, mask,
-        reconstruction)`."""
+        """Corrupt `x` with a fixed `seed` and reconstruct it with the model in eval mode:
+        `(corrupted, mask, reconstruction)`."""
         with eval_mode(self.learn.model) as model:
             xc, mask = self.corruption(x, seed=seed)
             return xc, mask, model(xc)

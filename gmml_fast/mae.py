@@ -155,8 +155,8 @@ def create_mae_model(arch: str = 'tiny_32', in_chans: int = 3, decoder_dim: int 
                      decoder_heads: int = 3, decoder_mlp_ratio: float | None = None, mask_ratio: float = 0.75,
                      dummy_token: bool = False, out_chans: int | None = None, decoder_block: str = 'vit',
                      **encoder_kwargs) -> MAEModel:
-    """A `MAEModel` (lightweight-MAE decoder size by default: 192-d, 4 blocks, 3 heads) on a fresh `create_encoder(arch,
-    ...)`."""
+    """A `MAEModel` (lightweight-MAE decoder size by default: 192-d, 4 blocks, 3 heads) on a fresh
+    `create_encoder(arch, ...)`."""
     return MAEModel(create_encoder(arch, in_chans=in_chans, **encoder_kwargs), decoder_dim=decoder_dim,
                     decoder_depth=decoder_depth, decoder_heads=decoder_heads, decoder_mlp_ratio=decoder_mlp_ratio,
                     mask_ratio=mask_ratio, dummy_token=dummy_token, out_chans=out_chans, decoder_block=decoder_block)

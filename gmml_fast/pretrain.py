@@ -82,8 +82,8 @@ class MaskedPretrainCallback(PretrainCallback):
         self.learn.xb, self.learn.yb = (x, mask), self.targets(model, x, mask)
 
     def reconstruct(self, x: torch.Tensor, seed: int = 0):
-        """Mask `x` with a fixed `seed` and reconstruct: `(masked image, pixel mask, reconstruction with the visible
-        patches pasted back)`."""
+        """Mask `x` with a fixed `seed` and reconstruct:
+        `(masked image, pixel mask, reconstruction with the visible patches pasted back)`."""
         with eval_mode(self.learn.model) as model:
             mask = model.draw_mask(x, seed=seed)
             pred = model.reconstruct_image(x, mask)

@@ -141,8 +141,8 @@ def _check_rebuilds(enc: VisionTransformer, cfg: dict):
                          f"{(a - b).abs().max():.3g}): this encoder has a part a timm folder cannot describe")
 
 def load_timm_folder(folder, **kwargs) -> VisionTransformer:
-    """The encoder in a timm model folder, built by plain timm (`timm.create_model('local-dir:…', pretrained=True,
-    **kwargs)`; e.g. `num_classes=10` adds a new head)."""
+    """The encoder in a timm model folder, built by plain timm
+    (`timm.create_model('local-dir:…', pretrained=True, **kwargs)`; e.g. `num_classes=10` adds a new head)."""
     folder = Path(folder)
     if not (folder/'config.json').is_file() or not (folder/'model.safetensors').is_file():
         raise ValueError("folder must be a timm model folder with config.json and model.safetensors, got "

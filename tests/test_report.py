@@ -179,5 +179,8 @@ def test_a_rerun_legacy_record_becomes_history(tmp_path, monkeypatch):
     assert 'GMML +5.0 ± 0.0 points over random init at 1 % and +5.0 ± 0.0 at 10 %' in s, s
     assert ('| `history/label_efficiency` | `python benchmarks/bench_old.py` | abc1234 | `label_efficiency` (rerun: this file is history) |'
             in R.legacy_table()), R.legacy_table()
+    (tmp_path/'label_efficiency.json').write_text(json.dumps(old + [_rec('cnn', 'finetune', f, s, 0.7) for f in (0.01, 0.1) for s in range(3)]))
+    assert 'earlier version of the code' not in R.readme_summary() and 'ResNet stays ahead of GMML' in R.readme_summary()
     (tmp_path/'legacy.json').write_text(json.dumps({'label_efficiency': entry}))       # not rerun yet: no history to quote
     assert R.history_sentence() == ''
+    assert 'These numbers were measured by an earlier version of the code' in R.readme_summary()   # and the README says so
