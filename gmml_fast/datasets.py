@@ -352,7 +352,7 @@ class DataSource:
         if len(dls.train) == 0:
             raise ValueError(f"label_fraction={label_fraction} keeps {len(dls.train_ds)} labeled training image(s) of "
                              f"{self.name}, "
-                             f"fewer than one batch of bs={bs}: raise label_fraction or lower bs")
+                             f"fewer than one batch of bs={bs}: raise --label_fraction or lower --bs")
         return dls
 
     def test_size(self) -> int | None:

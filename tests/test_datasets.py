@@ -26,7 +26,7 @@ def test_pretrain_then_finetune_on_fakedata(tmp_path, capsys):
     assert rc == 0, err
     (run,) = (tmp_path/'pre').iterdir()
     meta, res = json.loads((run/'config.json').read_text()), json.loads((run/'result.json').read_text())
-    assert meta['config']['dataset'] == 'FakeData' and meta['config']['arch'] == 'tiny_32' and meta['resolved']['size'] == 32
+    assert meta['config']['data'] == 'FakeData' and meta['config']['arch'] == 'tiny_32' and meta['resolved']['size'] == 32
     assert meta['train_images'] == 256 and (run/'encoder.safetensors').is_file()          # --fraction 0.5 of 512 images
     assert res['valid_loss_after'] < res['valid_loss_before']
     rc, _, err = _main(capsys, 'finetune', '--data', 'FakeData', '--pretrained', str(run), '--epochs', '1', '--bs', '32',
@@ -57,7 +57,7 @@ def test_paper_recipe_for_cifar10_runs_in_its_quick_form(tmp_path):
     (pre,), (ft,) = (tmp_path/'pretrain').iterdir(), (tmp_path/'finetune').iterdir()
     meta = json.loads((pre/'config.json').read_text())
     cfg, rec = meta['config'], meta['recipe']['fields']
-    assert cfg['arch'] == 'tiny_32' and rec['corruption'] == 'gmml_paper' and cfg['dataset'] == 'FakeData' and rec['epochs'] == 1
+    assert cfg['arch'] == 'tiny_32' and rec['corruption'] == 'gmml_paper' and cfg['data'] == 'FakeData' and rec['epochs'] == 1
     assert meta['recipe']['name'] is None and meta['recipe']['base'] == 'gmml@atito2022'      # the paper's, one epoch
     fmeta = json.loads((ft/'config.json').read_text())
     assert (ft/'result.json').is_file() and fmeta['resolved']['pretrained'].endswith('encoder.safetensors')
