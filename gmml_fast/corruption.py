@@ -156,8 +156,15 @@ def _step_masks(p: _Plan, u: torch.Tensor, B: int) -> torch.Tensor:
                      start=u[..., 4*R + 1].reshape(-1), n_rects=per_step(list(p.n_rects), torch.int64))
     return cov.view(S, B, gh, gw)
 
-def gmml_corrupt(x: torch.Tensor, corruption='gmml', align: int = 1, ratio=None, key: torch.Tensor | None = None,
-                 seed: int | None = None, generator: torch.Generator | None = None):
+def gmml_corrupt(
+    x: torch.Tensor,                         # a float batch B×C×H×W (normalised or not)
+    corruption='gmml',                       # a name in `CORRUPTIONS`, one `Alien` or a list of them
+    align: int = 1,                          # block alignment in pixels (the patch size: aligned to tokens)
+    ratio=None,                              # rescale the budgeted steps to this total share
+    key: torch.Tensor | None = None,         # the counter RNG's key (`rng_key`): the same key, the same corruption
+    seed: int | None = None,                 # or a seed for the key
+    generator: torch.Generator | None = None,  # or a generator to draw the key from
+):
     """Corrupt a batch B×C×H×W with GMML alien concepts; returns `(corrupted, mask)`, `mask` B×1×H×W bool (True =
     manipulated)."""
     if not (isinstance(x, torch.Tensor) and x.ndim == 4 and x.is_floating_point()):
@@ -217,7 +224,12 @@ def show_corruption(x: torch.Tensor, corrupted: torch.Tensor, mask: torch.Tensor
 class GMMLCorruption:
     """A configured `gmml_corrupt`: `corr(x)` draws fresh corruption from its own generator, `corr(x, seed=s)` a fixed
     one."""
-    def __init__(self, corruption='gmml', align: int = 1, ratio=None, seed: int | None = None):
+    def __init__(self,
+                 corruption='gmml',        # a name in `CORRUPTIONS`, one `Alien` or a list of them
+                 align: int = 1,           # block alignment in pixels (the patch size: aligned to tokens)
+                 ratio=None,               # rescale the budgeted steps to this total share
+                 seed: int | None = None,  # the stream of keys when called without one (None: fresh entropy)
+                ):
         self.steps, self.align, self.ratio = corruption_steps(corruption, ratio), align, ratio
         self.name = corruption if isinstance(corruption, str) else 'custom'
         self.generator = seeded_generator(seed)     # standalone use: no rank offset (the GMML callback passes its own keys)

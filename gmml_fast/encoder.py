@@ -59,8 +59,14 @@ ENCODER_PRESETS = {
     'base_224':  dict(arch='vit_base_patch16_224',  img_size=224, patch_size=16),
 }
 
-def create_encoder(arch: str = 'tiny_32', img_size=None, patch_size=None, in_chans: int = 3, num_classes: int = 0,
-                   **kwargs) -> VisionTransformer:
+def create_encoder(
+    arch: str = 'tiny_32',    # a preset of `ENCODER_PRESETS`, an alias (`ARCH_ALIASES`) or any timm ViT name
+    img_size=None,            # image side or (height, width) (default: the preset's, else timm's)
+    patch_size=None,          # patch side (default: the preset's, else timm's)
+    in_chans: int = 3,        # input channels
+    num_classes: int = 0,     # 0: an encoder without a head (`forward` returns the pooled features)
+    **kwargs,                 # more timm `VisionTransformer` arguments (`depth`, `drop_path_rate`, ...)
+) -> VisionTransformer:
     """A timm ViT (random init, nothing downloaded) from a preset name in `ENCODER_PRESETS` (its `kwargs` merged in,
     yours winning), an alias, or any timm ViT name."""
     if arch in ENCODER_PRESETS:

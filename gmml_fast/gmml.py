@@ -86,8 +86,15 @@ class GMMLModel(nn.Module):
         return dict(zip(blocks, recs))
 
 # %% ../nbs/62_gmml.ipynb #a72bf9d3
-def create_gmml_model(arch: str = 'tiny_32', in_chans: int = 3, blocks=None, fusion: str = 'sum', decoder=None,
-                      out_chans: int | None = None, **encoder_kwargs) -> GMMLModel:
+def create_gmml_model(
+    arch: str = 'tiny_32',          # encoder preset, alias or timm ViT name (`create_encoder`)
+    in_chans: int = 3,              # input channels
+    blocks=None,                    # 1-based blocks whose outputs are fused (default: `default_blocks(depth)`)
+    fusion: str = 'sum',            # 'sum' or 'mean' of the fused blocks
+    decoder=None,                   # a decoder module or `LightDecoder` arguments (default: the light decoder)
+    out_chans: int | None = None,   # reconstructed channels (default: `in_chans`)
+    **encoder_kwargs,               # more `create_encoder` arguments (`depth`, `patch_size`, ...)
+) -> GMMLModel:
     "A `GMMLModel` on a fresh `create_encoder(arch, in_chans=in_chans, **encoder_kwargs)`."
     return GMMLModel(create_encoder(arch, in_chans=in_chans, **encoder_kwargs), blocks=blocks, fusion=fusion,
                      decoder=decoder, out_chans=out_chans)

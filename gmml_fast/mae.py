@@ -151,10 +151,19 @@ def mae_decoder_for(encoder: VisionTransformer) -> dict:
                 decoder_heads=encoder.blocks[0].attn.num_heads)
 
 # %% ../nbs/64_mae.ipynb #3760b850
-def create_mae_model(arch: str = 'tiny_32', in_chans: int = 3, decoder_dim: int = 192, decoder_depth: int = 4,
-                     decoder_heads: int = 3, decoder_mlp_ratio: float | None = None, mask_ratio: float = 0.75,
-                     dummy_token: bool = False, out_chans: int | None = None, decoder_block: str = 'vit',
-                     **encoder_kwargs) -> MAEModel:
+def create_mae_model(
+    arch: str = 'tiny_32',                     # encoder preset, alias or timm ViT name (`create_encoder`)
+    in_chans: int = 3,                         # input channels
+    decoder_dim: int = 192,                    # decoder width (the lightweight MAE's)
+    decoder_depth: int = 4,                    # decoder blocks
+    decoder_heads: int = 3,                    # decoder attention heads
+    decoder_mlp_ratio: float | None = None,    # decoder MLP ratio (default: the block's own)
+    mask_ratio: float = 0.75,                  # share of the patches hidden from the encoder
+    dummy_token: bool = False,                 # append the lightweight MAE's zero 'dummy' patch
+    out_chans: int | None = None,              # predicted channels (default: `in_chans`)
+    decoder_block: str = 'vit',                # 'vit' (timm's block) or 'lite' (the lightweight MAE's)
+    **encoder_kwargs,                          # more `create_encoder` arguments (`depth`, `patch_size`, ...)
+) -> MAEModel:
     """A `MAEModel` (lightweight-MAE decoder size by default: 192-d, 4 blocks, 3 heads) on a fresh
     `create_encoder(arch, ...)`."""
     return MAEModel(create_encoder(arch, in_chans=in_chans, **encoder_kwargs), decoder_dim=decoder_dim,

@@ -84,9 +84,16 @@ class SimMIMModel(nn.Module):
         return self(x, mask)
 
 # %% ../nbs/66_simmim.ipynb #dec0c3d8
-def create_simmim_model(arch: str = 'tiny_32', in_chans: int = 3, mask_ratio: float = 0.6, mask: str = 'random',
-                        decoder=None, out_chans: int | None = None, mask_cells: int | None = None,
-                        **encoder_kwargs) -> SimMIMModel:
+def create_simmim_model(
+    arch: str = 'tiny_32',            # encoder preset, alias or timm ViT name (`create_encoder`)
+    in_chans: int = 3,                # input channels
+    mask_ratio: float = 0.6,          # share of the image hidden
+    mask: str = 'random',             # 'random' (SimMIM's) or 'blockwise' (BEiT's)
+    decoder=None,                     # a head module or `LightDecoder` arguments (default: a linear map per token)
+    out_chans: int | None = None,     # predicted channels (default: `in_chans`)
+    mask_cells: int | None = None,    # SimMIM's mask cells per side of the token grid (default: one token per cell)
+    **encoder_kwargs,                 # more `create_encoder` arguments (`depth`, `patch_size`, ...)
+) -> SimMIMModel:
     "A `SimMIMModel` (linear head, 60 % random masking by default) on a fresh `create_encoder(arch, ...)`."
     return SimMIMModel(create_encoder(arch, in_chans=in_chans, **encoder_kwargs), mask_ratio=mask_ratio, mask=mask,
                        decoder=decoder, out_chans=out_chans, mask_cells=mask_cells)
