@@ -106,7 +106,7 @@ def check_fmnist(path) -> Path:
     "The folder that holds Fashion-MNIST's four IDX files under --fmnist (itself, or torchvision's FashionMNIST/raw below it), with the expected shapes; else stop with one line naming --fmnist."
     if not path: fail("--fmnist PATH is needed by the pretrain part (a folder holding Fashion-MNIST's IDX files, "
                       "e.g. /usr/share/datasets/fashion-mnist); or leave pretrain out of --parts")
-    from gmml_fast.data import idx_file          # the package's own lookup (gzipped or not)
+    from gmml_fast.files import idx_file          # the package's own lookup (gzipped or not)
     root = Path(path).expanduser()
     for folder in (root, root/'FashionMNIST'/'raw'):
         files = [idx_file(folder, s) for s in IDX_STEMS]
@@ -446,7 +446,7 @@ def _torchvision_root(folder: Path, tmp: Path) -> Path:
     if folder.parts[-2:] == ('FashionMNIST', 'raw'): return folder.parent.parent
     raw = tmp/'data'/'FashionMNIST'/'raw'
     raw.mkdir(parents=True)
-    from gmml_fast.data import idx_file
+    from gmml_fast.files import idx_file
     for stem in IDX_STEMS:
         f = idx_file(folder, stem)
         (raw/f.name).symlink_to(f.resolve())

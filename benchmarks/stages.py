@@ -22,7 +22,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from fastai.callback.core import Callback, CancelValidException, CancelFitException
 
-from gmml_fast.data import load_fashion_mnist, stratified_subset, valid_subset, tensor_dls, image_batch_tfms, FMNIST_STATS, FMNIST_CLASSES
+from gmml_fast.data import stratified_subset, valid_subset, tensor_dls, image_batch_tfms
+from gmml_fast.files import load_fashion_mnist, FMNIST_STATS, FMNIST_CLASSES
 from gmml_fast.evaluate import embed_images, knn_accuracy, linear_probe_accuracy, KNNMonitor
 from gmml_fast.recipe import get_recipe, with_overrides
 
@@ -313,7 +314,8 @@ def finetune(cfg: dict, store: Store) -> dict | None:
     from fastai.metrics import accuracy
     from fastai.optimizer import Adam
     from fastai.torch_core import set_seed
-    from gmml_fast.learner import finetune_learner, BatchAugment
+    from gmml_fast.learner import finetune_learner
+    from gmml_fast.finetune import BatchAugment
     path = encoder_file(store, cfg['pretrain'])
     if cfg['pretrain'] is not None and path is None: return None
     t0 = time.perf_counter()

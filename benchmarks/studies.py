@@ -486,7 +486,7 @@ def run_ablations(store: Store, quick: bool = False, p: dict | None = None) -> d
 
 @functools.lru_cache(maxsize=4)
 def _coverage_images(n: int):
-    from gmml_fast.data import load_fashion_mnist
+    from gmml_fast.files import load_fashion_mnist
     from benchmarks.stages import normalised
     return normalised(load_fashion_mnist('train')[0][:n], SIZE)
 

@@ -108,8 +108,8 @@ def _parameters(what: str, obj) -> list[str]:
     if all(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params): return []
     from sphinx.util.inspect import object_description
     try:
-        from fastcore.docments import docments
-        notes = {k: v for k, v in docments(obj).items() if isinstance(v, str)}
+        from gmml_fast.core import param_notes      # the one reader of the docments comments (and `hp` help lines)
+        notes = param_notes(obj)
     except Exception: notes = {}
     out = []
     for p in params:

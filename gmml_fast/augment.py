@@ -14,11 +14,13 @@ from .rng import resolve_key, hash_uniform
 from .core import range_pair, stats_tensors, device_constant
 
 # %% auto #0
-__all__ = ['to_grayscale', 'random_resized_crop_flip', 'hue_shift', 'color_jitter', 'gaussian_blur_batch', 'random_grayscale',
-           'random_gaussian_blur', 'PretrainAugment']
+__all__ = ['AUGMENT_POLICIES', 'to_grayscale', 'random_resized_crop_flip', 'hue_shift', 'color_jitter', 'gaussian_blur_batch',
+           'random_grayscale', 'random_gaussian_blur', 'PretrainAugment']
 
 # %% ../nbs/25_augment.ipynb #89a9e7cf
-def to_grayscale(x: torch.Tensor) -> torch.Tensor:
+def to_grayscale(
+    x: torch.Tensor,  # a float batch B×C×H×W
+) -> torch.Tensor:
     "Luminance of a B×C×H×W batch, repeated over its C channels (ITU-R 601 weights for C=3, channel mean otherwise)."
     if x.shape[1] == 3: w = device_constant((0.299, 0.587, 0.114), x.dtype, x.device).view(1, 3, 1, 1)
     else: w = torch.full((1, x.shape[1], 1, 1), 1/x.shape[1], device=x.device, dtype=x.dtype)
@@ -28,16 +30,23 @@ def to_grayscale(x: torch.Tensor) -> torch.Tensor:
 # streams of the augmentation's random numbers (independent of each other because hash_uniform hashes the stream id)
 _CROP_STREAM, _JITTER_STREAM, _HUE_STREAM, _GRAY_STREAM, _BLUR_STREAM = 1, 2, 3, 4, 5
 
-def random_resized_crop_flip(x: torch.Tensor, key: torch.Tensor, scale=(0.6, 1.0), ratio=(3/4, 4/3),
-                             flip: float = 0.5) -> torch.Tensor:
+def random_resized_crop_flip(
+    x: torch.Tensor,    # a float batch B×C×H×W
+    key: torch.Tensor,  # the counter RNG's key (`rng_key`): the same key, the same crops and flips
+    scale=(0.6, 1.0),   # (min, max) area share of the crop, in (0, 1]; None: no crop, only the flip
+    ratio=(3/4, 4/3),   # (min, max) aspect ratio (width/height) of the crop, drawn log-uniformly
+    flip: float = 0.5,  # probability of a horizontal flip
+) -> torch.Tensor:
     """Crop each image of a B×C×H×W batch to a random area share in `scale` and aspect ratio in `ratio`, resize it back,
     and flip it with probability `flip`; `scale=None`: no crop, only the flip (an exact mirror image, no resampling)."""
     B, C, H, W = x.shape
     u = hash_uniform(key, (5, B), _CROP_STREAM).to(x.device)
-    if scale is None: return torch.where((u[4] < flip).view(B, 1, 1, 1), x.flip(-1), x)   # the same flips as with a crop
+    # the same flips as with a crop
+    if scale is None: return torch.where((u[4] < flip).view(B, 1, 1, 1), x.flip(-1), x)
     area = scale[0] + u[0]*(scale[1] - scale[0])
     log_r = math.log(ratio[0]) + u[1]*(math.log(ratio[1]) - math.log(ratio[0]))
-    r = torch.exp(log_r)*(H/W)                                  # the aspect ratio is in pixels: width/height shares scale by H/W
+    # the aspect ratio is in pixels: width/height shares scale by H/W
+    r = torch.exp(log_r)*(H/W)
     w = torch.sqrt(area*r).clamp(max=1.0)                       # share of the width
     h = torch.sqrt(area/r).clamp(max=1.0)                       # share of the height
     cx, cy = (2*u[2] - 1)*(1 - w), (2*u[3] - 1)*(1 - h)         # centre: the crop stays inside the image
@@ -53,7 +62,10 @@ def random_resized_crop_flip(x: torch.Tensor, key: torch.Tensor, scale=(0.6, 1.0
 _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64)
 _YIQ_TO_RGB_CHROMA = torch.linalg.inv(_YIQ)[:, 1:]              # 3×2: the RGB change made by one unit of I and of Q
 
-def hue_shift(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
+def hue_shift(
+    x: torch.Tensor,      # a 3-channel batch B×3×H×W with values in [0, 1]
+    turns: torch.Tensor,  # B hue rotations, in full turns (0.5: the opposite hue)
+) -> torch.Tensor:
     """Rotate the hue of image `b` of a 3-channel batch with values in [0, 1] by `turns[b]` of a full turn: the chroma
     (I, Q) of every pixel turns in YIQ space, its luminance Y stays; a colour pushed out of [0, 1] keeps Y and loses
     just enough chroma to fit."""
@@ -64,15 +76,22 @@ def hue_shift(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
     a = 2*math.pi*turns.to(x.device, torch.float32).view(B, 1, 1)
     cos, sin = torch.cos(a), torch.sin(a)
     iq = torch.stack([cos*iq[:, 0] - sin*iq[:, 1], sin*iq[:, 0] + cos*iq[:, 1]], 1)
-    d = torch.einsum('ck,bkhw->bchw', device_constant(_YIQ_TO_RGB_CHROMA.tolist(), torch.float32, x.device), iq)   # the turned chroma, in RGB
+    # the turned chroma, in RGB
+    d = torch.einsum('ck,bkhw->bchw', device_constant(_YIQ_TO_RGB_CHROMA.tolist(), torch.float32, x.device), iq)
     # the largest share t <= 1 of the chroma that keeps every channel of Y + t·d inside [0, 1]
     room = torch.where(d > 0, 1 - lum, lum)/d.abs().clamp(min=1e-12)
     t = room.amin(1, keepdim=True).clamp(0, 1)
     return (lum + t*d).clamp(0, 1).to(x.dtype)
 
 # %% ../nbs/25_augment.ipynb #db74ffdf
-def color_jitter(x: torch.Tensor, key: torch.Tensor, strength: float = 0.4, p: float = 0.8, stats=None,
-                 hue: float = 0.0) -> torch.Tensor:
+def color_jitter(
+    x: torch.Tensor,        # a 3-channel batch B×3×H×W, in [0, 1] or normalised with `stats`
+    key: torch.Tensor,      # the counter RNG's key (`rng_key`): the same key, the same jitter
+    strength: float = 0.4,  # the brightness, contrast and saturation factors lie in [1-strength, 1+strength]
+    p: float = 0.8,         # share of the images that are jittered (and hue-shifted)
+    stats=None,             # (mean, std) of the normalisation; None: the batch is in [0, 1]
+    hue: float = 0.0,       # hue shift of at most ±hue of a full turn (0: none)
+) -> torch.Tensor:
     """Random brightness, contrast and saturation (each a factor in [1-strength, 1+strength]) and, with `hue` > 0, a hue
     shift of at most ±`hue` of a turn (`hue_shift`), for a share `p` of a 3-channel batch; `stats` = (mean, std) of
     normalised data."""
@@ -94,7 +113,12 @@ def color_jitter(x: torch.Tensor, key: torch.Tensor, strength: float = 0.4, p: f
     return (y - m)/s if stats is not None else y
 
 # %% ../nbs/25_augment.ipynb #9e92cf67
-def gaussian_blur_batch(x: torch.Tensor, sigma: torch.Tensor, ksize: torch.Tensor, max_ksize: int = 15) -> torch.Tensor:
+def gaussian_blur_batch(
+    x: torch.Tensor,      # a float batch B×C×H×W
+    sigma: torch.Tensor,  # B standard deviations of the Gaussians, in pixels
+    ksize: torch.Tensor,  # B odd kernel sizes, integers <= `max_ksize`
+    max_ksize: int = 15,  # the largest kernel size (odd): the padding and the length of the kernels
+) -> torch.Tensor:
     """Blur each image `b` of a B×C×H×W batch with its own Gaussian `sigma[b]` and odd kernel size `ksize[b]` (<=
     `max_ksize`)."""
     B, C, H, W = x.shape
@@ -108,7 +132,12 @@ def gaussian_blur_batch(x: torch.Tensor, sigma: torch.Tensor, ksize: torch.Tenso
     return y.reshape(B, C, H, W)
 
 # %% ../nbs/25_augment.ipynb #02dccd25
-def random_grayscale(x: torch.Tensor, key: torch.Tensor, p: float = 0.1, stats=None) -> torch.Tensor:
+def random_grayscale(
+    x: torch.Tensor,    # a 3-channel batch B×3×H×W, normalised with `stats` or not
+    key: torch.Tensor,  # the counter RNG's key (`rng_key`): the same key, the same grey images
+    p: float = 0.1,     # probability of turning an image grey
+    stats=None,         # (mean, std) of the normalisation; None: the batch is not normalised
+) -> torch.Tensor:
     """Turn each image of a 3-channel batch grey (`to_grayscale`) with probability `p`, the others exactly as they are;
     `stats` = (mean, std) of normalised data."""
     if x.shape[1] != 3: raise ValueError(f"random_grayscale needs 3-channel images, got {x.shape[1]} channel(s)")
@@ -118,7 +147,12 @@ def random_grayscale(x: torch.Tensor, key: torch.Tensor, p: float = 0.1, stats=N
     m, s = stats_tensors(stats, x.device, x.dtype)
     return torch.where(on, (to_grayscale(x*s + m) - m)/s, x)
 
-def random_gaussian_blur(x: torch.Tensor, key: torch.Tensor, p: float = 0.1, sigma=(0.1, 2.0)) -> torch.Tensor:
+def random_gaussian_blur(
+    x: torch.Tensor,    # a float batch B×C×H×W
+    key: torch.Tensor,  # the counter RNG's key (`rng_key`): the same key, the same blurs
+    p: float = 0.1,     # probability of blurring an image
+    sigma=(0.1, 2.0),   # (min, max) range of the Gaussian's σ in pixels, or one σ
+) -> torch.Tensor:
     """Blur each image of a B×C×H×W batch with probability `p` by a Gaussian whose σ (pixels) is drawn uniformly in
     `sigma` (a range, or one σ), kernel 2·⌈3σ⌉+1 (at most the image's side); the others exactly as they are."""
     B, C, H, W = x.shape
@@ -138,15 +172,23 @@ def _in_range(v, name: str, lo: float, hi: float, hi_open: bool = False):
 
 @dataclass(frozen=True)
 class PretrainAugment:
-    """Pretraining views of a batch, in this order: random resized crop (area share `scale`, aspect ratio `ratio`; `scale=None`: no crop) with a horizontal flip of probability `flip`; on a share `jitter_p` of 3-channel images, brightness, contrast and saturation jitter of strength `jitter` and a hue shift of at most ±`hue` of a turn (a chroma rotation in YIQ space that approximates torchvision's HSV hue); grey scale with probability `grayscale_p` (3-channel images); a Gaussian blur with probability `blur_p`, σ uniform in `blur_sigma` pixels.
+    """Pretraining views of a batch, in this order: random resized crop (area share `scale`, aspect ratio `ratio`;
+    `scale=None`: no crop) with a horizontal flip of probability `flip`; on a share `jitter_p` of 3-channel images,
+    brightness, contrast and saturation jitter of strength `jitter` and a hue shift of at most ±`hue` of a turn (a
+    chroma rotation in YIQ space that approximates torchvision's HSV hue); grey scale with probability `grayscale_p`
+    (3-channel images); a Gaussian blur with probability `blur_p`, σ uniform in `blur_sigma` pixels.
 
-    Defaults: the lightweight MAE's crop and flip (Tan 2024, arXiv:2402.03752, Table 1) with this package's colour jitter; hue, grey scale and blur off. The official GMML code's views (Sara-Ahmed/GMML): `PretrainAugment(scale=(0.05, 1), jitter=0.1, jitter_p=0.3, hue=0.01, blur_p=0.1)`; MAE (He et al. 2021, arXiv:2111.06377) and SimMIM (Xie et al. 2021, arXiv:2111.09886) use crop and flip only: `PretrainAugment(scale=(0.2, 1), jitter=0)`, `PretrainAugment(scale=(0.67, 1), jitter=0)`."""
+    Defaults: the lightweight MAE's crop and flip (Tan 2024, arXiv:2402.03752, Table 1) with this package's colour
+    jitter; hue, grey scale and blur off. The official GMML code's views (Sara-Ahmed/GMML):
+    `PretrainAugment(scale=(0.05, 1), jitter=0.1, jitter_p=0.3, hue=0.01, blur_p=0.1)`; MAE (He et al. 2021,
+    arXiv:2111.06377) and SimMIM (Xie et al. 2021, arXiv:2111.09886) use crop and flip only:
+    `PretrainAugment(scale=(0.2, 1), jitter=0)`, `PretrainAugment(scale=(0.67, 1), jitter=0)`."""
     scale: tuple | None = (0.6, 1.0)   # area share of the crop (lightweight MAE, Table 1); None: no crop, flip only
     ratio: tuple = (3/4, 4/3)          # aspect ratio range of the crop, drawn log-uniformly
     flip: float = 0.5                  # probability of a horizontal flip
     jitter: float = 0.4                # brightness/contrast/saturation strength (3-channel images only; 0: off)
     jitter_p: float = 0.8              # share of images that are jittered (and hue-shifted)
-    hue: float = 0.0                   # hue shift of at most ±hue of a full turn, in [0, 0.5] (3-channel images only; 0: off)
+    hue: float = 0.0                   # hue shift of at most ±hue of a turn, in [0, 0.5] (3-channel only; 0: off)
     grayscale_p: float = 0.0           # probability of turning an image grey (3-channel images only)
     blur_p: float = 0.0                # probability of a Gaussian blur
     blur_sigma: tuple = (0.1, 2.0)     # range of the blur's σ in pixels (official GMML code: 0.1–2), or one σ
@@ -181,3 +223,7 @@ class PretrainAugment:
             if self.grayscale_p > 0: x = random_grayscale(x, key, self.grayscale_p, stats)
         if self.blur_p > 0: x = random_gaussian_blur(x, key, self.blur_p, self.blur_sigma)
         return x
+
+# %% ../nbs/25_augment.ipynb #3776eed8
+# torchvision v2's RandAugment, AutoAugment (its CIFAR-10 policy) and TrivialAugmentWide
+AUGMENT_POLICIES = ('randaugment', 'autoaugment', 'trivialaugment')

@@ -12,14 +12,24 @@ from dataclasses import dataclass, field, fields, replace
 __all__ = ['hp', 'redefault', 'in_interval', 'field_kind', 'allowed', 'check_field', 'Checked']
 
 # %% ../nbs/84_checked.ipynb #7bdef3c6
-def hp(default, help: str, within: str | None = None, choices: tuple | None = None, none: str | None = None,
-       objects: tuple = ()):
+def hp(
+    default,                       # the field's default value
+    help: str,                     # one help line (for errors, `--help` and the docs)
+    within: str | None = None,     # an interval the value must lie in, e.g. `'[0, 1)'`, `'(0, inf)'`; None: any
+    choices: tuple | None = None,  # the only values allowed; None: any
+    none: str | None = None,       # what `None` means, in words; None: `None` is not allowed
+    objects: tuple = (),           # classes whose instances are accepted as they are
+):
     """A checked field: its `default`, a `help` line, the interval it must lie `within` (`'[0, 1)'`, `'(0, inf)'`) or
     its `choices`, what `None` means (`none`; None not allowed if not given), and classes whose instances are
     accepted as they are (`objects`)."""
     return field(default=default, metadata=dict(help=help, within=within, choices=choices, none=none, objects=objects))
 
-def redefault(cls, name: str, default):
+def redefault(
+    cls,        # a dataclass whose fields are declared with `hp`
+    name: str,  # the name of one of its fields
+    default,    # the new default value
+):
     """Field `name` of the dataclass `cls` with another `default`: the same help line and allowed values, so that a
     quantity is declared once."""
     return field(default=default, metadata=cls.__dataclass_fields__[name].metadata)
@@ -28,17 +38,25 @@ def _interval(spec: str) -> tuple[float, float, bool, bool]:
     lo, hi = (float(s) for s in spec[1:-1].split(','))
     return lo, hi, spec[0] == '(', spec[-1] == ')'
 
-def in_interval(v, spec: str) -> bool:
+def in_interval(
+    v,          # a number
+    spec: str,  # an interval written as in mathematics: `'[0, 1)'`, `'(0, inf)'`
+) -> bool:
     "Whether the number `v` lies in the interval `spec`, written as in mathematics: `'[0, 1)'`, `'(0, inf)'`."
     lo, hi, lo_open, hi_open = _interval(spec)
     return (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
 
-def field_kind(f) -> str:
+def field_kind(
+    f,  # a dataclass field (`dataclasses.Field`)
+) -> str:
     """The first type of a dataclass field's annotation ('float | None' -> 'float'): how the checks and the command line
     read it."""
     return str(f.type).split('|')[0].strip()
 
-def allowed(f, typed: bool = False) -> str:
+def allowed(
+    f,                    # a dataclass field declared with `hp`
+    typed: bool = False,  # only what can be typed on a command line (no `objects`)
+) -> str:
     """The values field `f` allows, in words (for errors and help lines; `typed`: only what can be typed on a command
     line)."""
     m, kind = f.metadata, field_kind(f)
@@ -49,7 +67,10 @@ def allowed(f, typed: bool = False) -> str:
     if m['none']: s += f" or None ({m['none']})"
     return s
 
-def check_field(f, v):
+def check_field(
+    f,  # a dataclass field declared with `hp`
+    v,  # the value to check
+):
     "Raise one `ValueError` naming the field and its allowed values if `v` is not allowed for field `f`."
     m, kind = f.metadata, field_kind(f)
     if v is None:
@@ -60,8 +81,8 @@ def check_field(f, v):
     if kind == 'bool': ok = isinstance(v, (bool, np.bool_))
     elif kind in ('int', 'float'):
         # an int field takes integers only (2.0 would break range(epochs)); a float field any real number but NaN
-        ok = (isinstance(v, numbers.Integral) if kind == 'int' else isinstance(v,
-                                                                               numbers.Real) and not math.isnan(v)) and not isinstance(v, bool)
+        ok = (isinstance(v, numbers.Integral) if kind == 'int'
+              else isinstance(v, numbers.Real) and not math.isnan(v)) and not isinstance(v, bool)
         if ok and m['within']: ok = in_interval(v, m['within'])
     elif kind == 'tuple': ok = isinstance(v, (tuple, list))
     elif kind == 'dict': ok = isinstance(v, dict)
@@ -87,11 +108,14 @@ class Checked:
         return [f.name for f in fields(cls)]
 
     @classmethod
-    def unknown(cls, names) -> list[str]:
+    def unknown(cls,
+                names,  # field names (an iterable of str)
+                ) -> list[str]:
         "The `names` that are not fields of this class."
         return sorted(set(names) - set(cls.field_names()))
 
-    def replace(self, **changes):
+    def replace(self,
+                **changes):  # fields and their new values, by name
         "A copy with `changes`, checked again; an unknown name is one error that lists the fields."
         bad = self.unknown(changes)
         if bad: raise ValueError(f"{type(self).__name__} has no field {', '.join(bad)}; its fields are "

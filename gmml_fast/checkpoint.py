@@ -30,13 +30,13 @@ def _rng_states(learn: Learner) -> dict:
     # numpy's state as a tensor and plain numbers, so that the checkpoint loads with `torch.load(weights_only=True)`
     st = dict(python=random.getstate(),
               numpy=dict(name=name, keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos),
-                                                   has_gauss=int(has_gauss), gauss=float(gauss)),
-                                                   torch=torch.get_rng_state(),
+                         has_gauss=int(has_gauss), gauss=float(gauss)),
+              torch=torch.get_rng_state(),
               cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-              # inside a distributed fit the loaders are DistributedDL wrappers; the shuffling rng is the wrapped loader's
+              # in a distributed fit the loaders are DistributedDL wrappers: the shuffling rng is the wrapped loader's
               dls=[getattr(local_dl(dl), 'rng', None) and local_dl(dl).rng.getstate() for dl in learn.dls.loaders],
-              generators={f'{cb.name}.{k}': v.get_state() for cb in learn.cbs for k,
-                          v in vars(cb).items() if isinstance(v, torch.Generator)})
+              generators={f'{cb.name}.{k}': v.get_state() for cb in learn.cbs for k, v in vars(cb).items()
+                          if isinstance(v, torch.Generator)})
     return st
 
 def _set_rng_states(learn: Learner, st: dict) -> None:
@@ -60,8 +60,13 @@ def _plain(o):
     if isinstance(o, np.generic): return o.item()
     return o
 
-def save_checkpoint(learn: Learner, path, epoch: int | None = None, n_epoch: int | None = None,
-                    fit_kwargs: dict | None = None) -> Path | None:
+def save_checkpoint(
+    learn: Learner,                  # the learner to save (call on every rank: the random states are gathered)
+    path,                            # file to write; a relative path is under `learn.path`
+    epoch: int | None = None,        # the last finished epoch, 0-based (None: `learn.epoch`)
+    n_epoch: int | None = None,      # number of epochs of the whole fit (None: `learn.n_epoch`)
+    fit_kwargs: dict | None = None,  # the fit's arguments, for `resume_fit` (the fit method under 'fit')
+) -> Path | None:
     """Atomically save weights, optimizer, schedule position and random states to `path` (rank 0 writes; call on every
     rank)."""
     path = Path(path)
@@ -88,7 +93,11 @@ def save_checkpoint(learn: Learner, path, epoch: int | None = None, n_epoch: int
         raise
     return path
 
-def load_checkpoint(learn: Learner, path, device=None) -> dict:
+def load_checkpoint(
+    learn: Learner,  # the learner to restore, built as for the saved fit
+    path,            # a file written by `save_checkpoint`; a relative path is under `learn.path`
+    device=None,     # where the file's tensors are loaded (None: the CPU)
+) -> dict:
     """Restore weights, optimizer, random states (this rank's) from `save_checkpoint`'s file; returns `epoch`,
     `n_epoch`, `fit_kwargs`."""
     path = Path(path)
@@ -117,7 +126,11 @@ class CheckpointEveryEpoch(TrainedEpochCallback):
     """Save a resumable checkpoint to `path` after every `every` epochs (rank 0 writes); `fit_kwargs` are the
     `fit_one_cycle` arguments to resume with."""
     order = 95
-    def __init__(self, path='checkpoint.pth', every: int = 1, fit_kwargs: dict | None = None):
+    def __init__(self,
+                 path='checkpoint.pth',           # file to write; a relative path is under `learn.path`
+                 every: int = 1,                  # save after every this many epochs, >= 1
+                 fit_kwargs: dict | None = None,  # the fit's arguments, saved for `resume_fit`
+                ):
         if every < 1: raise ValueError(f"every must be >= 1, got {every}")
         self.path, self.every, self.fit_kwargs, self.saved = path, every, dict(fit_kwargs or {}), []
 
@@ -137,7 +150,9 @@ class SkipTrainedEpochs(Callback):
     """Pass over the epochs before `start_epoch` without running anything for them: no batches, no log line, no CSV row,
     no figure, no checkpoint."""
     order = -100    # first at every epoch start: it lets the callbacks run again before any of them sees the next epoch
-    def __init__(self, start_epoch: int):
+    def __init__(self,
+                 start_epoch: int,  # the first epoch to run, 0-based: the ones before it are passed over
+                ):
         if not isinstance(start_epoch, int) or start_epoch < 0: raise ValueError("start_epoch must be an int >= 0, "
                                                                                  f"got {start_epoch!r}")
         self.start_epoch, self._muted, self.cancel = start_epoch, [], _CancelSkippedEpoch(start_epoch)
@@ -151,16 +166,23 @@ class SkipTrainedEpochs(Callback):
 
     def before_epoch(self):
         self._unmute()
-        if self.epoch < self.start_epoch:    # mute all but the progress bar (it must count every epoch) and the canceller
+        # mute all but the progress bar (it must count every epoch) and the canceller
+        if self.epoch < self.start_epoch:
             keep = (self, self.cancel)
-            self._muted = [cb for cb in self.learn.cbs if cb.run and not any(cb is k for k in keep) and not isinstance(cb, ProgressCallback)]
+            self._muted = [cb for cb in self.learn.cbs
+                           if cb.run and not any(cb is k for k in keep) and not isinstance(cb, ProgressCallback)]
             for cb in self._muted: cb.run = False
 
     def after_fit(self):
         self._unmute()
         if self.cancel in self.learn.cbs: self.learn.remove_cb(self.cancel)
 
-def resume_fit(learn: Learner, path, cbs=None, **fit_kwargs):
+def resume_fit(
+    learn: Learner,  # the learner, built as for the interrupted fit
+    path,            # the checkpoint, written by `save_checkpoint` or `CheckpointEveryEpoch`
+    cbs=None,        # more callbacks for the rest of the fit: one or a list
+    **fit_kwargs,    # arguments of the fit method that override the saved ones
+):
     """Load the checkpoint at `path` and finish its fit: the same fit method (`fit_one_cycle` unless the checkpoint's
     `fit_kwargs` name another under 'fit': `fit_warmup_cosine`, `fit_flat_cos`, or `fit` for a constant rate),
     `n_epoch` and schedule; `fit_kwargs` override the saved ones."""

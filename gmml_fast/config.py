@@ -19,8 +19,7 @@ __all__ = ['PRETRAIN_RECIPES', 'RunConfig', 'PretrainConfig', 'FinetuneConfig']
 
 # %% ../nbs/93_config.ipynb #4242fd20
 _DATA_HELP = (f"a named dataset ({', '.join(DATASETS)}; read from --data_root), any torchvision dataset class (e.g. "
-              "FakeData) "
-              "or the path of an ImageFolder-style directory")
+              "FakeData) or the path of an ImageFolder-style directory")
 PRETRAIN_RECIPES = (GMMLRecipe, MAERecipe, SimMIMRecipe)
 
 @dataclass
@@ -47,17 +46,18 @@ class RunConfig(Checked):
     compile: bool = hp(False, "compile the model with torch.compile (the first steps pay for the compilation)")
     seed: int = hp(0, "random seed (data subsets, initialisation, augmentation, masks)", '[0, inf)')
     download: bool = hp(False, "let torchvision download the dataset if it is not on disk")
-    recipe: str | None = hp(None, "named recipe to start from (gmml_fast.recipe.NAMED_RECIPES)", none="the method's "
-                                                                                                      "@v1")
-    overrides: dict = field(default_factory=dict)         # the recipe fields given, by name (checked by training_recipe)
+    recipe: str | None = hp(None, "named recipe to start from (gmml_fast.recipe.NAMED_RECIPES)",
+                            none="the method's @v1")
+    overrides: dict = field(default_factory=dict)   # the recipe fields given, by name (checked by training_recipe)
 
     def check(self):
-        DataSource(self.data)                               # a name it does not know, or a folder that is not there: one error
-        if self.arch is not None and not (self.arch in ENCODER_PRESETS or self.arch in ARCH_ALIASES or timm.is_model(self.arch)):
+        DataSource(self.data)               # a name it does not know, or a folder that is not there: one error
+        if self.arch is not None and not (self.arch in ENCODER_PRESETS or self.arch in ARCH_ALIASES
+                                          or timm.is_model(self.arch)):
             raise ValueError(f"arch must be a preset ({', '.join(ENCODER_PRESETS)}), an alias "
                              f"({', '.join(ARCH_ALIASES)}) or a timm ViT name, got {self.arch!r}")
-        if DATA_ALIASES.get(self.data,
-                            self.data) == 'fashion_mnist' and self.n_valid is not None and self.n_valid > 10000:
+        if (DATA_ALIASES.get(self.data, self.data) == 'fashion_mnist' and self.n_valid is not None
+                and self.n_valid > 10000):
             raise ValueError(f"n_valid must be in [1, 10000] for Fashion-MNIST (its test split), got {self.n_valid}")
         names = [n for n, r in NAMED_RECIPES.items() if type(r) in self.recipe_classes]
         names += [a for a, n in RECIPE_ALIASES.items() if n in names]
@@ -65,7 +65,8 @@ class RunConfig(Checked):
             raise ValueError(f"recipe must be one of {', '.join(names)} for {self.command}, got {self.recipe!r}")
 
     @classmethod
-    def from_options(cls, **options):
+    def from_options(cls,
+                     **options):  # the run's fields and any recipe field, by name, as the command line gives them
         """A config from keyword options: the run's fields, and any recipe field as an override; an unknown name is one
         clear error."""
         mine = set(cls.field_names()) - {'overrides'}
@@ -77,8 +78,8 @@ class RunConfig(Checked):
         for k, v in over.items():                 # config.json must give the same run back to --resume
             if not isinstance(v, (str, int, float, bool, type(None), list, tuple, dict)):
                 raise ValueError(f"{k} must be a plain value here (the run folder's config.json stores it), got a "
-                                 f"{type(v).__name__}; "
-                                 "pass objects to the learner builders (gmml_fast.learner) instead")
+                                 f"{type(v).__name__}; pass objects to the learner builders (gmml_fast.learner) "
+                                 "instead")
         return cls(**{k: v for k, v in options.items() if k in mine}, overrides=over)
 
     def base_recipe(self):
@@ -98,11 +99,14 @@ class RunConfig(Checked):
         "The run's `DataSource`: `--data` read from `--data_root` (nothing is read until a loader or the preset asks)."
         return DataSource(self.data, self.data_root, self.download, self.strict)
 
-    def completed(self, r, source: DataSource | None = None):
+    def completed(self,
+                  r,                                  # the recipe this run trains with (`training_recipe()`)
+                  source: DataSource | None = None):  # the run's `DataSource`; None: `self.source()`
         """A copy of this config with what was left to defaults filled in: the encoder (the recipe `r`'s, a paper's at
         its own depth; else `source`'s preset), the depth (6) and, for pretraining, the method; `self` is unchanged."""
         arch, depth = self.arch, self.depth
-        if arch is None and r.arch is not None: arch, depth = r.arch, (0 if depth is None else depth)   # the paper's encoder at its depth
+        # the paper's encoder at its depth
+        if arch is None and r.arch is not None: arch, depth = r.arch, (0 if depth is None else depth)
         if arch is None:
             arch = (source or self.source()).arch
             if arch is None: raise ValueError(f"no encoder preset fits the images of {self.data}: pass --arch and "
@@ -116,8 +120,8 @@ class PretrainConfig(RunConfig):
     "Pretrain a ViT encoder without labels (GMML, MAE or SimMIM) and save it with figures, history and checkpoints."
     command = 'pretrain'
     recipe_classes = PRETRAIN_RECIPES
-    method: str | None = hp(None, "pretraining method", choices=('gmml', 'mae', 'simmim'), none="the --recipe's, else "
-                                                                                                "gmml")
+    method: str | None = hp(None, "pretraining method", choices=('gmml', 'mae', 'simmim'),
+                            none="the --recipe's, else gmml")
     fraction: float = hp(0.5, "fraction of the training images to use", '(0, 1]')
     monitor: int = hp(2000, "after every epoch, k-NN accuracy of the encoder on this many labeled training images "
                             "(and a quarter as many queries), the 'knn' column of history.csv: the dataset's labels, "

@@ -15,10 +15,13 @@ from fastai.distributed import DistributedDL
 
 # %% auto #0
 __all__ = ['to_pair', 'range_pair', 'device_constant', 'unwrap_model', 'eval_mode', 'local_dl', 'dls_stats', 'stats_tensors',
-           'denormalize']
+           'denormalize', 'param_notes', 'api_cards']
 
 # %% ../nbs/00_core.ipynb #d6e0f7a8
-def to_pair(v, name: str = 'size') -> tuple[int, int]:
+def to_pair(
+    v,                   # an int (a square) or an `(h, w)` pair of ints
+    name: str = 'size',  # the argument's name, for the error message
+) -> tuple[int, int]:
     """`v` (an int, meaning a square, or an `(h, w)` pair) as a pair of positive Python ints; the error names the
     argument `name`."""
     p = (v, v) if hasattr(v, '__index__') else tuple(v) if isinstance(v, (tuple, list)) else None
@@ -26,7 +29,13 @@ def to_pair(v, name: str = 'size') -> tuple[int, int]:
         raise ValueError(f"{name} must be a positive int or a pair of positive ints, got {v!r}")
     return tuple(t.__index__() for t in p)
 
-def range_pair(v, name: str, lo: float = 0.0, hi: float = 1.0, lo_open: bool = False) -> tuple[float, float]:
+def range_pair(
+    v,                      # a number (min = max), or a `(min, max)` range
+    name: str,              # the argument's name, for the error message
+    lo: float = 0.0,        # the smallest value allowed
+    hi: float = 1.0,        # the largest value allowed
+    lo_open: bool = False,  # exclude `lo` itself: the range must lie in (lo, hi]
+) -> tuple[float, float]:
     """`v` (a number, or a `(min, max)` range) as a float pair inside [`lo`, `hi`] (`(lo, hi]` with `lo_open`); the
     error names `name`."""
     try: p = (float(v), float(v)) if isinstance(v, (int, float)) else tuple(float(t) for t in v)
@@ -41,20 +50,29 @@ def range_pair(v, name: str, lo: float = 0.0, hi: float = 1.0, lo_open: bool = F
 def _cached_constant(values: tuple, dtype: torch.dtype, device: str) -> torch.Tensor:
     return torch.tensor(values, dtype=dtype, device=device)
 
-def device_constant(values, dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
+def device_constant(
+    values,                              # Python numbers: a flat or nested tuple/list
+    dtype: torch.dtype = torch.float32,  # the tensor's dtype
+    device=None,                         # where it lives (None: the CPU)
+) -> torch.Tensor:
     """A read-only tensor of the Python numbers `values` (a flat or nested tuple/list) on `device`, made once per
     (values, dtype, device) and shared: no host-to-device copy in a hot path."""
     values = tuple(tuple(v) if isinstance(v, (list, tuple)) else v for v in values)
-    if torch.compiler.is_compiling(): return torch.tensor(values, dtype=dtype, device=device)   # a constant of the graph
+    # while compiling: a constant of the graph
+    if torch.compiler.is_compiling(): return torch.tensor(values, dtype=dtype, device=device)
     return _cached_constant(values, dtype, str(torch.device(device) if device is not None else torch.device('cpu')))
 
 # %% ../nbs/00_core.ipynb #59859de1
-def unwrap_model(model: nn.Module) -> nn.Module:
+def unwrap_model(
+    model: nn.Module,  # a model, possibly wrapped by DistributedDataParallel or DataParallel
+) -> nn.Module:
     "The model inside a DistributedDataParallel/DataParallel wrapper (or the model itself)."
     return getattr(model, 'module', model)
 
 @contextmanager
-def eval_mode(model: nn.Module):
+def eval_mode(
+    model: nn.Module,  # a model, possibly wrapped: the block gets the model inside
+):
     "Unwrap `model`, put it in eval mode without gradients for the block, and restore its training mode afterwards."
     model = unwrap_model(model)
     was_training = model.training
@@ -63,30 +81,94 @@ def eval_mode(model: nn.Module):
         with torch.no_grad(): yield model
     finally: model.train(was_training)
 
-def local_dl(dl):
+def local_dl(
+    dl,  # a loader, possibly fastai's `DistributedDL`
+):
     """The plain loader inside fastai's `DistributedDL` (or `dl` itself): iterating a `DistributedDL` is a collective
     that every rank must join, so rank-0-only work (figures) must not."""
     return dl.dl if isinstance(dl, DistributedDL) else dl
 
-def dls_stats(dls):
+def dls_stats(
+    dls,  # fastai `DataLoaders`, or one `DataLoader`
+):
     """The (mean, std) lists of the `Normalize` batch transform of `DataLoaders` (their training loader) or of one
     `DataLoader`; None when it does not normalise."""
-    dl = local_dl(dls.train if isinstance(dls, DataLoaders) else dls)   # (a DataLoader forwards unknown attributes to its dataset)
+    # (a DataLoader forwards unknown attributes to its dataset)
+    dl = local_dl(dls.train if isinstance(dls, DataLoaders) else dls)
     for t in getattr(getattr(dl, 'after_batch', None), 'fs', []):
         if isinstance(t, Normalize) and t.mean is not None:
             return t.mean.flatten().tolist(), t.std.flatten().tolist()
     return None
 
-def stats_tensors(stats, device=None, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+def stats_tensors(
+    stats,                # (mean, std): two lists (or tensors) of one value per channel
+    device=None,          # where the tensors live (None: the CPU; a tensor stays where it is)
+    dtype=torch.float32,  # their dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
     "`stats` = (mean, std) lists as two 1×C×1×1 tensors, ready to (de)normalise a B×C×H×W batch on `device`."
     as_tensor = lambda v: (v.to(device,
                                 dtype) if torch.is_tensor(v) else device_constant(tuple(float(t) for t in v), dtype,
                                                                                   device))
     return tuple(as_tensor(v).view(1, -1, 1, 1) for v in stats)
 
-def denormalize(x: torch.Tensor, stats=None) -> torch.Tensor:
+def denormalize(
+    x: torch.Tensor,  # a normalised batch B×C×H×W
+    stats=None,       # the (mean, std) it was normalised with (None: `x` is returned as it is)
+) -> torch.Tensor:
     """Undo the normalisation of the batch `x` with `stats` = (mean, std) and clamp to [0, 1] for display; `x` itself
     when `stats` is None."""
     if stats is None: return x
     m, s = stats_tensors(stats, x.device, x.dtype)
     return (x*s + m).clamp(0, 1)
+
+# %% ../nbs/00_core.ipynb #c7747dbb
+def param_notes(
+    obj,  # a function, method or class
+) -> dict:
+    """Each parameter's documentation, as the notebooks' API cards and the docs site show it: its docments comment (a
+    comment on `**kwargs` documents it), a dataclass field's comment in the class that declares it, or the help line of
+    a field declared with `hp`."""
+    import dataclasses, inspect
+    from fastcore.docments import docments
+    notes = {}
+    for c in (reversed(inspect.getmro(obj)) if inspect.isclass(obj) else [obj]):
+        if c is obj or dataclasses.is_dataclass(c):
+            try: notes.update({k: v for k, v in docments(c, args_kwargs=True).items()
+                               if isinstance(v, str) and v.strip()})
+            except (OSError, TypeError): pass          # no source to read (a builtin, a class made at run time)
+    if inspect.isclass(obj) and dataclasses.is_dataclass(obj):
+        notes.update({f.name: f.metadata['help'] for f in dataclasses.fields(obj) if f.metadata.get('help')})
+    notes.pop('return', None)
+    return notes
+
+def _param_text(p) -> str:
+    "A parameter as a signature shows it (annotations without quotes, a long default cut short)."
+    import inspect
+    s = {p.VAR_POSITIONAL: '*', p.VAR_KEYWORD: '**'}.get(p.kind, '') + p.name
+    if p.annotation is not p.empty:
+        s += ': ' + (p.annotation if isinstance(p.annotation, str) else inspect.formatannotation(p.annotation))
+    if p.default is not p.empty:
+        d = repr(p.default)
+        s += ' = ' + (d if len(d) <= 60 else d[:57] + '...')
+    return s
+
+def api_cards(
+    module: str,  # a module's name, e.g. 'gmml_fast.augment'
+) -> str:
+    """Markdown API cards of the functions and classes in `module.__all__`: the name, the signature with each parameter
+    and its documentation (`param_notes`), then the docstring; what `show_doc` shows, one card per name."""
+    import importlib, inspect
+    m, cards = importlib.import_module(module), []
+    for n in m.__all__:
+        o = getattr(m, n)
+        if not callable(o) or getattr(o, '__module__', None) != m.__name__: continue
+        try: params = list(inspect.signature(o).parameters.values())
+        except (TypeError, ValueError): params = []
+        notes = param_notes(o)
+        rows = [f"    {_param_text(p)}," + (f"  # {' '.join(notes[p.name].split())}" if notes.get(p.name) else '')
+                for p in params]
+        head = 'class' if inspect.isclass(o) else 'def'
+        sig = f"{head} {n}(\n" + '\n'.join(rows) + '\n)' if rows else f"{head} {n}()"
+        doc = ' '.join((inspect.getdoc(o) or '').split('\n\n')[0].split())
+        cards.append(f"### {n}\n\n```python\n{sig}\n```\n\n{doc}\n")
+    return '\n'.join(cards)

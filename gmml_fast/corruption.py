@@ -12,7 +12,8 @@ import torch.nn.functional as F
 import matplotlib.pyplot as plt
 
 from .masking import rect_cover, mask_coverage, _blocks_for
-from .rng import resolve_key, hash_bits, bits_to_uniform, bits_to_normal, hash_uniform, rng_key, seeded_generator, CORRUPTION_STREAM
+from .rng import (resolve_key, hash_bits, bits_to_uniform, bits_to_normal, hash_uniform, rng_key,
+                          seeded_generator, CORRUPTION_STREAM)
 from .core import range_pair, denormalize, device_constant
 from .patches import show_img, show_mask
 from .augment import to_grayscale, gaussian_blur_batch   # shared with the pretraining views (25_augment)
@@ -28,7 +29,7 @@ ALIEN_KINDS = ('zeros', 'noise', 'noise_or_zeros', 'replace', 'grayscale', 'blur
 class Alien:
     "One step of a GMML corruption: which alien concept, how much of the image, and in what block shapes."
     kind: str                      # one of ALIEN_KINDS
-    ratio: float | tuple = 0.35    # share of the image this step hides (a number, or a (min, max) range drawn per image)
+    ratio: float | tuple = 0.35    # share of the image this step hides, or a (min, max) range drawn per image
     size: tuple = (0.05, 0.25)     # block height and width as a fraction of the image side
     n_blocks: int | None = None    # place exactly this many blocks instead of spending a `ratio` budget
     align: int | None = None       # block grid in pixels (None: the `align` given to `gmml_corrupt`)
@@ -64,7 +65,10 @@ CORRUPTIONS = {
     'comb2':   (Alien('zeros', 0.7/3), Alien('noise', 0.7/3), Alien('replace', 0.7/3)),
 }
 
-def corruption_steps(corruption='gmml', ratio=None) -> tuple:
+def corruption_steps(
+    corruption='gmml',  # a name in `CORRUPTIONS`, one `Alien` or a list of them
+    ratio=None,         # rescale the budgeted steps to this total share (or a (min, max) range); None: as given
+) -> tuple:
     """The `Alien` steps of `corruption` (a name in `CORRUPTIONS`, one `Alien`, or a list); `ratio` rescales the
     budgeted steps to that total."""
     if isinstance(corruption, str):
@@ -86,7 +90,11 @@ def corruption_steps(corruption='gmml', ratio=None) -> tuple:
     return steps
 
 # %% ../nbs/30_corruption.ipynb #e0b5bedb
-def batch_derangement(batch_size: int, key: torch.Tensor, stream: int = 0) -> torch.Tensor:
+def batch_derangement(
+    batch_size: int,    # the number of images B (at least 2)
+    key: torch.Tensor,  # the counter RNG's key (`rng_key`): the same key, the same permutation
+    stream: int = 0,    # the stream of the hash (independent draws from one key)
+) -> torch.Tensor:
     "Random permutation of range(batch_size) without fixed points (a random cycle); needs batch_size >= 2."
     if batch_size < 2: raise ValueError(f"a permutation without fixed points needs batch_size >= 2, got {batch_size}")
     p = hash_uniform(key, (batch_size,), stream).argsort()
@@ -125,7 +133,8 @@ def _plan(steps, B: int, C: int, H: int, W: int, align: int) -> _Plan:
     gh, gw = H//a, W//a
     kinds, sides, ratios, n_rects, noise = [], [], [], [], []
     for s in steps:
-        kind = 'noise' if s.kind == 'replace' and B == 1 else s.kind     # no other image to borrow from (documented fallback)
+        # no other image to borrow from (documented fallback)
+        kind = 'noise' if s.kind == 'replace' and B == 1 else s.kind
         sd = _unit_sides(s, gh, gw)
         if s.n_blocks is None:
             r = range_pair(s.ratio, 'ratio')
@@ -202,8 +211,17 @@ def gmml_corrupt(
     return out, masks.any(0)
 
 # %% ../nbs/30_corruption.ipynb #f82eb4c6
-def show_corruption(x: torch.Tensor, corrupted: torch.Tensor, mask: torch.Tensor, recon: torch.Tensor | None = None,
-                    n: int = 4, stats=None, figsize=None, title=None, corrupted_title: str = 'corrupted'):
+def show_corruption(
+    x: torch.Tensor,                     # the clean batch B×C×H×W
+    corrupted: torch.Tensor,             # its corrupted (or masked) version, B×C×H×W
+    mask: torch.Tensor,                  # B×1×H×W bool, True where manipulated
+    recon: torch.Tensor | None = None,   # a reconstruction B×C×H×W for a fourth column (None: no such column)
+    n: int = 4,                          # the number of images (rows) shown
+    stats=None,                          # (mean, std) of the normalisation, to de-normalise for display; None: as is
+    figsize=None,                        # the figure's size in inches (None: 2.2 per column and row)
+    title=None,                          # a title above the figure (None: none)
+    corrupted_title: str = 'corrupted',  # the title of the second column
+):
     """Rows of clean | corrupted | mask (| reconstruction) for the first `n` images; `stats=(mean, std)` de-normalises
     for display. Returns the n×3 array of Axes (n×4 with `recon`)."""
     n = min(n, len(x))
@@ -232,11 +250,13 @@ class GMMLCorruption:
                 ):
         self.steps, self.align, self.ratio = corruption_steps(corruption, ratio), align, ratio
         self.name = corruption if isinstance(corruption, str) else 'custom'
-        self.generator = seeded_generator(seed)     # standalone use: no rank offset (the GMML callback passes its own keys)
+        # standalone use: no rank offset (the GMML callback passes its own keys)
+        self.generator = seeded_generator(seed)
 
     def __call__(self, x: torch.Tensor, key=None, seed=None):
         "Corrupt the batch `x`; returns `(corrupted, mask)`."
-        if key is None and seed is None: key = rng_key(generator=self.generator)   # a tiny CPU draw; the work stays on x.device
+        # a tiny CPU draw; the work stays on x.device
+        if key is None and seed is None: key = rng_key(generator=self.generator)
         return gmml_corrupt(x, self.steps, self.align, None, key=key, seed=seed)
 
     def __repr__(self): return f"GMMLCorruption({self.name!r}, align={self.align}, steps={len(self.steps)})"
@@ -250,7 +270,12 @@ def _widgets_live() -> bool:
         return ip is not None and type(ip).__name__ == 'ZMQInteractiveShell'
     except ImportError: return False
 
-def corruption_explorer(x: torch.Tensor, stats=None, patch_size: int = 4, n: int = 4):
+def corruption_explorer(
+    x: torch.Tensor,      # a batch B×C×H×W to corrupt
+    stats=None,           # (mean, std) of the normalisation, to de-normalise for display; None: as is
+    patch_size: int = 4,  # the block alignment in pixels when "aligned" is chosen
+    n: int = 4,           # the number of images of `x` shown
+):
     """Interactive explorer of `gmml_corrupt` on the batch `x` (ipywidgets), or a static figure when widgets are not
     available (then its three Axes are returned)."""
     x = x[:n]

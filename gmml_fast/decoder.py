@@ -15,14 +15,21 @@ __all__ = ['LightDecoder', 'fuse_blocks']
 class LightDecoder(nn.Module):
     """GMML's light decoder: `depth` point-wise (1×1) convs of width `hidden_dim` (default: `embed_dim`) with
     `act_layer`, then a transposed conv from a B×D×rows×cols token grid to B×C×H×W pixels."""
-    def __init__(self, embed_dim: int, out_chans: int, patch_size, hidden_dim: int | None = None, depth: int = 2,
-                 act_layer=nn.ReLU):
+    def __init__(self,
+                 embed_dim: int,                 # channels D of the token grid (the encoder's width)
+                 out_chans: int,                 # channels C of the images it paints
+                 patch_size,                     # patch side in pixels or (ph, pw): the transposed conv's stride
+                 hidden_dim: int | None = None,  # width of the 1×1 convs (None: `embed_dim`)
+                 depth: int = 2,                 # number of 1×1 convs (0: the transposed conv alone)
+                 act_layer=nn.ReLU,              # the activation (an `nn.Module` class) after each 1×1 conv
+                ):
         super().__init__()
         for name, v in (('embed_dim', embed_dim), ('out_chans', out_chans)):
             if not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a positive int, got {v!r}")
         if not isinstance(depth, int) or depth < 0: raise ValueError("depth must be an int >= 0 (number of 1×1 "
                                                                      f"convs), got {depth!r}")
-        if hidden_dim is None: hidden_dim = embed_dim          # as wide as the tokens (benchmarks/results/decoder.md: 4x wider did not pay)
+        # as wide as the tokens (benchmarks/results/decoder.md: 4x wider did not pay)
+        if hidden_dim is None: hidden_dim = embed_dim
         if not isinstance(hidden_dim, int) or hidden_dim < 1: raise ValueError("hidden_dim must be a positive int or "
                                                                                f"None, got {hidden_dim!r}")
         self.embed_dim, self.out_chans, self.patch_size = embed_dim, out_chans, to_pair(patch_size, 'patch_size')
@@ -34,7 +41,9 @@ class LightDecoder(nn.Module):
         self.pointwise = nn.Sequential(*layers)
         self.to_pixels = nn.ConvTranspose2d(d, out_chans, kernel_size=self.patch_size, stride=self.patch_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self,
+                x: torch.Tensor,  # a token grid B×embed_dim×rows×cols
+               ) -> torch.Tensor:
         "Decode a token grid B×embed_dim×rows×cols to images B×out_chans×(rows·ph)×(cols·pw)."
         if x.ndim != 4 or x.shape[1] != self.embed_dim:
             raise ValueError(f"x must be a token grid B×{self.embed_dim}×rows×cols (embed_dim={self.embed_dim}), got "
@@ -42,7 +51,10 @@ class LightDecoder(nn.Module):
         return self.to_pixels(self.pointwise(x))
 
 # %% ../nbs/40_decoder.ipynb #0230e59f
-def fuse_blocks(outputs, mode: str = 'sum') -> torch.Tensor:
+def fuse_blocks(
+    outputs,            # block outputs of one shape (a list or any iterable of tensors)
+    mode: str = 'sum',  # 'sum' (GMML Eq. 3) or 'mean'
+) -> torch.Tensor:
     "Fuse a list of same-shaped block outputs by element-wise `'sum'` (GMML Eq. 3) or `'mean'`."
     if mode not in ('sum', 'mean'): raise ValueError(f"mode must be 'sum' or 'mean', got {mode!r}")
     outputs = list(outputs)

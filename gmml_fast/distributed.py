@@ -17,7 +17,9 @@ from fastai.distributed import DistributedDL
 __all__ = ['backend_device', 'patch_distributed_dl', 'is_rank0', 'setup_distrib', 'teardown_distrib', 'distrib_ctx', 'on_rank0']
 
 # %% ../nbs/95_distributed.ipynb #40bb7a3d
-def backend_device(backend: str | None = None) -> torch.device:
+def backend_device(
+    backend: str | None = None,  # 'nccl', 'gloo' or 'mpi'; None: the initialised process group's (else gloo)
+) -> torch.device:
     "The device a collective of `backend` (default: the initialised process group's) must use: CUDA for nccl, else CPU."
     if backend is None: backend = dist.get_backend() if dist.is_available() and dist.is_initialized() else 'gloo'
     return torch.device('cuda', torch.cuda.current_device()) if str(backend) == 'nccl' else torch.device('cpu')
@@ -38,7 +40,10 @@ def is_rank0() -> bool:
     "True in the process of rank 0 (and in a plain single-process run)."
     return rank_distrib() == 0
 
-def setup_distrib(backend: str | None = None, timeout_s: float | None = None) -> str | None:
+def setup_distrib(
+    backend: str | None = None,      # 'nccl', 'gloo' or 'mpi'; None: nccl with CUDA, else gloo
+    timeout_s: float | None = None,  # the process group's timeout in seconds; None: torch's default
+) -> str | None:
     """Join the process group described by the launcher's environment (RANK, WORLD_SIZE, MASTER_ADDR...): gloo without
     CUDA, nccl with it."""
     patch_distributed_dl()
@@ -60,19 +65,29 @@ def teardown_distrib() -> None:
     if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
 
 @contextmanager
-def distrib_ctx(learn: Learner, sync_bn: bool = False, backend: str | None = None, **kwargs):
+def distrib_ctx(
+    learn: Learner,              # the fastai `Learner` to train on every rank
+    sync_bn: bool = False,       # convert batch norms to `SyncBatchNorm`
+    backend: str | None = None,  # 'nccl', 'gloo' or 'mpi'; None: nccl with CUDA, else gloo
+    **kwargs,                    # passed to `learn.distrib_ctx` (Accelerate's options)
+):
     """`learn.distrib_ctx()` that also works on CPU: joins the process group (gloo without CUDA) and applies the
     `DistributedDL` fix."""
     if not isinstance(learn, Learner): raise ValueError(f"learn must be a fastai Learner, got {type(learn).__name__}")
     backend = setup_distrib(backend)
-    # Accelerate only chooses its multi-process CPU mode (DDP over gloo) when told `cpu=True`; without it, it trains each rank alone
+    # Accelerate only chooses its multi-process CPU mode (DDP over gloo) when told `cpu=True`; without it, it trains
+    # each rank alone
     if backend is not None and backend != 'nccl': kwargs.setdefault('cpu', True)
     with learn.distrib_ctx(sync_bn=sync_bn, **kwargs): yield learn
 
 # %% ../nbs/95_distributed.ipynb #aa3f32e1
 _ERRORS = {e.__name__: e for e in (ValueError, FileNotFoundError, FileExistsError, PermissionError)}
 
-def on_rank0(fn, *args, **kwargs):
+def on_rank0(
+    fn,        # a callable, run on rank 0 only; its result must be picklable
+    *args,     # positional arguments for `fn`
+    **kwargs,  # keyword arguments for `fn`
+):
     """Call `fn` on rank 0 only and return its result on every rank (one process: just call it); an error on rank 0 is
     raised on every rank."""
     if num_distrib() <= 1 or not (dist.is_available() and dist.is_initialized()): return fn(*args, **kwargs)

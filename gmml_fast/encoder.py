@@ -24,12 +24,14 @@ __all__ = ['default_cfgs', 'ARCH_ALIASES', 'LITE_BLOCK', 'ENCODER_PRESETS', 'vit
 # %% ../nbs/12_encoder.ipynb #6d563933
 # timm looks up a registered model's default config in its module's `default_cfgs`; ViT-Nano has no weights anywhere
 default_cfgs = {'vit_nano_patch16_224': dict(url='', num_classes=1000, input_size=(3, 224, 224),
-                                             mean=(0.485, 0.456, 0.406),
-                                             std=(0.229, 0.224, 0.225), first_conv='patch_embed.proj',
-                                             classifier='head')}
+                                             mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                                             first_conv='patch_embed.proj', classifier='head')}
 
 @register_model
-def vit_nano_patch16_224(pretrained: bool = False, **kwargs) -> VisionTransformer:
+def vit_nano_patch16_224(
+    pretrained: bool = False,  # must stay False: no pretrained weights exist
+    **kwargs,                  # more timm `VisionTransformer` arguments (`img_size`, `patch_size`, `depth`, ...)
+) -> VisionTransformer:
     "ViT-Nano: 96-d, 12 blocks, 3 heads — a CPU-sized ViT for small images (no pretrained weights exist)."
     model_args = dict(patch_size=16, embed_dim=96, depth=12, num_heads=3)
     return _create_vision_transformer('vit_nano_patch16_224', pretrained=pretrained, **dict(model_args, **kwargs))
@@ -47,7 +49,8 @@ ENCODER_PRESETS = {
     'tiny_32':   dict(arch='vit_tiny_patch16_224',  img_size=32,  patch_size=4),
     'tiny_32_p2': dict(arch='vit_tiny_patch16_224', img_size=32,  patch_size=2),
     'tiny_36':   dict(arch='vit_tiny_patch16_224',  img_size=36,  patch_size=3),
-    'lite_36':   dict(arch='vit_tiny_patch16_224',  img_size=36,  patch_size=3,     # Tan 2024: no class token, LITE_BLOCK blocks
+    # Tan 2024: no class token, LITE_BLOCK blocks
+    'lite_36':   dict(arch='vit_tiny_patch16_224',  img_size=36,  patch_size=3,
                       kwargs=dict(class_token=False, global_pool='avg', fc_norm=False,
                                   mlp_ratio=LITE_BLOCK['mlp_ratio'],
                                   act_layer='relu', proj_drop_rate=LITE_BLOCK['proj_drop'])),
@@ -89,7 +92,10 @@ def create_encoder(
     return model
 
 # %% ../nbs/12_encoder.ipynb #2f600574
-def check_blocks(encoder: VisionTransformer, blocks) -> list[int]:
+def check_blocks(
+    encoder: VisionTransformer,  # a timm ViT
+    blocks,                      # one 1-based block number or several (1 to the encoder's depth)
+) -> list[int]:
     "Validate 1-based block numbers for `encoder` and return them sorted."
     depth = len(encoder.blocks)
     blocks = sorted(set(int(b) for b in ([blocks] if isinstance(blocks, int) else blocks)))
@@ -97,8 +103,14 @@ def check_blocks(encoder: VisionTransformer, blocks) -> list[int]:
         raise ValueError(f"blocks must be numbers between 1 and {depth} (the encoder's depth), got {blocks}")
     return blocks
 
-def block_outputs(encoder: VisionTransformer, x: torch.Tensor, blocks=(6, 8, 10, 12), norm: bool = False,
-                  fmt: str = 'NCHW', stop_early: bool = True) -> list[torch.Tensor]:
+def block_outputs(
+    encoder: VisionTransformer,  # a timm ViT
+    x: torch.Tensor,             # images B×C×H×W
+    blocks=(6, 8, 10, 12),       # 1-based block numbers (one int or several)
+    norm: bool = False,          # apply the encoder's final norm to each output
+    fmt: str = 'NCHW',           # `'NCHW'`: B×D×rows×cols; `'NLC'`: B×N×D
+    stop_early: bool = True,     # skip the blocks after the last one asked for
+) -> list[torch.Tensor]:
     """Outputs of the 1-based `blocks` of a timm ViT for images `x`, prefix tokens removed, as B×D×rows×cols (`'NCHW'`)
     or B×N×D (`'NLC'`)."""
     if fmt not in ('NCHW', 'NLC'): raise ValueError(f"fmt must be 'NCHW' or 'NLC', got {fmt!r}")
@@ -107,8 +119,12 @@ def block_outputs(encoder: VisionTransformer, x: torch.Tensor, blocks=(6, 8, 10,
                                          stop_early=stop_early, intermediates_only=True)
 
 # %% ../nbs/12_encoder.ipynb #df47a138
-def embed_tokens(encoder: VisionTransformer, x: torch.Tensor, mask: torch.Tensor | None = None,
-                 mask_token: torch.Tensor | None = None) -> torch.Tensor:
+def embed_tokens(
+    encoder: VisionTransformer,              # a timm ViT with flat patch tokens when `mask` is given
+    x: torch.Tensor,                         # images B×C×H×W
+    mask: torch.Tensor | None = None,        # bool B×N token mask, True: replace the patch by `mask_token`; None: none
+    mask_token: torch.Tensor | None = None,  # the 1×1×D token for the masked patches (needed with `mask`)
+) -> torch.Tensor:
     """The token sequence a timm ViT feeds its blocks for images `x`: patch embedding (masked patches replaced by
     `mask_token`), prefix tokens and positional embeddings, B×(prefix + N)×D."""
     t = encoder.patch_embed(x)
@@ -121,26 +137,33 @@ def embed_tokens(encoder: VisionTransformer, x: torch.Tensor, mask: torch.Tensor
         t = torch.where(mask[..., None], mask_token.to(t.dtype), t)
     return encoder._pos_embed(t)
 
-def zero_patch_token(patch_embed: nn.Module, pos: torch.Tensor) -> torch.Tensor:
+def zero_patch_token(
+    patch_embed: nn.Module,  # a timm `PatchEmbed` (`proj`, `norm`, `patch_size`)
+    pos: torch.Tensor,       # the dummy token's positional embedding, 1×1×D
+) -> torch.Tensor:
     "The patch embedding of an all-zero patch plus the position `pos` (1×1×D): a dummy token, 1×1×D."
     zero = pos.new_zeros(1, patch_embed.proj.in_channels, *patch_embed.patch_size)
     return patch_embed.norm(patch_embed.proj(zero).flatten(2).transpose(1, 2)) + pos
 
 # %% ../nbs/12_encoder.ipynb #baa81fa4
-def check_encoder(encoder) -> VisionTransformer:
+def check_encoder(
+    encoder,  # what should be a timm `VisionTransformer`
+) -> VisionTransformer:
     "`encoder` itself if it is a timm `VisionTransformer`; otherwise one error that says what is expected."
     if not isinstance(encoder, VisionTransformer):
         raise ValueError("encoder must be a timm VisionTransformer (e.g. from create_encoder), got "
                          f"{type(encoder).__name__}")
     return encoder
 
-def encoder_geometry(encoder: VisionTransformer) -> dict:
+def encoder_geometry(
+    encoder: VisionTransformer,  # a timm ViT
+) -> dict:
     """Patch size `(ph, pw)`, image size `(H, W)`, token grid, number of patch tokens, input channels and width of a
     timm ViT."""
     pe = check_encoder(encoder).patch_embed
     return dict(patch_size=to_pair(tuple(pe.patch_size), 'patch_size'), img_size=tuple(pe.img_size),
-                grid_size=tuple(pe.grid_size),
-                num_patches=pe.num_patches, in_chans=pe.proj.in_channels, embed_dim=encoder.embed_dim)
+                grid_size=tuple(pe.grid_size), num_patches=pe.num_patches, in_chans=pe.proj.in_channels,
+                embed_dim=encoder.embed_dim)
 
 # %% ../nbs/12_encoder.ipynb #3260626c
 def _encoder_of(model) -> VisionTransformer:
@@ -150,19 +173,26 @@ def _encoder_of(model) -> VisionTransformer:
     raise ValueError("model must be a timm VisionTransformer or a model with one as `.encoder` (GMMLModel, "
                      f"MAEModel), got {type(model).__name__}")
 
-def encoder_state_dict(model) -> dict[str, torch.Tensor]:
+def encoder_state_dict(
+    model,  # a timm ViT or a model with one as `.encoder` (`GMMLModel`, `MAEModel`, ...)
+) -> dict[str, torch.Tensor]:
     """The encoder's weights as a plain timm state dict (CPU tensors, no classification head) of a `GMMLModel`,
     `MAEModel` or timm ViT."""
     return {k: v.detach().cpu().clone().contiguous() for k, v in _encoder_of(model).state_dict().items()
             if not k.startswith('head.')}
 
-def encoder_extras(model) -> dict[str, torch.Tensor]:
+def encoder_extras(
+    model,  # a pretraining model (e.g. an `MAEModel` with a dummy token) or a timm ViT
+) -> dict[str, torch.Tensor]:
     """Encoder-side tensors that a timm ViT has no slot for (the MAE dummy token's position), left out of
     `export_encoder`."""
     p = getattr(model, 'dummy_pos_embed', None)
     return {} if p is None else {'dummy_pos_embed': p.detach().cpu().clone()}
 
-def write_state_dict(sd: dict, path) -> Path:
+def write_state_dict(
+    sd: dict,  # a state dict: names to tensors
+    path,      # the file to write (str or Path); missing parent folders are made
+) -> Path:
     """Save a state dict to `path`: safetensors for `.safetensors`, else `torch.save` of a plain dict (readable with
     `weights_only=True`)."""
     path = Path(path)
@@ -173,21 +203,28 @@ def write_state_dict(sd: dict, path) -> Path:
     else: torch.save(sd, path)
     return path
 
-def non_finite_entries(sd: dict) -> list[str]:
+def non_finite_entries(
+    sd: dict,  # a state dict: names to tensors (other values are skipped)
+) -> list[str]:
     "Names of the floating-point tensors of the state dict `sd` that hold a nan or an inf."
-    return [k for k, v in sd.items() if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    return [k for k, v in sd.items()
+            if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
-def export_encoder(model, path) -> Path:
+def export_encoder(
+    model,  # a timm ViT or a model with one as `.encoder` (`GMMLModel`, `MAEModel`, ...)
+    path,   # the file to write (str or Path): `.safetensors`, else a `torch.save` file
+) -> Path:
     """Save the encoder's timm state dict to `path`: safetensors for `.safetensors`, else `torch.save` of a plain dict;
     refuses weights that are not finite."""
     sd = encoder_state_dict(model)
     bad = non_finite_entries(sd)
     if bad: raise ValueError(f"the encoder's weights are not finite ({len(bad)} tensors hold nan or inf, e.g. "
-                             f"{bad[0]}): "
-                             f"nothing was written to {path}; train again with a lower learning rate")
+                             f"{bad[0]}): nothing was written to {path}; train again with a lower learning rate")
     return write_state_dict(sd, path)
 
-def read_state_dict(src) -> dict[str, torch.Tensor]:
+def read_state_dict(
+    src,  # a state dict, or the path of a `.safetensors` or `torch.save` file
+) -> dict[str, torch.Tensor]:
     """A state dict from `src`: a dict as it is, a `.safetensors` file, or a `torch.save` file read with
     `weights_only=True` (no code runs)."""
     if isinstance(src, dict): return src
@@ -198,19 +235,21 @@ def read_state_dict(src) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     return torch.load(path, map_location='cpu', weights_only=True)
 
-def load_encoder(timm_model: VisionTransformer, path) -> VisionTransformer:
+def load_encoder(
+    timm_model: VisionTransformer,  # the timm ViT to load into (its head may differ)
+    path,                           # a weights file from `export_encoder`, or a state dict
+) -> VisionTransformer:
     """Load encoder weights (a file from `export_encoder`, or a state dict) into `timm_model` strictly; only `head.*`
     may be missing."""
     sd = read_state_dict(path)
     bad = non_finite_entries(sd)
     if bad: raise ValueError(f"weights in {path if not isinstance(path, dict) else 'the state dict'} are not finite "
-                             f"({len(bad)} "
-                             f"tensors hold nan or inf, e.g. {bad[0]}): they come from a run that diverged; pretrain "
-                             "again with a lower learning rate")
+                             f"({len(bad)} tensors hold nan or inf, e.g. {bad[0]}): they come from a run that "
+                             "diverged; pretrain again with a lower learning rate")
     try: missing, unexpected = timm_model.load_state_dict(sd, strict=False)
-    except RuntimeError as e: raise ValueError("weights in "
-                                               f"{path if not isinstance(path, dict) else 'the state dict'} do not "
-                                               f"fit the model: {e}") from None
+    except RuntimeError as e:
+        raise ValueError(f"weights in {path if not isinstance(path, dict) else 'the state dict'} do not fit the "
+                         f"model: {e}") from None
     missing = [k for k in missing if not k.startswith('head.')]
     if missing or unexpected:
         raise ValueError(f"weights must match the model except for its classification head (head.*): "
@@ -218,14 +257,18 @@ def load_encoder(timm_model: VisionTransformer, path) -> VisionTransformer:
     return timm_model
 
 # %% ../nbs/12_encoder.ipynb #1477630b
-def attention_maps(model, x: torch.Tensor, block: int = -1) -> torch.Tensor:
+def attention_maps(
+    model,             # a timm ViT or a model holding one as `.encoder`
+    x: torch.Tensor,   # images B×C×H×W
+    block: int = -1,   # an index into the encoder's blocks (-1: the last)
+) -> torch.Tensor:
     """The softmax attention B×heads×T×T (T: class token and patch tokens) of `block` (an index into the encoder's
     blocks; -1: the last) of a timm ViT, or of a model holding one, on the images `x`; in eval mode, without
     gradients."""
     enc = _encoder_of(model)
     n = len(enc.blocks)
-    if not isinstance(block, int) or not -n <= block < n: raise ValueError(f"block must be an int in -{n}..{n - 1} "
-                                                                           f"for this {n}-block encoder, got {block!r}")
+    if not isinstance(block, int) or not -n <= block < n:
+        raise ValueError(f"block must be an int in -{n}..{n - 1} for this {n}-block encoder, got {block!r}")
     blk, grab = enc.blocks[block], {}
     hook = blk.norm1.register_forward_hook(lambda mod, inp, out: grab.__setitem__('tokens', out))
     try:
@@ -238,7 +281,11 @@ def attention_maps(model, x: torch.Tensor, block: int = -1) -> torch.Tensor:
             return ((q*a.scale) @ k.transpose(-2, -1)).softmax(-1)
     finally: hook.remove()
 
-def cls_attention(model, x: torch.Tensor, block: int = -1) -> torch.Tensor:
+def cls_attention(
+    model,             # a timm ViT with a class token, or a model holding one as `.encoder`
+    x: torch.Tensor,   # images B×C×H×W
+    block: int = -1,   # an index into the encoder's blocks (-1: the last)
+) -> torch.Tensor:
     """How much the class token attends to each patch, per head: B×heads×rows×cols (the rest of each row of the
     attention goes to the prefix tokens)."""
     enc = _encoder_of(model)
@@ -247,8 +294,15 @@ def cls_attention(model, x: torch.Tensor, block: int = -1) -> torch.Tensor:
     rows, cols = encoder_geometry(enc)['grid_size']
     return A[:, :, 0, enc.num_prefix_tokens:].reshape(A.shape[0], A.shape[1], rows, cols)
 
-def show_attention(model, x: torch.Tensor, block: int = -1, n: int = 2, stats=None, heads: int | None = None,
-                   figsize=None):
+def show_attention(
+    model,                     # a timm ViT with a class token, or a model holding one as `.encoder`
+    x: torch.Tensor,           # images B×C×H×W (normalised with `stats`, if given)
+    block: int = -1,           # an index into the encoder's blocks (-1: the last)
+    n: int = 2,                # number of images shown, one row each
+    stats=None,                # the (mean, std) `x` was normalised with (None: shown as it is)
+    heads: int | None = None,  # number of heads shown (None: all)
+    figsize=None,              # the figure's (width, height) in inches (None: sized to the grid)
+):
     """For each of the first `n` images: the image | the class token's attention of each head (the first `heads`) |
     their mean, each laid over the image. Returns the n×(heads+2) array of Axes."""
     import matplotlib.pyplot as plt

@@ -23,16 +23,26 @@ __all__ = ['embed_images', 'knn_accuracy', 'linear_probe_accuracy', 'KNNMonitor'
 
 # %% ../nbs/75_evaluate.ipynb #50820b6d
 @torch.no_grad()
-def embed_images(encoder: nn.Module, x: torch.Tensor, bs: int = 256) -> torch.Tensor:
+def embed_images(
+    encoder: nn.Module,  # a timm ViT encoder
+    x: torch.Tensor,     # normalised images B×C×H×W, on any device
+    bs: int = 256,       # images per forward pass
+) -> torch.Tensor:
     """Frozen features of the normalised images `x` (B×C×H×W): the mean of the encoder's final patch tokens, in
     evaluation mode; B×D float32 on the CPU."""
     with eval_mode(encoder) as enc:
         dev = next(enc.parameters()).device
-        return torch.cat([enc.forward_features(c.to(dev))[:,
-                                                          enc.num_prefix_tokens:].mean(1).float().cpu() for c in x.split(bs)])
+        return torch.cat([enc.forward_features(c.to(dev))[:, enc.num_prefix_tokens:].mean(1).float().cpu()
+                          for c in x.split(bs)])
 
-def knn_accuracy(bank: torch.Tensor, bank_labels: torch.Tensor, query: torch.Tensor, query_labels: torch.Tensor,
-                 k: int = 20, T: float = 0.07) -> float:
+def knn_accuracy(
+    bank: torch.Tensor,          # features of the labeled bank, N×D
+    bank_labels: torch.Tensor,   # their int64 labels, N
+    query: torch.Tensor,         # features to classify, Q×D
+    query_labels: torch.Tensor,  # their int64 labels, Q
+    k: int = 20,                 # number of neighbours that vote, >= 1
+    T: float = 0.07,             # temperature of the vote weights exp(similarity/T)
+) -> float:
     """Accuracy of a weighted k-NN vote: each query's `k` most cosine-similar bank features vote for their labels with
     weight exp(similarity/T)."""
     if k < 1: raise ValueError(f"k must be >= 1, got {k}")
@@ -42,9 +52,15 @@ def knn_accuracy(bank: torch.Tensor, bank_labels: torch.Tensor, query: torch.Ten
     votes = torch.zeros(len(query), n_cls).scatter_add_(1, bank_labels[idx], (w/T).exp())
     return (votes.argmax(1) == query_labels).float().mean().item()
 
-def linear_probe_accuracy(bank: torch.Tensor, bank_labels: torch.Tensor, query: torch.Tensor,
-                          query_labels: torch.Tensor,
-                          steps: int = 300, wd: float = 1e-4, seed: int = 0) -> float:
+def linear_probe_accuracy(
+    bank: torch.Tensor,          # features to fit the probe on, N×D
+    bank_labels: torch.Tensor,   # their int64 labels, N
+    query: torch.Tensor,         # features to classify, Q×D
+    query_labels: torch.Tensor,  # their int64 labels, Q
+    steps: int = 300,            # L-BFGS iterations at most, >= 1
+    wd: float = 1e-4,            # weight of the L2 penalty on the probe's weights
+    seed: int = 0,               # seed of the probe's initial weights
+) -> float:
     """Accuracy on the queries of a logistic regression fitted to the bank features (standardised, full-batch L-BFGS for
     at most `steps` iterations, L2 weight `wd`)."""
     if steps < 1: raise ValueError(f"steps must be >= 1, got {steps}")
@@ -69,11 +85,18 @@ class KNNMonitor(Callback):
     """Every `every` epochs, k-NN accuracy (and with `linear`, a linear probe's) of the encoder's frozen features on a
     small labeled set: `knn` (`linear`) columns in the Recorder and history.csv."""
     order = Recorder.order - 1                   # the values must be ready when the Recorder reads the metrics
-    def __init__(self, bank: tuple, query: tuple, every: int = 1, k: int = 20, linear: bool = False,
-                 linear_steps: int = 100):
+    def __init__(self,
+                 bank: tuple,              # (images, labels) of the bank: raw images as the loaders read them
+                 query: tuple,             # (images, labels) of the queries, likewise
+                 every: int = 1,           # measure after every this many epochs, >= 1
+                 k: int = 20,              # number of neighbours that vote (`knn_accuracy`)
+                 linear: bool = False,     # also fit a linear probe (`linear_probe_accuracy`): the `linear` column
+                 linear_steps: int = 100,  # L-BFGS iterations of the linear probe at most, >= 1
+                ):
         if every < 1: raise ValueError(f"every must be >= 1, got {every}")
         if linear_steps < 1: raise ValueError(f"linear_steps must be >= 1, got {linear_steps}")
-        self.bank, self.query, self.every, self.k, self.linear, self.linear_steps = bank, query, every, k, linear, linear_steps
+        self.bank, self.query, self.every, self.k, self.linear, self.linear_steps = (bank, query, every, k, linear,
+                                                                                    linear_steps)
         self.value, self.linear_value, self.seconds = None, None, []
 
     def _prep(self, x):
@@ -82,14 +105,14 @@ class KNNMonitor(Callback):
         return self.learn.dls.valid.after_batch((TensorImage(x),))[0]
 
     def before_fit(self):
-        self.added = [ValueMetric(lambda: self.value,
-                                  'knn')] + ([ValueMetric(lambda: self.linear_value, 'linear')] if self.linear else [])
+        self.added = ([ValueMetric(lambda: self.value, 'knn')]
+                      + ([ValueMetric(lambda: self.linear_value, 'linear')] if self.linear else []))
         self.learn.metrics = L(self.learn.metrics) + self.added
         self.value = self.linear_value = None
 
     def after_validate(self):
-        if not hasattr(self.learn,
-                       'n_epoch') or (self.epoch + 1) % self.every: self.value = self.linear_value = None; return
+        if not hasattr(self.learn, 'n_epoch') or (self.epoch + 1) % self.every:
+            self.value = self.linear_value = None; return
         t0 = time.perf_counter()
         enc = unwrap_model(self.learn.model).encoder
         (xb, yb), (xq, yq) = self.bank, self.query
@@ -107,7 +130,13 @@ def _pixel_bounds(stats, dev):
     else: mean, std = stats_tensors(stats, dev)
     return mean, std, (0 - mean)/std, (1 - mean)/std
 
-def fgsm_perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 1/255, stats=None) -> torch.Tensor:
+def fgsm_perturb(
+    model: nn.Module,       # a classifier that returns logits
+    x: torch.Tensor,        # a normalised batch B×C×H×W
+    y: torch.Tensor,        # its int64 labels, B
+    eps: float = 1/255,     # size of the step in pixel units of [0, 1] (1/255: one grey level), >= 0
+    stats=None,             # the loaders' normalisation (mean, std); None for images in [0, 1]
+) -> torch.Tensor:
     """FGSM examples of the normalised batch `x` with labels `y`: x + eps·sign(∇_x CE)/std, clipped to valid pixels;
     `eps` in pixel units ([0,1]), `stats` the loaders' (mean, std) or None for images in [0,1]. The model's `.grad`s
     are untouched."""
@@ -115,13 +144,19 @@ def fgsm_perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float 
     mean, std, lo, hi = _pixel_bounds(stats, x.device)
     x = x.as_subclass(torch.Tensor).detach().requires_grad_(True)
     with torch.enable_grad():
-        loss = F.cross_entropy(model(x), y.as_subclass(torch.Tensor), reduction='sum')   # the sum: per-image gradients, same signs as the mean
+        # the sum: per-image gradients, same signs as the mean
+        loss = F.cross_entropy(model(x), y.as_subclass(torch.Tensor), reduction='sum')
         g, = torch.autograd.grad(loss, x)
     x = x.detach()
     x_adv = x + (eps*g.sign())/std
     return torch.minimum(torch.maximum(x_adv, torch.minimum(x, lo)), torch.maximum(x, hi))   # never moves a clean value
 
-def fgsm_accuracy(learn, eps: float = 1/255, dl=None, stats=None) -> float:
+def fgsm_accuracy(
+    learn,                # a `Learner` of a classifier
+    eps: float = 1/255,   # size of the step in pixel units of [0, 1] (1/255: one grey level), >= 0
+    dl=None,              # a labeled loader of (images, labels) (None: the validation set)
+    stats=None,           # the normalisation (mean, std) of `dl` (None: read from its `Normalize`)
+) -> float:
     """Accuracy of `learn.model` on FGSM examples X + eps·sign(∇_X CE), eps in pixel units ([0,1]), clipped to valid
     pixels; `dl` defaults to the validation set, `stats` to its `Normalize` (none: images in [0,1])."""
     if not eps >= 0: raise ValueError(f"eps must be >= 0 (in pixel units of [0, 1], e.g. 1/255), got {eps}")
@@ -143,7 +178,14 @@ def fgsm_accuracy(learn, eps: float = 1/255, dl=None, stats=None) -> float:
     return (correct.float()/max(n, 1)).item()
 
 # %% ../nbs/75_evaluate.ipynb #762d646f
-def show_fgsm(learn, eps: float = 8/255, n: int = 4, dl=None, stats=None, figsize=None):
+def show_fgsm(
+    learn,                # a `Learner` of a classifier
+    eps: float = 8/255,   # size of the step in pixel units of [0, 1]
+    n: int = 4,           # number of images shown, from one batch
+    dl=None,              # a labeled loader of (images, labels) (None: the validation set)
+    stats=None,           # the normalisation (mean, std) of `dl` (None: read from its `Normalize`)
+    figsize=None,         # (width, height) of the figure in inches (None: 2.1 per image × 6.6)
+):
     """Clean images | sign of the FGSM gradient | adversarial images for the first `n` images of one batch of `dl`
     (default: validation), titled with the model's predictions; `eps` in pixel units. Returns the 3×n array of Axes."""
     dl = learn.dls.valid if dl is None else dl
@@ -167,8 +209,8 @@ def show_fgsm(learn, eps: float = 8/255, n: int = 4, dl=None, stats=None, figsiz
         show_img(xd[i], axs[0, i], f"{name(pred[i])} {ok(pred[i])}")
         show_img((step[i] + 1)/2, axs[1, i], 'sign of ∇ (×ε)')
         show_img(xad[i], axs[2, i], f"{name(pred_adv[i])} {ok(pred_adv[i])}")
-    axs[0, 0].set_ylabel('clean'); axs[1,
-                                       0].set_ylabel('perturbation'); axs[2,
-                                                                          0].set_ylabel(f'FGSM, ε = {eps*255:.0f}/255')
+    axs[0, 0].set_ylabel('clean')
+    axs[1, 0].set_ylabel('perturbation')
+    axs[2, 0].set_ylabel(f'FGSM, ε = {eps*255:.0f}/255')
     fig.tight_layout()
     return axs

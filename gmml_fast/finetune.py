@@ -17,10 +17,15 @@ from timm.models.vision_transformer import VisionTransformer
 from .encoder import create_encoder, embed_tokens, zero_patch_token
 from .patches import grid_size
 from .encoder import encoder_geometry, load_encoder, check_encoder, read_state_dict, write_state_dict
-from .core import unwrap_model
+from fastai.callback.core import Callback
+
+from .core import unwrap_model, dls_stats, stats_tensors
+from .augment import PretrainAugment, AUGMENT_POLICIES
+from .rng import split_key, AUGMENT_STREAM
+from .pretrain import SeededCallback
 
 # %% auto #0
-__all__ = ['ViTClassifier', 'layer_groups', 'layer_decay_splitter', 'layer_decay_lrs']
+__all__ = ['ViTClassifier', 'layer_groups', 'layer_decay_splitter', 'layer_decay_lrs', 'BatchViews', 'BatchAugment']
 
 # %% ../nbs/80_finetune.ipynb #be13fd8b
 _POOLS = ('cls', 'avg', 'dummy')
@@ -35,8 +40,13 @@ def _init_linear(m: nn.Module):
 class ViTClassifier(nn.Module):
     """A timm ViT `encoder` with a linear head over the `pool`ed tokens ('cls', 'avg' or 'dummy'); holds auxiliary heads
     in `aux`; `token_grid` reads the patch tokens off `forward_tokens`'s output."""
-    def __init__(self, encoder: VisionTransformer, num_classes: int, pool: str = 'cls', dummy_pos_embed=None,
-                 head_drop: float = 0.0):
+    def __init__(self,
+                 encoder: VisionTransformer,  # a timm ViT (`create_encoder`) that applies its final norm to every token
+                 num_classes: int,            # number of classes: the width of the linear head
+                 pool: str = 'cls',           # what the head reads: 'cls' token, 'avg' of the patch tokens or 'dummy'
+                 dummy_pos_embed=None,        # pool 'dummy': the dummy patch's position, D numbers (None: random init)
+                 head_drop: float = 0.0,      # dropout before the head, in [0, 1)
+                ):
         super().__init__()
         enc = check_encoder(encoder)
         if pool not in _POOLS: raise ValueError(f"pool must be one of {_POOLS}, got {pool!r}")
@@ -74,7 +84,9 @@ class ViTClassifier(nn.Module):
         "Encoder input of the dummy patch, B×1×D: the patch embedding of an all-zero patch plus its own position."
         return zero_patch_token(self.encoder.patch_embed, self.dummy_pos_embed).expand(batch_size, -1, -1)
 
-    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_tokens(self,
+                       x: torch.Tensor,  # normalised images B×C×H×W
+                      ) -> torch.Tensor:
         "All output tokens after the final norm, B×(prefix + N [+ dummy])×D."
         enc = self.encoder
         if self.pool != 'dummy': return enc.forward_features(x)
@@ -83,14 +95,19 @@ class ViTClassifier(nn.Module):
         t = checkpoint_seq(enc.blocks, t) if enc.grad_checkpointing and torch.is_grad_enabled() else enc.blocks(t)
         return enc.norm(t)
 
-    def token_grid(self, tokens: torch.Tensor, hw) -> torch.Tensor:
+    def token_grid(self,
+                   tokens: torch.Tensor,  # the output of `forward_tokens`, B×T×D
+                   hw,                    # (height, width) of the images in pixels
+                  ) -> torch.Tensor:
         """The patch tokens of `tokens` (B×T×D, what `forward_tokens` returns for images of size `hw`) as a
         B×D×rows×cols grid."""
         rows, cols = grid_size(tuple(hw), tuple(self.encoder.patch_embed.patch_size))
         P = self.encoder.num_prefix_tokens
         return tokens[:, P:P + rows*cols].transpose(1, 2).unflatten(2, (rows, cols))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self,
+                x: torch.Tensor,  # normalised images B×C×H×W
+               ) -> torch.Tensor:
         "Class logits B×num_classes for images `x`."
         enc, t = self.encoder, self.forward_tokens(x)
         if self.pool == 'dummy': return enc.head(enc.head_drop(enc.fc_norm(t[:, -1])))
@@ -114,7 +131,9 @@ class ViTClassifier(nn.Module):
         if self.pool == 'dummy': sd['dummy_pos_embed'] = self.dummy_pos_embed.detach().cpu().clone()
         return sd
 
-    def export_classifier(self, path) -> Path:
+    def export_classifier(self,
+                          path,  # file to write: safetensors for `.safetensors`, else `torch.save`
+                         ) -> Path:
         "Save `classifier_state_dict()` to `path` (safetensors for `.safetensors`, else `torch.save`)."
         return write_state_dict(self.classifier_state_dict(), path)
 
@@ -127,7 +146,9 @@ class ViTClassifier(nn.Module):
         m.load_state_dict(self.classifier_state_dict(), strict=True)
         return m
 
-    def load_classifier(self, src) -> 'ViTClassifier':
+    def load_classifier(self,
+                        src,  # a file written by `export_classifier`, or its state dict
+                       ) -> 'ViTClassifier':
         """Load weights saved by `export_classifier` (a path or a state dict) strictly; auxiliary heads are left as they
         are."""
         sd = dict(read_state_dict(src))
@@ -141,8 +162,15 @@ class ViTClassifier(nn.Module):
         return self
 
     @classmethod
-    def from_encoder_weights(cls, arch: str, path, num_classes: int, pool: str = 'cls', dummy_pos_embed=None,
-                             head_drop: float = 0.0, **encoder_kwargs) -> 'ViTClassifier':
+    def from_encoder_weights(cls,
+                             arch: str,               # encoder preset, alias or timm ViT name (`create_encoder`)
+                             path,                    # pretrained encoder weights (`load_encoder`); None: random init
+                             num_classes: int,        # number of classes: the width of the linear head
+                             pool: str = 'cls',       # 'cls', 'avg' or 'dummy', as in `ViTClassifier`
+                             dummy_pos_embed=None,    # pool 'dummy': the dummy patch's position (None: random init)
+                             head_drop: float = 0.0,  # dropout before the head, in [0, 1)
+                             **encoder_kwargs,        # more arguments of `create_encoder`
+                            ) -> 'ViTClassifier':  # a new classifier
         """A classifier on `create_encoder(arch, **encoder_kwargs)` loaded with pretrained encoder weights from `path`
         (None: random init)."""
         enc = create_encoder(arch, **encoder_kwargs)
@@ -158,7 +186,9 @@ def _classifier_parts(model):
     raise ValueError("model must be a ViTClassifier (or a model with a timm ViT as `.encoder`) or a timm ViT, got "
                      f"{type(m).__name__}")
 
-def layer_groups(model) -> list[tuple[str, list[nn.Parameter]]]:
+def layer_groups(
+    model,  # a `ViTClassifier` (or a model with a timm ViT as `.encoder`) or a timm ViT, wrapped or not
+) -> list[tuple[str, list[nn.Parameter]]]:
     """Named parameter groups from input to output: `('embed', …)`, `('block 1', …)` … `('block L', …)`, `('head', …)`
     (head, final norms, aux heads, the rest)."""
     m, enc = _classifier_parts(model)
@@ -171,12 +201,18 @@ def layer_groups(model) -> list[tuple[str, list[nn.Parameter]]]:
     groups.append(('head', [p for p in m.parameters() if id(p) not in seen]))
     return groups
 
-def layer_decay_splitter(model) -> list[list[nn.Parameter]]:
+def layer_decay_splitter(
+    model,  # a `ViTClassifier` (or a model with a timm ViT as `.encoder`) or a timm ViT, wrapped or not
+) -> list[list[nn.Parameter]]:
     """fastai splitter: the parameter groups of `layer_groups` (embedding, each block, head), for per-depth learning
     rates."""
     return [ps for _, ps in layer_groups(model)]
 
-def layer_decay_lrs(base_lr: float, n_groups, decay: float = 0.75) -> np.ndarray:
+def layer_decay_lrs(
+    base_lr: float,       # learning rate of the last group (the head), > 0
+    n_groups,             # number of groups, or a model to count its `layer_groups`
+    decay: float = 0.75,  # factor per group from the head towards the input, in (0, 1]
+) -> np.ndarray:
     """Learning rates `base_lr·decay^(n−1−i)` for groups i = 0…n−1 (embedding first, head last); `n_groups` may be a
     model."""
     if not isinstance(n_groups, int): n_groups = len(layer_groups(n_groups))
@@ -184,3 +220,51 @@ def layer_decay_lrs(base_lr: float, n_groups, decay: float = 0.75) -> np.ndarray
     if not base_lr > 0: raise ValueError(f"base_lr must be > 0, got {base_lr}")
     if not 0 < decay <= 1: raise ValueError(f"decay must be in (0, 1], got {decay}")
     return base_lr*decay**np.arange(n_groups - 1, -1, -1, dtype=np.float64)
+
+# %% ../nbs/80_finetune.ipynb #bd284e1a
+class BatchViews(SeededCallback):
+    """Training-time random resized crops and flips of normalised batches on their device (a `PretrainAugment`, seeded
+    as the pretraining views): the finetuning papers' crop and flip."""
+    order = 0                                        # before BatchAugment's policy, MixUp and CutMix
+    def __init__(self,
+                 views: PretrainAugment,     # the crop and flip (and any other views) to apply
+                 seed: int | None = None):   # training stream + rank (None: fresh entropy)
+        if not isinstance(views, PretrainAugment): raise ValueError("views must be a PretrainAugment, got "
+                                                                    f"{type(views).__name__}")
+        super().__init__(seed)
+        self.views = views
+
+    def before_fit(self): self.stats = dls_stats(self.learn.dls)   # read once: the loaders' Normalize may live on a GPU
+
+    def before_batch(self):
+        if not self.training: return
+        x = self.xb[0]
+        v = self.views(x, key=split_key(self._key(x.device), AUGMENT_STREAM), stats=self.stats)
+        self.learn.xb = (type(x)(v),) + tuple(self.xb[1:])
+
+class BatchAugment(Callback):
+    """Training-time AutoAugment/RandAugment/TrivialAugment (torchvision v2) on normalised batches; one random op per
+    `chunk` images."""
+    order = 1
+    def __init__(self,
+                 policy: str = 'randaugment',  # a name in `AUGMENT_POLICIES`
+                 chunk: int = 8):              # images that share one random op (>= 1)
+        from torchvision.transforms import v2
+        pols = dict(zip(AUGMENT_POLICIES,
+                        (v2.RandAugment, lambda: v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10), v2.TrivialAugmentWide)))
+        if policy not in pols: raise ValueError(f"augment must be one of {', '.join(pols)}, got {policy!r}")
+        if chunk < 1: raise ValueError(f"chunk must be >= 1, got {chunk}")
+        self.policy, self.op, self.chunk = policy, pols[policy](), chunk
+
+    def before_fit(self):
+        st = dls_stats(self.learn.dls)
+        self.stats = None if st is None else stats_tensors(st)
+
+    def before_batch(self):
+        if not self.training: return
+        x = self.xb[0]
+        m, s = (t.to(x.device, x.dtype) for t in self.stats) if self.stats is not None else (0., 1.)
+        img = (x*s + m).clamp(0, 1)
+        # torchvision applies one random op to a whole tensor: a few chunks give the batch some variety
+        img = torch.cat([self.op(c) for c in img.split(self.chunk)])
+        self.learn.xb = (type(x)((img - m)/s),) + tuple(self.xb[1:])

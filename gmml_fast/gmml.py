@@ -24,7 +24,9 @@ from .pretrain import PretrainCallback
 __all__ = ['default_blocks', 'GMMLOutput', 'GMMLModel', 'create_gmml_model', 'GMMLInputs', 'GMML', 'show_block_reconstructions']
 
 # %% ../nbs/62_gmml.ipynb #a37cf3bf
-def default_blocks(depth: int) -> tuple[int, ...]:
+def default_blocks(
+    depth: int,  # number of blocks of the ViT (>= 1)
+) -> tuple[int, ...]:
     """GMML's fused blocks {6, 8, 10, 12} of a 12-block ViT, rescaled to `depth` blocks (1-based): half, 2/3, 5/6 and
     all of the depth."""
     if depth < 1: raise ValueError(f"depth must be >= 1, got {depth}")
@@ -46,8 +48,13 @@ class GMMLOutput(NamedTuple):
 class GMMLModel(nn.Module):
     """GMML pretraining model: a timm ViT encoder on the full (corrupted) image; the final norm of its fused `blocks` is
     decoded back to pixels."""
-    def __init__(self, encoder: VisionTransformer, blocks=None, fusion: str = 'sum', decoder=None,
-                 out_chans: int | None = None):
+    def __init__(self,
+                 encoder: VisionTransformer,    # a timm ViT (`create_encoder`)
+                 blocks=None,                   # 1-based blocks whose outputs are fused (None: `default_blocks(depth)`)
+                 fusion: str = 'sum',           # 'sum' (GMML Eq. 3) or 'mean' of the fused blocks
+                 decoder=None,                  # an `nn.Module` or `LightDecoder` arguments (None: the light decoder)
+                 out_chans: int | None = None,  # reconstructed channels (None: the encoder's input channels)
+                ):
         super().__init__()
         self.encoder = check_encoder(encoder)
         self.blocks = check_blocks(encoder, default_blocks(len(encoder.blocks)) if blocks is None else blocks)
@@ -61,13 +68,19 @@ class GMMLModel(nn.Module):
             raise ValueError("decoder must be None, a dict of LightDecoder arguments or an nn.Module, got "
                              f"{type(decoder).__name__}")
         self.decoder = decoder
-        self.inputs = None           # optional: (clean batch, key, training) -> (target, corrupted, mask), see `forward`
+        # optional: (clean batch, key, training) -> (target, corrupted, mask), see `forward`
+        self.inputs = None
 
-    def fused_features(self, x: torch.Tensor) -> torch.Tensor:
+    def fused_features(self,
+                       x: torch.Tensor,  # (corrupted) images B×C×H×W
+                      ) -> torch.Tensor:
         "The decoder's input: the encoder's final norm of the fused block outputs, a B×D×rows×cols grid."
         return _channel_norm(self.encoder.norm, fuse_blocks(block_outputs(self.encoder, x, self.blocks), self.fusion))
 
-    def forward(self, x: torch.Tensor, key: torch.Tensor | None = None):
+    def forward(self,
+                x: torch.Tensor,                  # (corrupted) images B×C×H×W; with `key`, the clean batch
+                key: torch.Tensor | None = None,  # the counter RNG's key for `inputs` (None: `x` is the input as is)
+               ):
         """Reconstruct images B×C×H×W from (corrupted) images `x`; with a `key`, `x` is the clean batch and the model
         first makes its input with `inputs` (views and corruption), returning a `GMMLOutput`: one call, so
         `torch.compile` makes one graph of the whole forward step."""
@@ -77,7 +90,10 @@ class GMMLModel(nn.Module):
         target, xc, mask = self.inputs(x, key, self.training)
         return GMMLOutput(self.decoder(self.fused_features(xc)), target, mask)
 
-    def decode_each_block(self, x: torch.Tensor, blocks=None) -> dict[int, torch.Tensor]:
+    def decode_each_block(self,
+                          x: torch.Tensor,  # (corrupted) images B×C×H×W
+                          blocks=None,      # 1-based block numbers (None: every block)
+                         ) -> dict[int, torch.Tensor]:
         """Reconstruction from each block alone (normalised by the final norm), as `{block number (1-based): B×C×H×W}`;
         all blocks by default."""
         blocks = check_blocks(self.encoder, range(1, len(self.encoder.blocks) + 1) if blocks is None else blocks)
@@ -105,9 +121,9 @@ class GMMLInputs:
     """GMML's input step as a function of (clean batch, key, training): the augmented views (training only), then the
     corruption; returns `(target, corrupted, mask)`. The callback calls it before the model, or the model calls it
     inside its forward (`in_graph`)."""
-    corruption: GMMLCorruption
-    augment: PretrainAugment | None = None
-    stats: tuple | None = None           # (mean, std) of the loaders' normalisation, for the colour views
+    corruption: GMMLCorruption               # the corruption of every batch
+    augment: PretrainAugment | None = None   # the training views (None: the clean batch)
+    stats: tuple | None = None               # (mean, std) of the loaders' normalisation, for the colour views
     def __call__(self, x: torch.Tensor, key: torch.Tensor, training: bool):
         if training and self.augment is not None: x = self.augment(x, key=split_key(key, AUGMENT_STREAM),
                                                                    stats=self.stats)
@@ -118,8 +134,15 @@ class GMML(PretrainCallback):
     """GMML pretraining: corrupt each clean batch with alien concepts on its device; the model reconstructs; the loss
     sees `(clean, mask)`. With `in_graph`, the model makes its own input from `(clean batch, key)` inside its forward
     (a `GMMLModel` with `inputs`), so a compiled model compiles the views, the corruption and the model as one graph."""
-    def __init__(self, corruption='gmml', align: int = 1, ratio=None, seed: int | None = None, valid_seed: int = 0,
-                 augment: PretrainAugment | bool | None = None, in_graph: bool = False):
+    def __init__(self,
+                 corruption='gmml',                              # a recipe name, `Alien`(s) or a `GMMLCorruption`
+                 align: int = 1,                                 # block grid in pixels (not with a `GMMLCorruption`)
+                 ratio=None,                                     # total budgeted share (not with a `GMMLCorruption`)
+                 seed: int | None = None,                        # training stream + rank (None: fresh entropy)
+                 valid_seed: int = 0,                            # fixed validation keys, the same at every epoch
+                 augment: PretrainAugment | bool | None = None,  # training views (True: `PretrainAugment()`)
+                 in_graph: bool = False,                         # the model corrupts its input in its forward
+                ):
         super().__init__(seed, valid_seed, augment)
         if isinstance(corruption, GMMLCorruption) and (align != 1 or ratio is not None):
             raise ValueError("align and ratio belong to the corruption: pass them to GMMLCorruption, or pass a recipe "
@@ -130,7 +153,8 @@ class GMML(PretrainCallback):
 
     def before_fit(self):
         super().before_fit()
-        self.inputs.stats, self.inputs.augment = self.stats, self.augment   # (augment may have been changed after __init__)
+        # (augment may have been changed after __init__)
+        self.inputs.stats, self.inputs.augment = self.stats, self.augment
         model = unwrap_model(self.learn.model)
         if self.in_graph:
             if not isinstance(model, GMMLModel): raise ValueError("in_graph=True needs a GMMLModel, got "
@@ -139,19 +163,28 @@ class GMML(PretrainCallback):
 
     def before_batch(self):
         x, key = self.xb[0], self._key(self.xb[0].device)
-        if self.in_graph: self.learn.xb, self.learn.yb = (x, key), (x,)     # the model corrupts; the loss reads its output
+        # the model corrupts; the loss reads its output
+        if self.in_graph: self.learn.xb, self.learn.yb = (x, key), (x,)
         else:
             target, xc, mask = self.inputs(x, key, self.training)
             self.learn.xb, self.learn.yb = (xc,), (target, mask)
 
-    def reconstruct(self, x: torch.Tensor, seed: int = 0):
+    def reconstruct(self,
+                    x: torch.Tensor,  # images B×C×H×W, normalised as the loaders' batches
+                    seed: int = 0,    # the corruption's seed
+                   ):
         """Corrupt `x` with a fixed `seed` and reconstruct it with the model in eval mode:
         `(corrupted, mask, reconstruction)`."""
         with eval_mode(self.learn.model) as model:
             xc, mask = self.corruption(x, seed=seed)
             return xc, mask, model(xc)
 
-    def show(self, n: int = 4, x: torch.Tensor | None = None, seed: int = 0, **kwargs):
+    def show(self,
+             n: int = 4,                     # number of images (rows)
+             x: torch.Tensor | None = None,  # images B×C×H×W to show (None: a validation batch)
+             seed: int = 0,                  # the corruption's seed
+             **kwargs,                       # more `show_corruption` arguments (`figsize`, `title`, ...)
+            ):
         """Draw clean | corrupted | mask | reconstruction for `n` validation images (or for `x`); returns the n×4 array
         of Axes."""
         x = self._batch(n) if x is None else x[:n]
@@ -159,8 +192,15 @@ class GMML(PretrainCallback):
         return show_corruption(x, xc, mask, rec, n=n, stats=dls_stats(self.learn.dls), **kwargs)
 
 # %% ../nbs/62_gmml.ipynb #53d49084
-def show_block_reconstructions(model: GMMLModel, x: torch.Tensor, corruption='gmml', blocks=None, n: int = 2,
-                               stats=None, seed: int = 0):
+def show_block_reconstructions(
+    model: GMMLModel,   # a (trained) GMML model
+    x: torch.Tensor,    # clean images B×C×H×W
+    corruption='gmml',  # a name in `CORRUPTIONS`, one `Alien`, a list of them or a `GMMLCorruption`
+    blocks=None,        # 1-based block numbers (None: every block)
+    n: int = 2,         # number of images (rows)
+    stats=None,         # (mean, std) of the normalisation, to de-normalise for display; None: as is
+    seed: int = 0,      # the corruption's seed
+):
     """Rows of clean | corrupted | reconstruction from each of `blocks` (default: all) of a `GMMLModel`, for `n` images;
     returns the array of Axes."""
     corr = corruption if isinstance(corruption, GMMLCorruption) else GMMLCorruption(corruption)

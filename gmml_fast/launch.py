@@ -40,7 +40,9 @@ def _gpu_ids(gpus: str) -> list[int]:
         raise ValueError(f"--gpus must list distinct ids among 0..{n-1}, got {gpus!r}")
     return ids
 
-def torchrun_args(argv=None) -> tuple[list[str], dict]:
+def torchrun_args(
+    argv=None,  # the options and script as a list of strings, like `sys.argv[1:]` (None: `sys.argv[1:]`)
+) -> tuple[list[str], dict]:
     """The `torch.distributed.run` argument list and the environment changes for `python -m gmml_fast.launch` options
     `argv`."""
     a = _parser().parse_args(argv)
@@ -66,7 +68,9 @@ def torchrun_args(argv=None) -> tuple[list[str], dict]:
                  f'--master_port={a.master_port or 29500}']
     return args + (['--module'] if a.module else []) + [a.script] + list(a.args), env
 
-def main(argv=None):
+def main(
+    argv=None,  # the command line after `python -m gmml_fast.launch`, a list of strings (None: `sys.argv[1:]`)
+):
     "Entry point of `python -m gmml_fast.launch`: translate the options and hand over to `torch.distributed.run`."
     try: args, env = torchrun_args(sys.argv[1:] if argv is None else argv)
     except ValueError as e:

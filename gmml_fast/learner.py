@@ -12,13 +12,13 @@ import numpy as np
 import torch
 from torch import nn
 from fastai.learner import Learner
-from fastai.callback.schedule import ParamScheduler, SchedCos, SchedLin, combine_scheds  # (the import adds fit_one_cycle, lr_find)
+# (the import adds fit_one_cycle, lr_find)
+from fastai.callback.schedule import ParamScheduler, SchedCos, SchedLin, combine_scheds
 from fastai.callback.training import GradientClip
 from fastai.callback.fp16 import MixedPrecision, AMPMode
 from torch.amp import GradScaler
 from fastcore.foundation import L
 from fastai.optimizer import Adam
-from fastai.callback.core import Callback
 from fastai.callback.mixup import MixUp, CutMix
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy
@@ -28,8 +28,8 @@ from timm.models.vision_transformer import VisionTransformer
 
 from .encoder import create_encoder, ENCODER_PRESETS
 from .datasets import preset_for_size
-from .recipe import (Recipe, GMMLRecipe, MAERecipe, SimMIMRecipe, FinetuneRecipe, PRECISIONS, AUGMENT_POLICIES,
-                              get_recipe, with_overrides, recipe_name)
+from .recipe import (Recipe, GMMLRecipe, MAERecipe, SimMIMRecipe, FinetuneRecipe, PRECISIONS, get_recipe,
+                              with_overrides, recipe_name)
 from .gmml import GMMLModel
 from .mae import MAEModel, mae_decoder_for
 from .simmim import SimMIMModel
@@ -37,21 +37,20 @@ from .encoder import load_encoder, encoder_extras, export_encoder as _export_enc
 from .share import save_timm_folder
 from .losses import MaskedL1Loss, MAELoss
 from .corruption import GMMLCorruption
-from .augment import PretrainAugment
-from .core import unwrap_model, dls_stats, stats_tensors
+from .core import unwrap_model, dls_stats
 from .gmml import GMML
 from .mae import MAE
 from .simmim import SimMIM
-from .pretrain import NoDecayCallback, ReconstructionFigures, SeededCallback
-from .rng import split_key, AUGMENT_STREAM
+from .pretrain import NoDecayCallback, ReconstructionFigures
 from .step import ForeachAdam, ForeachGradientClip, StopOnNonFiniteLoss, use_sparse_progress
-from .finetune import ViTClassifier, layer_decay_splitter, layer_decay_lrs, layer_groups
-from .auxiliary import DRLoc, ME, MAEAux
+from .finetune import (ViTClassifier, layer_decay_splitter, layer_decay_lrs, layer_groups, BatchViews,
+                                BatchAugment)
+from .auxiliary import DRLoc
+from .masked_aux import ME, MAEAux
 
 # %% auto #0
 __all__ = ['LEARNER_OPTIONS', 'set_drop_path', 'resolve_recipe', 'DevicePrecision', 'gmml_learner', 'mae_learner',
-           'simmim_learner', 'recipe_fit_kwargs', 'BatchViews', 'BatchAugment', 'default_layer_decay',
-           'finetune_learner']
+           'simmim_learner', 'recipe_fit_kwargs', 'default_layer_decay', 'finetune_learner']
 
 # %% ../nbs/90_learner.ipynb #6a5ece4a
 def _data_geometry(dls):
@@ -84,7 +83,10 @@ def _check_drop_path(rate):
     if not 0 <= rate < 1: raise ValueError(f"drop_path must be in [0, 1), got {rate}")
     return rate
 
-def set_drop_path(encoder: VisionTransformer, rate: float) -> VisionTransformer:
+def set_drop_path(
+    encoder: VisionTransformer,  # a timm ViT, changed in place
+    rate: float,                 # the last block's drop probability, in [0, 1) (0: off)
+) -> VisionTransformer:
     """Set stochastic depth of a timm ViT in place: block i of n drops its residual branches with probability
     rate·i/(n-1), as timm's `drop_path_rate` does."""
     _check_drop_path(rate)
@@ -95,11 +97,16 @@ def set_drop_path(encoder: VisionTransformer, rate: float) -> VisionTransformer:
             if hasattr(blk, name): setattr(blk, name, DropPath(r) if r > 0 else nn.Identity())
     return encoder
 
-def _adamw(beta2: float): return partial(ForeachAdam, mom=0.9, sqr_mom=beta2, eps=1e-8)   # fastai's Adam, in foreach calls
+# fastai's Adam, in foreach calls
+def _adamw(beta2: float): return partial(ForeachAdam, mom=0.9, sqr_mom=beta2, eps=1e-8)
 
 LEARNER_OPTIONS = ('path', 'model_dir', 'wd_bn_bias', 'train_bn', 'moms', 'default_cbs')
 
-def resolve_recipe(method: str, recipe=None, **overrides) -> tuple[Recipe, dict]:
+def resolve_recipe(
+    method: str,   # 'gmml', 'mae', 'simmim' or 'finetune'
+    recipe=None,   # a `Recipe` of `method`, a name in `NAMED_RECIPES`, or None: `method@v1`
+    **overrides,   # recipe fields and fastai `Learner` options (`LEARNER_OPTIONS`), by name
+) -> tuple[Recipe, dict]:
     """The recipe a builder uses — `recipe` (a `Recipe`, a name, or None: `method@v1`) with the `overrides` that name
     its fields — and the remaining overrides, which must be fastai `Learner` options (`LEARNER_OPTIONS`)."""
     r = get_recipe(recipe, method)
@@ -120,11 +127,12 @@ class DevicePrecision(MixedPrecision):
             raise ValueError(f"precision='fp16' needs a CUDA device (the model is on {dev}); use precision='bf16'")
         dtype = torch.bfloat16 if self.amp_mode == AMPMode.BF16 else torch.float16
         self.kwargs['enabled'] = dtype == torch.float16          # bf16 has float32's range: no loss scaling
-        self.autocast, self.learn.scaler, self.scales = torch.autocast(dev,
-                                                                       dtype=dtype), GradScaler(dev, **self.kwargs), L()
+        self.autocast, self.learn.scaler, self.scales = (torch.autocast(dev, dtype=dtype),
+                                                         GradScaler(dev, **self.kwargs), L())
 
     def after_backward(self):
-        if self.learn.scaler.is_enabled(): self.learn.scaler.unscale_(self)   # GradientClip then clips the true gradients
+        # GradientClip then clips the true gradients
+        if self.learn.scaler.is_enabled(): self.learn.scaler.unscale_(self)
 
 def _speed(learn: Learner, precision, compile: bool) -> Learner:
     """Add mixed precision (`precision` in PRECISIONS) and compile the model in place (`compile`): what every builder
@@ -150,7 +158,8 @@ def gmml_learner(
                  compile: bool = False,                 # `torch.compile` the model (with the corruption)
                  figures_every: int | None = None,      # save a reconstruction figure every N epochs
                  cbs=None,                              # more fastai callbacks
-                 **overrides) -> Learner:              # recipe fields (`lr=`, ...) or `Learner` options
+                 **overrides,                           # recipe fields (`lr=`, ...) or `Learner` options
+                ) -> Learner:
     """A fastai `Learner` that pretrains a ViT with GMML on (unlabeled) `dls` with `recipe` (+ `overrides` of its
     fields): corruption on device, fused-block light decoder, masked L1."""
     r, learner_kwargs = resolve_recipe('gmml', recipe, **overrides)
@@ -166,11 +175,11 @@ def _pretrainer(dls, model, method_cb, loss_func, r: Recipe, figures_every, prec
     """The `Learner` every pretraining builder makes from its recipe `r`: the method's callback, the peak learning rate,
     no decay on 1-d parameters (and tokens, unless `r.decay_tokens`), optional gradient clipping and figures, AdamW,
     the weight-decay schedule's end, precision and compilation."""
-    cbs = ([method_cb, NoDecayCallback(decay_tokens=r.decay_tokens)] + ([ForeachGradientClip(max_norm=r.clip)] if r.clip else [])
+    cbs = ([method_cb, NoDecayCallback(decay_tokens=r.decay_tokens)]
+           + ([ForeachGradientClip(max_norm=r.clip)] if r.clip else [])
            + ([ReconstructionFigures(every=figures_every)] if figures_every else []) + list(cbs or []))
     learn = Learner(dls, model, loss_func=loss_func, opt_func=_adamw(r.beta2), lr=r.peak_lr(dls.train.bs), wd=r.wd,
-                    cbs=cbs,
-                    **learner_kwargs)
+                    cbs=cbs, **learner_kwargs)
     learn.recipe = r
     return _speed(learn, precision, compile)
 
@@ -185,7 +194,8 @@ def mae_learner(
                 compile: bool = False,                 # `torch.compile` the model (with the corruption)
                 figures_every: int | None = None,      # save a reconstruction figure every N epochs
                 cbs=None,                              # more fastai callbacks
-                **overrides) -> Learner:              # recipe fields (`lr=`, ...) or `Learner` options
+                **overrides,                           # recipe fields (`lr=`, ...) or `Learner` options
+               ) -> Learner:
     """A fastai `Learner` that pretrains a ViT as a (lightweight) MAE on (unlabeled) `dls` with `recipe` (+
     `overrides`): visible-token encoder, small decoder, MSE (+ α·visible)."""
     r, learner_kwargs = resolve_recipe('mae', recipe, **overrides)
@@ -209,7 +219,8 @@ def simmim_learner(
                    compile: bool = False,                 # `torch.compile` the model (with the corruption)
                    figures_every: int | None = None,      # save a reconstruction figure every N epochs
                    cbs=None,                              # more fastai callbacks
-                   **overrides) -> Learner:              # recipe fields (`lr=`, ...) or `Learner` options
+                   **overrides,                           # recipe fields (`lr=`, ...) or `Learner` options
+                  ) -> Learner:
     """A fastai `Learner` that pretrains a ViT with SimMIM on (unlabeled) `dls` with `recipe` (+ `overrides`): mask
     token in place of hidden patches, all tokens through the encoder, linear head, L1 on hidden pixels."""
     r, learner_kwargs = resolve_recipe('simmim', recipe, **overrides)
@@ -220,9 +231,16 @@ def simmim_learner(
 
 # %% ../nbs/90_learner.ipynb #3a78d1f7
 @patch
-def fit_warmup_cosine(self: Learner, n_epoch: int, lr_max=None, warmup: float = 0.1, div_final: float = 100.,
-                      wd: float | None = None, wd_end: float | None = None, cbs=None, reset_opt: bool = False,
-                      start_epoch: int = 0):
+def fit_warmup_cosine(self: Learner,
+                      n_epoch: int,                 # number of epochs
+                      lr_max=None,                  # the peak learning rate(s) (None: the learner's `lr`)
+                      warmup: float = 0.1,          # share of the steps, in [0, 1), of the linear warm-up
+                      div_final: float = 100.,      # the final rate is `lr_max/div_final` (>= 1; `inf`: 0)
+                      wd: float | None = None,      # initial weight decay (None: the learner's `wd`)
+                      wd_end: float | None = None,  # final weight decay (None: the recipe's `wd_end`, else constant)
+                      cbs=None,                     # more fastai callbacks for this fit
+                      reset_opt: bool = False,      # reset the optimizer's state first
+                      start_epoch: int = 0):        # epoch to start at (resuming a fit)
     """Fit `n_epoch` epochs: lr rises linearly from 0 to `lr_max` over the first `warmup` share of the steps, then
     follows a cosine to `lr_max/div_final` (`inf`: to 0); weight decay follows a cosine from `wd` to `wd_end`
     (default: the learner's `wd_end`, None = constant); β₁ is not scheduled."""
@@ -237,16 +255,21 @@ def fit_warmup_cosine(self: Learner, n_epoch: int, lr_max=None, warmup: float = 
     if wd_end is not None: scheds['wd'] = SchedCos(wd, wd_end)
     self.fit(n_epoch, cbs=ParamScheduler(scheds) + L(cbs), wd=wd, reset_opt=reset_opt, start_epoch=start_epoch)
 
-def recipe_fit_kwargs(r: Recipe) -> dict:
+def recipe_fit_kwargs(
+    r: Recipe,  # any recipe
+) -> dict:
     """How recipe `r` fits, as plain data: `{'fit': <Learner method name>, **its arguments}` for its `schedule`,
     `warmup` and `lr_end`."""
-    div_final = float(f'{1/r.lr_end:.12g}') if r.lr_end > 0 else float('inf')     # 1/1e-5 is 99999.99999999999: keep 1e5
+    div_final = float(f'{1/r.lr_end:.12g}') if r.lr_end > 0 else float('inf')   # 1/1e-5 is 99999.99999999999: keep 1e5
     if r.schedule == 'warmup_cosine': return dict(fit='fit_warmup_cosine', warmup=r.warmup, div_final=div_final)
     if r.schedule == 'one_cycle': return dict(fit='fit_one_cycle', pct_start=r.warmup, div_final=div_final)
     return dict(fit='fit')                                   # 'constant': the learner's rates throughout
 
 @patch
-def fit_recipe(self: Learner, n_epoch: int | None = None, cbs=None, **kwargs):
+def fit_recipe(self: Learner,
+               n_epoch: int | None = None,  # number of epochs (None: the recipe's `epochs`)
+               cbs=None,                    # more fastai callbacks for this fit
+               **kwargs):                   # arguments of the fit method that replace the recipe's (`warmup=`, ...)
     """Fit as the learner's recipe says (`recipe_fit_kwargs`): its `epochs` (or `n_epoch`) with its schedule, warm-up
     and final rate."""
     r = getattr(self, 'recipe', None)
@@ -256,7 +279,10 @@ def fit_recipe(self: Learner, n_epoch: int | None = None, cbs=None, **kwargs):
 
 # %% ../nbs/90_learner.ipynb #1e4e90d8
 @patch
-def export_encoder(self: Learner, path, card: dict | None = None) -> Path:
+def export_encoder(self: Learner,
+                   path,                      # a file (`.safetensors`, ...) or a folder; relative: under `learn.path`
+                   card: dict | None = None,  # more entries of a timm folder's model card (e.g. `data`)
+                   ) -> Path:
     """Save the pretrained encoder of a GMML, MAE or SimMIM learner: a `.safetensors` path (or another suffix:
     `torch.save`) gets plain timm weights; a path without a suffix becomes a timm model folder (`save_timm_folder`)
     with the loaders' normalisation and a model card naming the method, the recipe and `card`'s entries. Refuses to
@@ -271,50 +297,6 @@ def export_encoder(self: Learner, path, card: dict | None = None) -> Path:
     about = dict(method=getattr(r, 'method', None), recipe=recipe_name(r) if r is not None else None, **(card or {}))
     return save_timm_folder(model, path, stats=dls_stats(self.dls),
                             card={k: v for k, v in about.items() if v is not None})
-
-# %% ../nbs/90_learner.ipynb #bd284e1a
-class BatchViews(SeededCallback):
-    """Training-time random resized crops and flips of normalised batches on their device (a `PretrainAugment`, seeded
-    as the pretraining views): the finetuning papers' crop and flip."""
-    order = 0                                        # before BatchAugment's policy, MixUp and CutMix
-    def __init__(self, views: PretrainAugment, seed: int | None = None):
-        if not isinstance(views, PretrainAugment): raise ValueError("views must be a PretrainAugment, got "
-                                                                    f"{type(views).__name__}")
-        super().__init__(seed)
-        self.views = views
-
-    def before_fit(self): self.stats = dls_stats(self.learn.dls)   # read once: the loaders' Normalize may live on a GPU
-
-    def before_batch(self):
-        if not self.training: return
-        x = self.xb[0]
-        v = self.views(x, key=split_key(self._key(x.device), AUGMENT_STREAM), stats=self.stats)
-        self.learn.xb = (type(x)(v),) + tuple(self.xb[1:])
-
-class BatchAugment(Callback):
-    """Training-time AutoAugment/RandAugment/TrivialAugment (torchvision v2) on normalised batches; one random op per
-    `chunk` images."""
-    order = 1
-    def __init__(self, policy: str = 'randaugment', chunk: int = 8):
-        from torchvision.transforms import v2
-        pols = dict(zip(AUGMENT_POLICIES,
-                        (v2.RandAugment, lambda: v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10), v2.TrivialAugmentWide)))
-        if policy not in pols: raise ValueError(f"augment must be one of {', '.join(pols)}, got {policy!r}")
-        if chunk < 1: raise ValueError(f"chunk must be >= 1, got {chunk}")
-        self.policy, self.op, self.chunk = policy, pols[policy](), chunk
-
-    def before_fit(self):
-        st = dls_stats(self.learn.dls)
-        self.stats = None if st is None else stats_tensors(st)
-
-    def before_batch(self):
-        if not self.training: return
-        x = self.xb[0]
-        m, s = (t.to(x.device, x.dtype) for t in self.stats) if self.stats is not None else (0., 1.)
-        img = (x*s + m).clamp(0, 1)
-        # torchvision applies one random op to a whole tensor: a few chunks give the batch some variety
-        img = torch.cat([self.op(c) for c in img.split(self.chunk)])
-        self.learn.xb = (type(x)((img - m)/s),) + tuple(self.xb[1:])
 
 # %% ../nbs/90_learner.ipynb #60c2f866
 def _finetune_encoder(dls, encoder, pretrained, arch, encoder_kwargs):
@@ -332,7 +314,10 @@ def _finetune_encoder(dls, encoder, pretrained, arch, encoder_kwargs):
     if pretrained is not None: load_encoder(enc, pretrained)
     return enc, None, bs
 
-def default_layer_decay(depth: int, floor: float = 0.5) -> float:
+def default_layer_decay(
+    depth: int,           # number of encoder blocks
+    floor: float = 0.5,   # the patch embedding's rate as a share of the head's
+) -> float:
     """Layer-wise lr decay for a pretrained encoder of `depth` blocks such that the patch embedding trains at `floor` ×
     the head's rate."""
     return floor**(1/(depth + 1))
@@ -342,7 +327,7 @@ def finetune_learner(
                      encoder: VisionTransformer | None = None, # a timm ViT to finetune as it is
                      pretrained=None,                       # weights file, pretraining learner or model
                      arch: str | None = None,               # preset or timm ViT name (no `encoder` given)
-                     recipe: FinetuneRecipe | str | None = None, # a `FinetuneRecipe` or its name (default: 'finetune@v1')
+                     recipe: FinetuneRecipe | str | None = None, # a `FinetuneRecipe` or a name (default: 'finetune@v1')
                      encoder_kwargs: dict | None = None,    # more `create_encoder` arguments (`depth`, ...)
                      num_classes: int | None = None,        # default: the number of classes of `dls`
                      seed: int | None = None,               # aux tasks' random stream (`set_seed`: weights)
@@ -350,7 +335,8 @@ def finetune_learner(
                      compile: bool = False,                 # `torch.compile` the model
                      metrics=None,                          # fastai metrics (default: accuracy)
                      cbs=None,                              # more fastai callbacks
-                     **overrides) -> Learner:              # recipe fields (`drloc=`, ...) or `Learner` options
+                     **overrides,                           # recipe fields (`drloc=`, ...) or `Learner` options
+                    ) -> Learner:
     """A classification `Learner` with `recipe` (+ `overrides` of its fields): a (pretrained or random) ViT encoder +
     linear head, layer-wise lr decay, the recipe's crops and flips (`BatchViews`), policy, MixUp/CutMix and
     DRLoc/ME/MAE auxiliary losses; fit it with `fit_recipe()`."""

@@ -12,7 +12,10 @@ from .patches import patchify
 __all__ = ['masked_mean', 'masked_l1_loss', 'MaskedL1Loss', 'normalize_patches', 'per_patch_mse', 'MAELoss']
 
 # %% ../nbs/50_losses.ipynb #1ff65143
-def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_mean(
+    values: torch.Tensor,  # the values to average
+    mask: torch.Tensor,    # bool (or 0/1) mask that broadcasts to `values`: the entries to average
+) -> torch.Tensor:
     """Mean of `values` over the entries where `mask` (broadcast to `values`) is set; 0 when nothing is set, without a
     host sync."""
     m = mask.to(values.dtype).expand_as(values)
@@ -24,8 +27,12 @@ def _check_pair(pred, target):
     if pred.shape != target.shape:
         raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
 
-def masked_l1_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
-                   whole_image: bool = False) -> torch.Tensor:
+def masked_l1_loss(
+    pred: torch.Tensor,                # reconstructed images B×C×H×W
+    target: torch.Tensor,              # the clean images B×C×H×W
+    mask: torch.Tensor | None = None,  # B×1×H×W bool, True where manipulated (may be None with `whole_image`)
+    whole_image: bool = False,         # average over every pixel instead of the masked ones
+) -> torch.Tensor:
     "Mean |pred − target| over the pixels set in the B×1×H×W `mask` (all channels), or over the whole image."
     _check_pair(pred, target)
     err = (pred - target).abs()
@@ -39,11 +46,17 @@ def masked_l1_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor 
 class MaskedL1Loss(nn.Module):
     """GMML's reconstruction loss: mean L1 over manipulated pixels (B×1×H×W mask), or over the whole image with
     `whole_image=True`."""
-    def __init__(self, whole_image: bool = False):
+    def __init__(self,
+                 whole_image: bool = False,  # average over every pixel instead of the manipulated ones
+                ):
         super().__init__()
         self.whole_image = whole_image
 
-    def forward(self, pred, target: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self,
+                pred,                                # reconstructions B×C×H×W, or a `GMMLOutput` with all three
+                target: torch.Tensor | None = None,  # the clean images B×C×H×W (ignored with a `GMMLOutput`)
+                mask: torch.Tensor | None = None,    # B×1×H×W bool, True = manipulated (ignored with a `GMMLOutput`)
+               ) -> torch.Tensor:
         """Loss of `pred` against `target` (both B×C×H×W) over the manipulated pixels in `mask`; `pred` may also carry
         all three (a `GMMLOutput`: a model that corrupted its own input), and then `target` is ignored."""
         if hasattr(pred, 'recon'): pred, target, mask = pred.recon, pred.target, pred.mask
@@ -52,28 +65,43 @@ class MaskedL1Loss(nn.Module):
     def extra_repr(self): return f"whole_image={self.whole_image}"
 
 # %% ../nbs/50_losses.ipynb #ff661ef6
-def normalize_patches(tokens: torch.Tensor, eps: float = 1e-6, unbiased: bool = True) -> torch.Tensor:
+def normalize_patches(
+    tokens: torch.Tensor,   # patch tokens …×D (normalised along the last axis)
+    eps: float = 1e-6,      # added to the variance inside the square root
+    unbiased: bool = True,  # the sample variance, as MAE's reference code (False: the population variance)
+) -> torch.Tensor:
     """Normalise every patch token (last axis) to zero mean and unit variance: the sample variance as MAE's reference
     code (`unbiased=False`: the population variance), `eps` inside the square root."""
     mean = tokens.mean(-1, keepdim=True)
     var = tokens.var(-1, keepdim=True, correction=1 if unbiased and tokens.shape[-1] > 1 else 0)
     return (tokens - mean)/(var + eps).sqrt()
 
-def per_patch_mse(pred: torch.Tensor, target_tokens: torch.Tensor) -> torch.Tensor:
+def per_patch_mse(
+    pred: torch.Tensor,           # predicted tokens B×N×D
+    target_tokens: torch.Tensor,  # target tokens B×N×D
+) -> torch.Tensor:
     "Mean squared error of every patch, B×N from two B×N×D token tensors."
     return (pred - target_tokens).pow(2).mean(-1)
 
 class MAELoss(nn.Module):
     """MAE loss: per-patch MSE averaged over masked patches, plus `alpha`× the same over visible ones, optionally on
     per-patch normalised targets (sample variance unless `unbiased=False`)."""
-    def __init__(self, norm_pix: bool = False, alpha: float = 0.0, eps: float = 1e-6, patch_size=None,
-                 unbiased: bool = True):
+    def __init__(self,
+                 norm_pix: bool = False,  # normalise each target patch to zero mean and unit variance
+                 alpha: float = 0.0,      # weight (>= 0) of the same loss on the visible patches (0: masked ones only)
+                 eps: float = 1e-6,       # added to the variance of a target patch (> 0), with `norm_pix`
+                 patch_size=None,         # patch side in pixels, or (ph, pw) (None: give it to each call)
+                 unbiased: bool = True,   # with `norm_pix`: the sample variance (False: the population variance)
+                ):
         super().__init__()
         if alpha < 0: raise ValueError(f"alpha must be >= 0 (weight of the loss on visible patches), got {alpha}")
         if eps <= 0: raise ValueError(f"eps must be > 0, got {eps}")
         self.norm_pix, self.alpha, self.eps, self.patch_size, self.unbiased = norm_pix, alpha, eps, patch_size, unbiased
 
-    def target_tokens(self, target: torch.Tensor, patch_size=None) -> torch.Tensor:
+    def target_tokens(self,
+                      target: torch.Tensor,  # images B×C×H×W
+                      patch_size=None,       # patch side in pixels, or (ph, pw) (None: the module's `patch_size`)
+                     ) -> torch.Tensor:
         "The per-patch targets B×N×(p·p·C) of images B×C×H×W: patchified and, with `norm_pix`, normalised."
         p = self.patch_size if patch_size is None else patch_size
         if p is None: raise ValueError("patch_size must be given, to MAELoss(...) or to the call")
@@ -81,7 +109,12 @@ class MAELoss(nn.Module):
         t = patchify(target, p)
         return normalize_patches(t, self.eps, self.unbiased) if self.norm_pix else t
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, patch_size=None) -> torch.Tensor:
+    def forward(self,
+                pred: torch.Tensor,    # token predictions B×N×(p·p·C)
+                target: torch.Tensor,  # the clean images B×C×H×W
+                mask: torch.Tensor,    # B×N bool, True where a token was masked
+                patch_size=None,       # patch side in pixels, or (ph, pw) (None: the module's `patch_size`)
+               ) -> torch.Tensor:
         """Loss of token predictions `pred` (B×N×p·p·C) against images `target` (B×C×H×W) with the B×N `mask` (True =
         masked)."""
         t = self.target_tokens(target, patch_size)
@@ -95,4 +128,5 @@ class MAELoss(nn.Module):
         if self.alpha: loss = loss + self.alpha*masked_mean(err, ~mask.bool())
         return loss
 
-    def extra_repr(self): return f"norm_pix={self.norm_pix}, alpha={self.alpha}, eps={self.eps}, patch_size={self.patch_size}, unbiased={self.unbiased}"
+    def extra_repr(self): return (f"norm_pix={self.norm_pix}, alpha={self.alpha}, eps={self.eps}, "
+                                  f"patch_size={self.patch_size}, unbiased={self.unbiased}")

@@ -25,10 +25,17 @@ MAE_DECODER_BLOCKS = ('vit', 'lite')
 class MAEModel(nn.Module):
     """Lightweight MAE: a timm ViT encoder on the visible tokens only, and a small transformer decoder (mask token, own
     positional embeddings) predicting the pixels of every patch."""
-    def __init__(self, encoder: VisionTransformer, decoder_dim: int = 192, decoder_depth: int = 4,
-                 decoder_heads: int = 3,
-                 decoder_mlp_ratio: float | None = None, mask_ratio: float = 0.75, dummy_token: bool = False,
-                 out_chans: int | None = None, decoder_block: str = 'vit'):
+    def __init__(self,
+                 encoder: VisionTransformer,              # a timm ViT: fixed image size, learned positional embeddings
+                 decoder_dim: int = 192,                  # decoder width (the lightweight MAE's)
+                 decoder_depth: int = 4,                  # decoder blocks (>= 1)
+                 decoder_heads: int = 3,                  # decoder attention heads (they divide `decoder_dim`)
+                 decoder_mlp_ratio: float | None = None,  # decoder MLP ratio (None: the block's own)
+                 mask_ratio: float = 0.75,                # share of the patches hidden from the encoder, in [0, 1)
+                 dummy_token: bool = False,               # append the lightweight MAE's zero 'dummy' patch
+                 out_chans: int | None = None,            # predicted channels (None: the encoder's input channels)
+                 decoder_block: str = 'vit',              # 'vit' (timm's block) or 'lite' (the lightweight MAE's)
+                ):
         super().__init__()
         self.encoder = check_encoder(encoder)
         if getattr(encoder, 'dynamic_img_size', False) or encoder.pos_embed is None:
@@ -75,14 +82,20 @@ class MAEModel(nn.Module):
         "Number of masked tokens per image: `round(mask_ratio · num_patches)`, as `random_token_mask` draws."
         return round(self.mask_ratio*self.num_patches)
 
-    def draw_mask(self, x: torch.Tensor, generator: torch.Generator | None = None, key=None,
-                  seed: int | None = None) -> torch.Tensor:
+    def draw_mask(self,
+                  x: torch.Tensor,                           # the batch B×C×H×W (its size and device)
+                  generator: torch.Generator | None = None,  # or a generator to draw the key from
+                  key=None,                                  # the counter RNG's key (`rng_key`): same key, same mask
+                  seed: int | None = None,                   # or a seed for the key
+                 ) -> torch.Tensor:
         """A random B×N token mask for the batch `x` with `mask_ratio` of the tokens masked, on `x`'s device (from
         `key`, `seed` or `generator`)."""
         return random_token_mask(x.shape[0], self.num_patches, self.mask_ratio, generator=generator, device=x.device,
                                  key=key, seed=seed)
 
-    def pixel_mask(self, mask: torch.Tensor) -> torch.Tensor:
+    def pixel_mask(self,
+                   mask: torch.Tensor,  # B×N bool token mask
+                  ) -> torch.Tensor:
         "The token `mask` (B×N) as a B×1×H×W pixel mask."
         return token_to_pixel_mask(mask, self.patch_size, self.img_size)
 
@@ -104,7 +117,10 @@ class MAEModel(nn.Module):
         "Encoder input of the dummy patch, 1×1×D: the patch embedding of an all-zero patch plus its own position."
         return zero_patch_token(self.encoder.patch_embed, self.dummy_pos_embed)
 
-    def forward_encoder(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward_encoder(self,
+                        x: torch.Tensor,     # images B×C×H×W of the encoder's `img_size`
+                        mask: torch.Tensor,  # B×N bool, True = masked: `round(mask_ratio·N)` tokens per row
+                       ) -> torch.Tensor:
         "Encode the visible tokens of images `x` under `mask`: B×(prefix + visible [+ dummy])×D, after the final norm."
         if x.ndim != 4 or tuple(x.shape[-2:]) != self.img_size:
             raise ValueError(f"x must be images B×C×{self.img_size[0]}×{self.img_size[1]} (the encoder's img_size), "
@@ -115,9 +131,13 @@ class MAEModel(nn.Module):
         visible = tokens[:, P:].gather(1, ids[..., None].expand(-1, -1, tokens.shape[-1]))
         parts = [tokens[:, :P], visible]
         if self.dummy_token: parts.append(self._dummy_embedding().expand(x.shape[0], -1, -1))
-        return enc.norm(enc.blocks(enc.norm_pre(torch.cat(parts, 1))))   # timm's patch_drop is skipped: the mask replaces it
+        # timm's patch_drop is skipped: the mask replaces it
+        return enc.norm(enc.blocks(enc.norm_pre(torch.cat(parts, 1))))
 
-    def forward_decoder(self, latent: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward_decoder(self,
+                        latent: torch.Tensor,  # `forward_encoder`'s output B×(prefix + visible [+ dummy])×D
+                        mask: torch.Tensor,    # the B×N bool token mask it was encoded with
+                       ) -> torch.Tensor:
         "Predict the pixels of every patch, B×N×(ph·pw·C), from the encoder output `latent` and the same `mask`."
         B, P, N = latent.shape[0], self.num_prefix_tokens, self.num_patches
         ids = self._visible_ids(mask, B)
@@ -131,20 +151,30 @@ class MAEModel(nn.Module):
         h = self.decoder_norm(self.decoder_blocks(h))
         return self.decoder_pred(h[:, P:P + N])
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self,
+                x: torch.Tensor,                   # images B×C×H×W
+                mask: torch.Tensor | None = None,  # B×N bool token mask, True = masked (None: `draw_mask(x)`)
+               ) -> torch.Tensor:
         "Per-patch pixel predictions B×N×(ph·pw·C) for images `x` with token `mask` (True = masked; drawn when None)."
         if mask is None: mask = self.draw_mask(x)
         return self.forward_decoder(self.forward_encoder(x, mask), mask)
 
-    def reconstruct_image(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def reconstruct_image(self,
+                          x: torch.Tensor,     # images B×C×H×W
+                          mask: torch.Tensor,  # B×N bool token mask, True = masked
+                         ) -> torch.Tensor:
         "The predicted images B×C×H×W for images `x` under `mask` (every patch predicted, the visible ones too)."
         return self.to_image(self(x, mask))
 
-    def to_image(self, pred: torch.Tensor) -> torch.Tensor:
+    def to_image(self,
+                 pred: torch.Tensor,  # per-patch predictions B×N×(ph·pw·C)
+                ) -> torch.Tensor:
         "Per-patch predictions B×N×(ph·pw·C) laid out as images B×C×H×W."
         return unpatchify(pred, self.patch_size, self.img_size)
 
-def mae_decoder_for(encoder: VisionTransformer) -> dict:
+def mae_decoder_for(
+    encoder: VisionTransformer,  # a timm ViT
+) -> dict:
     """The default MAE decoder for `encoder`: as wide as the encoder, with its number of heads, and a third of its depth
     (at least 1 block)."""
     return dict(decoder_dim=encoder.embed_dim, decoder_depth=max(1, len(encoder.blocks)//3),
@@ -174,4 +204,9 @@ def create_mae_model(
 class MAE(MaskedPretrainCallback):
     """MAE pretraining: draw a random token mask per batch on its device; the model sees `(images, mask)`, the loss
     `(images, mask)`."""
-    def targets(self, model, x, mask): return (x, mask)
+    def targets(self,
+                model,  # the (unwrapped) `MAEModel`
+                x,      # the images B×C×H×W the model sees
+                mask,   # their B×N bool token mask
+               ):
+        return (x, mask)

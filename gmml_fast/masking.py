@@ -21,8 +21,15 @@ def _random_k_of_n(key: torch.Tensor, batch_size: int, n: int, k: int) -> torch.
     first_k = (torch.arange(n, device=key.device) < k).expand(batch_size, -1)
     return torch.zeros(batch_size, n, dtype=torch.bool, device=key.device).scatter(1, order, first_k)
 
-def random_token_mask(batch_size: int, num_tokens: int, ratio: float, generator: torch.Generator | None = None,
-                      device=None, key: torch.Tensor | None = None, seed: int | None = None) -> torch.Tensor:
+def random_token_mask(
+    batch_size: int,                           # the number of rows B (images)
+    num_tokens: int,                           # the number of tokens N per row
+    ratio: float,                              # share of the tokens masked, in [0, 1]: `round(ratio*N)` per row
+    generator: torch.Generator | None = None,  # a generator to draw the key from (without `key` or `seed`)
+    device=None,                               # where the key and the mask live (None: the key's device, else the CPU)
+    key: torch.Tensor | None = None,           # the counter RNG's key (`rng_key`): the same key, the same mask
+    seed: int | None = None,                   # or a seed for the key
+) -> torch.Tensor:
     "Boolean B×N mask with exactly `round(ratio*N)` uniformly chosen tokens masked (True) in every row."
     if not 0 <= ratio <= 1: raise ValueError(f"ratio must be in [0, 1], got {ratio}")
     if batch_size < 1 or num_tokens < 1: raise ValueError(f"batch_size and num_tokens must be >= 1, got {batch_size}, "
@@ -43,8 +50,16 @@ def _cell_shape(grid, cells, name: str = 'cells') -> tuple[int, int]:
                          f"one of {', '.join(map(str, ok))}, or None for one cell per token")
     return gh//cells, gw//cells
 
-def random_cell_mask(batch_size: int, grid, ratio: float, cells: int | None, key=None, seed=None, generator=None,
-                     device=None) -> torch.Tensor:
+def random_cell_mask(
+    batch_size: int,     # the number of rows B (images)
+    grid,                # the token grid (rows, cols), or one int for a square grid
+    ratio: float,        # share of the cells masked, in [0, 1]: `ceil(ratio·cells²)` per image
+    cells: int | None,   # cells per side (must divide both sides of `grid`); None: one cell per token
+    key=None,            # the counter RNG's key (`rng_key`): the same key, the same mask
+    seed=None,           # or a seed for the key
+    generator=None,      # or a generator to draw the key from
+    device=None,         # where the key and the mask live (None: the key's device, else the CPU)
+) -> torch.Tensor:
     """SimMIM's mask B×N (bool): the token `grid` cut into `cells`×`cells` cells, `ceil(ratio·cells²)` of them chosen
     uniformly per image, each masking all its tokens."""
     gh, gw = to_pair(grid, 'grid')
@@ -66,8 +81,15 @@ def _per_row(v):
     "An int, or a B-long tensor as a B×1 column that broadcasts against B×R."
     return v.view(-1, 1) if torch.is_tensor(v) else v
 
-def rect_cover(u: torch.Tensor, budget: torch.Tensor, grid, sides, fill=True, start: torch.Tensor | None = None,
-               n_rects: torch.Tensor | None = None) -> torch.Tensor:
+def rect_cover(
+    u: torch.Tensor,                        # 4×B×R uniforms in [0, 1): height, width, top and left of R rectangles
+    budget: torch.Tensor,                   # B ints: the units each row's mask covers
+    grid,                                   # the grid (gh, gw), in units
+    sides,                                  # (hmin, hmax, wmin, wmax) in units, each an int or a B-long tensor
+    fill=True,                              # top a row up to its budget when its rectangles fall short (or B bools)
+    start: torch.Tensor | None = None,      # B uniforms: where each row's fill starts scanning (None: no fill)
+    n_rects: torch.Tensor | None = None,    # B ints: keep only a row's first rectangles (None: all R)
+) -> torch.Tensor:
     """The block engine on numbers already drawn: B×gh×gw masks covering exactly `budget[b]` units of row `b`.
 
     `u` holds 4×B×R uniforms in [0, 1) (height, width, top and left of R rectangles per row); `sides` is
@@ -84,11 +106,13 @@ def rect_cover(u: torch.Tensor, budget: torch.Tensor, grid, sides, fill=True, st
     w = wmin + torch.clamp((u[1]*(wmax - wmin + 1)).long(), max=wmax - wmin)
     top = torch.clamp((u[2]*(gh - h + 1)).long(), max=gh - 1)
     left = torch.clamp((u[3]*(gw - w + 1)).long(), max=gw - 1)
-    if n_rects is not None: h = h*(torch.arange(R, device=dev) < _per_row(n_rects))   # a row's extra rectangles: empty
+    # a row's extra rectangles: empty
+    if n_rects is not None: h = h*(torch.arange(R, device=dev) < _per_row(n_rects))
     rows, cols = torch.arange(gh, device=dev), torch.arange(gw, device=dev)
     rm = (rows >= top[..., None]) & (rows < (top + h)[..., None])          # B×R×gh: rows each rectangle spans
     cm = (cols >= left[..., None]) & (cols < (left + w)[..., None])        # B×R×gw: columns each rectangle spans
-    first = _first_cover(rm, cm)                                            # B×n: first rectangle covering each unit (R: none)
+    # B×n: the first rectangle covering each unit (R: none)
+    first = _first_cover(rm, cm)
     # union size after rectangles 0..r = how many units were first covered at or before r
     counts = torch.zeros(B, R + 1, dtype=torch.int64, device=dev).scatter_add_(1, first, torch.ones_like(first))
     union = counts[:, :R].cumsum(1)                                         # B×R, non-decreasing
@@ -102,8 +126,15 @@ def rect_cover(u: torch.Tensor, budget: torch.Tensor, grid, sides, fill=True, st
     if fill is False or start is None: return cov
     return _fill_to_budget(cov, (budget - cov.view(B, -1).sum(1))*fill, start)
 
-def block_mask(key: torch.Tensor, budget: torch.Tensor, grid, n_blocks: int, sides, fill: bool = True,
-               stream: int = 0) -> torch.Tensor:
+def block_mask(
+    key: torch.Tensor,     # the counter RNG's key (`rng_key`): the same key, the same masks
+    budget: torch.Tensor,  # B ints: the units each image's mask covers
+    grid,                  # the grid (gh, gw), in units
+    n_blocks: int,         # rectangles drawn per image
+    sides,                 # (hmin, hmax, wmin, wmax): the rectangles' height and width ranges, in units
+    fill: bool = True,     # top an image up to its budget when its rectangles fall short
+    stream: int = 0,       # the stream of the hash (independent masks from one key)
+) -> torch.Tensor:
     """Boolean B×gh×gw masks of random rectangles covering exactly `budget[b]` units of image `b` (with `fill`).
     Heights and widths are drawn independently from `sides=(hmin, hmax, wmin, wmax)` (in units)."""
     B = budget.shape[0]
@@ -164,8 +195,18 @@ def _per_image_budget(key, B, units, ratio, rounding, stream):
     b = torch.floor(r*units) if rounding == 'floor' else torch.ceil(r*units - 1e-6)
     return b.long().clamp(0, units)
 
-def gmml_block_mask(batch_size: int, hw, ratio=0.35, size=(0.05, 0.25), align: int = 1, key=None, seed=None,
-                    generator=None, device=None, stream: int = 0) -> torch.Tensor:
+def gmml_block_mask(
+    batch_size: int,     # the number of images B
+    hw,                  # the image size (H, W) in pixels, or one int for a square
+    ratio=0.35,          # share of each image hidden, or a (min, max) range drawn per image
+    size=(0.05, 0.25),   # (min, max) block height and width as a fraction of the image side
+    align: int = 1,      # block alignment in pixels (the patch size: aligned to tokens); must divide H and W
+    key=None,            # the counter RNG's key (`rng_key`): the same key, the same mask
+    seed=None,           # or a seed for the key
+    generator=None,      # or a generator to draw the key from
+    device=None,         # where the key and the mask live (None: the key's device, else the CPU)
+    stream: int = 0,     # the stream of the hash (independent masks from one key)
+) -> torch.Tensor:
     "Pixel mask B×1×H×W of random rectangles (sides a `size` fraction of the image side) hiding `ratio` of each image."
     H, W = to_pair(hw, 'hw')
     ratio, size = range_pair(ratio, 'ratio'), range_pair(size, 'size', lo_open=True)
@@ -188,17 +229,19 @@ def gmml_block_mask(batch_size: int, hw, ratio=0.35, size=(0.05, 0.25), align: i
     if align > 1: m = m.repeat_interleave(align, 2).repeat_interleave(align, 3)
     return m
 
-def mask_coverage(mask: torch.Tensor) -> torch.Tensor:
+def mask_coverage(
+    mask: torch.Tensor,  # a bool mask B×1×H×W (pixels) or B×N (tokens)
+) -> torch.Tensor:
     "Fraction of masked pixels (or tokens) per image of a B×1×H×W or B×N mask."
     return mask.flatten(1).float().mean(1)
 
 # %% ../nbs/20_masking.ipynb #6456e39b
 def _beit_rounds(key: torch.Tensor, batch_size: int, grid, target: int, min_area: int, max_area: int | None, aspect,
                  attempts: int, rounds: int, stream: int = 0, record: bool = False) -> dict:
-    """BEiT's Algorithm 1 for a batch in lock-step: in each of `rounds` rounds every image still going makes one attempt.
-    Returns the B×rows×cols `mask`, the number of `attempts` each image made and whether it was still going after the
-    last round (`capped`); with `record`, also every attempt's rectangle R×B×4 (top, left, height, width) and whether it
-    was `accepted` (R×B)."""
+    """BEiT's Algorithm 1 for a batch in lock-step: in each of `rounds` rounds every image still going makes one
+    attempt. Returns the B×rows×cols `mask`, the number of `attempts` each image made and whether it was still going
+    after the last round (`capped`); with `record`, also every attempt's rectangle R×B×4 (top, left, height, width) and
+    whether it was `accepted` (R×B)."""
     (gh, gw), B, dev = grid, batch_size, key.device
     cap = target if max_area is None else max_area
     u = hash_uniform(key, (rounds, 4, B), stream)                # per round and image: area, aspect, top, left
@@ -213,10 +256,13 @@ def _beit_rounds(key: torch.Tensor, batch_size: int, grid, target: int, min_area
     rects, accepted = [], []
     for t in range(rounds):
         left = (target - count).clamp(max=cap)                   # the most this call may add
-        root_s = torch.sqrt(min_area + u[t, 0]*(left - min_area))    # area uniform between min_area and left, in either order
-        h, w = (root_s*root_r[t]).round().long(), (root_s/root_r[t]).round().long()   # round half to even, as Python's round
+        # area uniform between min_area and left, in either order
+        root_s = torch.sqrt(min_area + u[t, 0]*(left - min_area))
+        # round half to even, as Python's round
+        h, w = (root_s*root_r[t]).round().long(), (root_s/root_r[t]).round().long()
         fits = (h < gh) & (w < gw)
-        top, lft = (u[t, 2]*(gh - h + 1)).long(), (u[t, 3]*(gw - w + 1)).long()   # uniform over the positions (used if it fits)
+        # uniform over the positions (used if it fits)
+        top, lft = (u[t, 2]*(gh - h + 1)).long(), (u[t, 3]*(gw - w + 1)).long()
         rect = (((rows >= top[:, None]) & (rows < (top + h)[:, None]))[:, :, None]
                 & ((cols >= lft[:, None]) & (cols < (lft + w)[:, None]))[:, None, :])
         new = (rect & ~mask).sum((1, 2))                         # tokens the rectangle would add
@@ -231,9 +277,21 @@ def _beit_rounds(key: torch.Tensor, batch_size: int, grid, target: int, min_area
     if record: out.update(rects=torch.stack(rects), accepted=torch.stack(accepted))
     return out
 
-def beit_block_mask(batch_size: int, grid, ratio: float = 0.4, min_area: int = 16, max_area: int | None = None,
-                    aspect=(0.3, 1/0.3), key=None, seed=None, generator=None, device=None, stream: int = 0,
-                    attempts: int = 10, rounds: int | None = None) -> torch.Tensor:
+def beit_block_mask(
+    batch_size: int,              # the number of rows B (images)
+    grid,                         # the token grid (rows, cols), or one int for a square grid
+    ratio: float = 0.4,           # share of the tokens to mask, in (0, 1]: `ceil(ratio·N)` tokens
+    min_area: int = 16,           # the smallest rectangle, in tokens
+    max_area: int | None = None,  # the most tokens one rectangle may add (None: up to the whole target)
+    aspect=(0.3, 1/0.3),          # (min, max) aspect ratio of a rectangle, drawn log-uniformly
+    key=None,                     # the counter RNG's key (`rng_key`): the same key, the same mask
+    seed=None,                    # or a seed for the key
+    generator=None,               # or a generator to draw the key from
+    device=None,                  # where the key and the mask live (None: the key's device, else the CPU)
+    stream: int = 0,              # the stream of the hash (independent masks from one key)
+    attempts: int = 10,           # failed tries in a row that end an image's mask
+    rounds: int | None = None,    # the most tries per image (None: `5·attempts`)
+) -> torch.Tensor:
     """BEiT's blockwise mask B×N (bool) on a token `grid` (Algorithm 1): whole rectangles, added until `ceil(ratio·N)`
     tokens are masked or `attempts` tries in a row fail; at most `rounds` tries per image (default `5·attempts`)."""
     gh, gw = to_pair(grid, 'grid')

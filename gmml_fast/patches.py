@@ -15,7 +15,10 @@ __all__ = ['grid_size', 'num_tokens', 'patchify', 'unpatchify', 'show_img', 'sho
            'token_to_pixel_mask', 'pixel_to_token_mask', 'show_mask']
 
 # %% ../nbs/10_patches.ipynb #78268f3c
-def grid_size(img_size, patch_size) -> tuple[int, int]:
+def grid_size(
+    img_size,    # the image size in pixels: an int (a square) or (H, W)
+    patch_size,  # the patch size in pixels: an int or (ph, pw); it must divide the image size
+) -> tuple[int, int]:
     "Token grid `(rows, cols)` of an image of `img_size` (int or (H, W)) cut into `patch_size` patches."
     (H, W), (ph, pw) = to_pair(img_size, 'img_size'), to_pair(patch_size, 'patch_size')
     for side, n, p in (('height', H, ph), ('width', W, pw)):
@@ -25,13 +28,19 @@ def grid_size(img_size, patch_size) -> tuple[int, int]:
                              f"of {p} (e.g. {-(-n//p)*p}), or pick a patch size that divides {n}")
     return H//ph, W//pw
 
-def num_tokens(img_size, patch_size) -> int:
+def num_tokens(
+    img_size,    # the image size in pixels: an int (a square) or (H, W)
+    patch_size,  # the patch size in pixels: an int or (ph, pw)
+) -> int:
     "Number of patch tokens of an image of `img_size` cut into `patch_size` patches."
     gh, gw = grid_size(img_size, patch_size)
     return gh*gw
 
 # %% ../nbs/10_patches.ipynb #e5ddbb13
-def patchify(x: torch.Tensor, patch_size) -> torch.Tensor:
+def patchify(
+    x: torch.Tensor,  # a batch B×C×H×W
+    patch_size,       # the patch size in pixels: an int or (ph, pw); it must divide H and W
+) -> torch.Tensor:
     """Cut a batch B×C×H×W into patch tokens B×N×(ph·pw·C), patches in row-major grid order, pixels as (row, col,
     channel)."""
     if x.ndim != 4: raise ValueError(f"x must be a batch B×C×H×W, got shape {tuple(x.shape)}")
@@ -39,7 +48,11 @@ def patchify(x: torch.Tensor, patch_size) -> torch.Tensor:
     (gh, gw), (ph, pw) = grid_size((H, W), patch_size), to_pair(patch_size, 'patch_size')
     return x.reshape(B, C, gh, ph, gw, pw).permute(0, 2, 4, 3, 5, 1).reshape(B, gh*gw, ph*pw*C)
 
-def unpatchify(tokens: torch.Tensor, patch_size, hw) -> torch.Tensor:
+def unpatchify(
+    tokens: torch.Tensor,  # patch tokens B×N×(ph·pw·C), as `patchify` makes them
+    patch_size,            # the patch size in pixels: an int or (ph, pw)
+    hw,                    # the image size: an int (a square) or (H, W)
+) -> torch.Tensor:
     "Inverse of `patchify`: tokens B×N×(ph·pw·C) back to images B×C×H×W of size `hw` (int or (H, W))."
     if tokens.ndim != 3: raise ValueError(f"tokens must be B×N×D, got shape {tuple(tokens.shape)}")
     (H, W), (ph, pw) = to_pair(hw, 'hw'), to_pair(patch_size, 'patch_size')
@@ -55,12 +68,18 @@ def unpatchify(tokens: torch.Tensor, patch_size, hw) -> torch.Tensor:
 def _to_hwc(img: torch.Tensor):
     "C×H×W image (uint8, [0,1] float, or normalised float) as an H×W×C / H×W array in [0,1] for matplotlib."
     img = img.detach().float().cpu()
-    if img.dtype == torch.float32 and (img.min() < 0 or img.max() > 1.5): img = (img - img.min())/(img.max() - img.min() + 1e-8)
+    if img.dtype == torch.float32 and (img.min() < 0 or img.max() > 1.5):
+        img = (img - img.min())/(img.max() - img.min() + 1e-8)
     elif img.max() > 1.5: img = img/255
     img = img.clamp(0, 1)
     return img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy()
 
-def show_img(img: torch.Tensor, ax=None, title=None, **kwargs):
+def show_img(
+    img: torch.Tensor,  # a C×H×W image: uint8, float in [0, 1] or normalised float
+    ax=None,            # the matplotlib axes to draw on (None: a new 3×3-inch figure)
+    title=None,         # a title above the image (None: no title)
+    **kwargs,           # more options of `ax.imshow`
+):
     "Show a C×H×W image (any of uint8, [0,1] or normalised float) on `ax`."
     if ax is None: _, ax = plt.subplots(figsize=(3, 3))
     a = _to_hwc(img)
@@ -69,7 +88,13 @@ def show_img(img: torch.Tensor, ax=None, title=None, **kwargs):
     if title: ax.set_title(title, fontsize=9)
     return ax
 
-def show_patch_grid(img: torch.Tensor, patch_size, ax=None, numbers: bool = True, color='w'):
+def show_patch_grid(
+    img: torch.Tensor,     # a C×H×W image, as in `show_img`
+    patch_size,            # the patch size in pixels: an int or (ph, pw)
+    ax=None,               # the matplotlib axes to draw on (None: a new figure)
+    numbers: bool = True,  # write each patch's token index (on grids of at most 400 patches)
+    color='w',             # a matplotlib colour for the lines and numbers
+):
     "Draw the patch grid (and the token index of every patch) over a C×H×W image."
     (ph, pw) = to_pair(patch_size, 'patch_size')
     gh, gw = grid_size(img.shape[-2:], patch_size)
@@ -82,7 +107,12 @@ def show_patch_grid(img: torch.Tensor, patch_size, ax=None, numbers: bool = True
                     fontsize=max(4, 8 - gh//4))
     return ax
 
-def show_tokens(img: torch.Tensor, patch_size, gap: int = 2, ax=None):
+def show_tokens(
+    img: torch.Tensor,  # a C×H×W image, as in `show_img`
+    patch_size,         # the patch size in pixels: an int or (ph, pw)
+    gap: int = 2,       # white pixels between neighbouring patches
+    ax=None,            # the matplotlib axes to draw on (None: a new figure)
+):
     "Show the patches of a C×H×W image pulled apart by `gap` pixels, as the grid of tokens a ViT reads."
     (ph, pw), (gh, gw) = to_pair(patch_size, 'patch_size'), grid_size(img.shape[-2:], patch_size)
     a = torch.as_tensor(_to_hwc(img))
@@ -96,7 +126,11 @@ def show_tokens(img: torch.Tensor, patch_size, gap: int = 2, ax=None):
     return ax
 
 # %% ../nbs/10_patches.ipynb #2f741d3b
-def token_to_pixel_mask(mask: torch.Tensor, patch_size, hw) -> torch.Tensor:
+def token_to_pixel_mask(
+    mask: torch.Tensor,  # a token mask B×N (bool), tokens in row-major grid order
+    patch_size,          # the patch size in pixels: an int or (ph, pw)
+    hw,                  # the image size: an int (a square) or (H, W)
+) -> torch.Tensor:
     "Token mask B×N (bool) to a pixel mask B×1×H×W: every token covers its ph×pw pixels."
     (H, W), (ph, pw) = to_pair(hw, 'hw'), to_pair(patch_size, 'patch_size')
     gh, gw = grid_size((H, W), (ph, pw))
@@ -105,7 +139,11 @@ def token_to_pixel_mask(mask: torch.Tensor, patch_size, hw) -> torch.Tensor:
     B = mask.shape[0]
     return mask.reshape(B, 1, gh, 1, gw, 1).expand(B, 1, gh, ph, gw, pw).reshape(B, 1, H, W)
 
-def pixel_to_token_mask(mask: torch.Tensor, patch_size, mode: str = 'any') -> torch.Tensor:
+def pixel_to_token_mask(
+    mask: torch.Tensor,  # a pixel mask B×1×H×W
+    patch_size,          # the patch size in pixels: an int or (ph, pw)
+    mode: str = 'any',   # 'any' or 'all' pixels of a patch masked (bool), or 'frac': the masked share (float)
+) -> torch.Tensor:
     """Pixel mask B×1×H×W to token level B×N: `'any'`/`'all'` masked pixels in the patch (bool), or the masked `'frac'`
     (float)."""
     if mask.ndim != 4 or mask.shape[1] != 1: raise ValueError(f"mask must be B×1×H×W, got {tuple(mask.shape)}")
@@ -118,7 +156,14 @@ def pixel_to_token_mask(mask: torch.Tensor, patch_size, mode: str = 'any') -> to
     return (m.any(4).any(2) if mode == 'any' else m.all(4).all(2)).reshape(B, gh*gw)
 
 # %% ../nbs/10_patches.ipynb #73f23eff
-def show_mask(img: torch.Tensor, mask: torch.Tensor, ax=None, color=(1., .2, .2), alpha: float = .55, title=None):
+def show_mask(
+    img: torch.Tensor,    # a C×H×W image, as in `show_img`
+    mask: torch.Tensor,   # a pixel mask H×W or 1×H×W (bool, or float in [0, 1])
+    ax=None,              # the matplotlib axes to draw on (None: a new figure)
+    color=(1., .2, .2),   # the overlay's colour: RGB floats in [0, 1]
+    alpha: float = .55,   # the overlay's opacity where the mask is 1
+    title=None,           # a title above the image (None: no title)
+):
     "Overlay a H×W / 1×H×W pixel mask on a C×H×W image."
     ax = show_img(img, ax, title)
     m = mask.detach().reshape(mask.shape[-2:]).float().cpu()

@@ -26,7 +26,10 @@ __all__ = ['SeededCallback', 'PretrainCallback', 'MaskedPretrainCallback', 'no_d
 class SeededCallback(Callback):
     """A callback with its own random stream (the package's one seeding policy): `seed + rank` while training, so each
     process draws its own; a fixed key per validation batch."""
-    def __init__(self, seed: int | None = None, valid_seed: int = 0):
+    def __init__(self,
+                 seed: int | None = None,  # seed of the training stream, plus the rank (None: fresh entropy)
+                 valid_seed: int = 0,      # seed of the validation keys: batch i gets the same key at every epoch
+                ):
         self.seed, self.valid_seed = seed, valid_seed
         self.generator = seeded_generator(seed, rank_distrib())   # the only place a rank is added to a seed
 
@@ -38,7 +41,11 @@ class SeededCallback(Callback):
 class PretrainCallback(SeededCallback):
     """Shared anatomy of the GMML, MAE and SimMIM callbacks: a seeded training stream, augmented training views,
     fixed-seed validation, `show()`."""
-    def __init__(self, seed: int | None = None, valid_seed: int = 0, augment: PretrainAugment | bool | None = None):
+    def __init__(self,
+                 seed: int | None = None,                        # training stream + rank (None: fresh entropy)
+                 valid_seed: int = 0,                            # fixed validation keys, the same at every epoch
+                 augment: PretrainAugment | bool | None = None,  # training views (True: `PretrainAugment()`)
+                ):
         super().__init__(seed, valid_seed)
         self.augment = PretrainAugment() if augment is True else (augment or None)
         if self.augment is not None and not isinstance(self.augment, PretrainAugment):
@@ -56,7 +63,11 @@ class PretrainCallback(SeededCallback):
         x = dl.one_batch()[0]
         return x[:n]
 
-    def show_batch(self, n: int = 8, seed: int = 0, **kwargs):
+    def show_batch(self,
+                   n: int = 8,     # number of training images
+                   seed: int = 0,  # the augmentation's seed
+                   **kwargs,       # ignored
+                  ):
         """Draw `n` training images as they are, and as the pretext task sees them after the augmentation (drawn with
         `seed`); returns the 2×n array of Axes."""
         x, stats = self._batch(n, self.learn.dls.train), dls_stats(self.learn.dls)
@@ -72,7 +83,12 @@ class PretrainCallback(SeededCallback):
 class MaskedPretrainCallback(PretrainCallback):
     """What MAE and SimMIM share: the model draws a token mask per batch on its device (`model.draw_mask`), sees
     `(images, mask)`, and the loss gets `targets(...)`; `show()` pastes the visible patches back."""
-    def targets(self, model, x, mask): raise NotImplementedError
+    def targets(self,
+                model,  # the (unwrapped) model
+                x,      # the images B×C×H×W the model sees
+                mask,   # their B×N bool token mask
+               ):
+        raise NotImplementedError
 
     def before_batch(self):
         key = self._key(self.xb[0].device)
@@ -81,7 +97,10 @@ class MaskedPretrainCallback(PretrainCallback):
         mask = model.draw_mask(x, key=key)
         self.learn.xb, self.learn.yb = (x, mask), self.targets(model, x, mask)
 
-    def reconstruct(self, x: torch.Tensor, seed: int = 0):
+    def reconstruct(self,
+                    x: torch.Tensor,  # images B×C×H×W, normalised as the loaders' batches
+                    seed: int = 0,    # the mask's seed
+                   ):
         """Mask `x` with a fixed `seed` and reconstruct:
         `(masked image, pixel mask, reconstruction with the visible patches pasted back)`."""
         with eval_mode(self.learn.model) as model:
@@ -90,7 +109,12 @@ class MaskedPretrainCallback(PretrainCallback):
         pm = model.pixel_mask(mask)
         return x.masked_fill(pm, 0.), pm, torch.where(pm, pred, x)
 
-    def show(self, n: int = 4, x: torch.Tensor | None = None, seed: int = 0, **kwargs):
+    def show(self,
+             n: int = 4,                     # number of images (rows)
+             x: torch.Tensor | None = None,  # images B×C×H×W to show (None: a validation batch)
+             seed: int = 0,                  # the mask's seed
+             **kwargs,                       # more `show_corruption` arguments (`figsize`, `title`, ...)
+            ):
         """Draw clean | masked | mask | reconstruction (visible patches pasted back) for `n` validation images (or for
         `x`); returns the n×4 array of Axes."""
         x = self._batch(n) if x is None else x[:n]
@@ -102,7 +126,10 @@ class MaskedPretrainCallback(PretrainCallback):
 _NO_DECAY_NAMES = ('pos_embed', 'cls_token', 'mask_token', 'reg_token', 'dist_token', 'dummy_pos_embed',
                    'decoder_pos_embed')
 
-def no_decay_params(model: nn.Module, decay_tokens: bool = False) -> list[nn.Parameter]:
+def no_decay_params(
+    model: nn.Module,            # the model (unwrapped)
+    decay_tokens: bool = False,  # decay positional embeddings and learned tokens too (only 1-d parameters are spared)
+) -> list[nn.Parameter]:
     """Parameters that should not be weight-decayed: 1-d ones (biases, norm gains) and, unless `decay_tokens`,
     positional embeddings and learned tokens."""
     return [p for n, p in model.named_parameters()
@@ -111,7 +138,10 @@ def no_decay_params(model: nn.Module, decay_tokens: bool = False) -> list[nn.Par
 class NoDecayCallback(Callback):
     "Exclude `no_decay_params(model, decay_tokens)` from fastai's weight decay (sets their `do_wd` flag to False)."
     order = 5
-    def __init__(self, decay_tokens: bool = False): self.decay_tokens = decay_tokens
+    def __init__(self,
+                 decay_tokens: bool = False,  # decay positional embeddings and learned tokens too
+                ):
+        self.decay_tokens = decay_tokens
     def before_fit(self):
         if self.learn.opt is None: self.learn.create_opt()
         for p in no_decay_params(unwrap_model(self.learn.model),
@@ -132,7 +162,12 @@ class ReconstructionFigures(TrainedEpochCallback):
     """Save the pretraining callback's (GMML, MAE, SimMIM) reconstruction figure every `every` epochs to
     `path/recon_epoch{NNN}.png` (rank 0 only)."""
     order = 70
-    def __init__(self, path='figures', every: int = 1, n: int = 4, seed: int = 0):
+    def __init__(self,
+                 path='figures',  # folder of the figures; a relative one is under `learn.path`
+                 every: int = 1,  # save one every this many epochs (>= 1)
+                 n: int = 4,      # number of images (rows) per figure
+                 seed: int = 0,   # the corruption's (or mask's) seed: the same images, the same corruption each time
+                ):
         if every < 1: raise ValueError(f"every must be >= 1, got {every}")
         self.path, self.every, self.n, self.seed = Path(path), every, n, seed
         self.saved = []
@@ -143,7 +178,8 @@ class ReconstructionFigures(TrainedEpochCallback):
         if cb is None: return
         path = self.path if self.path.is_absolute() else Path(self.learn.path)/self.path
         path.mkdir(parents=True, exist_ok=True)
-        fig = cb.show(self.n, seed=self.seed, title=f'epoch {self.epoch + 1}').flat[0].figure   # show() returns the Axes
+        # show() returns the Axes
+        fig = cb.show(self.n, seed=self.seed, title=f'epoch {self.epoch + 1}').flat[0].figure
         fn = path/f'recon_epoch{self.epoch + 1:03d}.png'
         fig.savefig(fn, dpi=90); plt.close(fig)
         self.saved.append(fn)

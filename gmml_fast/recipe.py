@@ -10,18 +10,17 @@ from dataclasses import dataclass, field, fields, replace
 
 from .checked import hp, redefault, Checked
 from .corruption import CORRUPTIONS, GMMLCorruption, Alien
-from .augment import PretrainAugment
+from .augment import PretrainAugment, AUGMENT_POLICIES
 from .encoder import ENCODER_PRESETS
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'POOLS', 'AUGMENT_POLICIES', 'SCHEDULES', 'AUX_SETTINGS', 'NAMED_RECIPES', 'RECIPE_ALIASES',
-           'RECIPE_CLASSES', 'Recipe', 'GMMLRecipe', 'MAERecipe', 'SimMIMRecipe', 'FinetuneRecipe', 'recipe_names',
-           'get_recipe', 'recipe_name', 'with_overrides']
+__all__ = ['PRECISIONS', 'POOLS', 'SCHEDULES', 'AUX_SETTINGS', 'NAMED_RECIPES', 'RECIPE_ALIASES', 'RECIPE_CLASSES', 'Recipe',
+           'GMMLRecipe', 'MAERecipe', 'SimMIMRecipe', 'FinetuneRecipe', 'recipe_names', 'get_recipe', 'recipe_name',
+           'with_overrides']
 
 # %% ../nbs/85_recipe.ipynb #845329ea
 PRECISIONS = ('32', 'bf16', 'fp16')
 POOLS = ('avg', 'cls', 'dummy')
-AUGMENT_POLICIES = ('randaugment', 'autoaugment', 'trivialaugment')
 SCHEDULES = ('warmup_cosine', 'one_cycle', 'constant')
 
 @dataclass(frozen=True)
@@ -38,8 +37,8 @@ class Recipe(Checked):
     clip: float | None = hp(None, "clip the gradient norm at this value", '(0, inf)', none='off')
     drop_path: float = hp(0.0, "stochastic depth of the encoder", '[0, 1)')
     schedule: str = hp('warmup_cosine', "learning-rate schedule: linear warm-up then cosine with constant β₁ (the "
-                                        "papers'), "
-                       "fastai's one cycle (β₁ cycles 0.95 → 0.85 → 0.95), or constant", choices=SCHEDULES)
+                                        "papers'), fastai's one cycle (β₁ cycles 0.95 → 0.85 → 0.95), or constant",
+                       choices=SCHEDULES)
     warmup: float = hp(0.1, "share of the steps that warm the learning rate up before its decay", '[0, 1)')
     lr_end: float = hp(0.01, "learning rate at the end of the cosine, as a share of the peak", '[0, 1)')
     epochs: int = hp(2, "number of epochs", '[1, inf)')
@@ -62,7 +61,9 @@ class Recipe(Checked):
         if self.schedule == 'constant' and self.warmup:
             raise ValueError(f"schedule='constant' has no warm-up: use warmup=0, got warmup={self.warmup}")
 
-    def peak_lr(self, bs: int) -> float:
+    def peak_lr(self,
+                bs: int,  # batch size in images
+                ) -> float:
         "The peak learning rate for batches of `bs` images: `lr`, else `base_lr`·bs/256."
         return self.lr if self.lr is not None else self.base_lr*bs/256
 
@@ -83,8 +84,8 @@ class Recipe(Checked):
     def key(self) -> str:
         """A short hash of the method and every field's value as written (1 and 1.0 differ): recorded in every run
         folder's config.json, so two runs with the same settings are recognisable."""
-        d = {k: (v if isinstance(v, (int, float, str, bool, type(None), list, tuple, dict)) else repr(v)) for k,
-             v in self.to_dict().items()}
+        d = {k: (v if isinstance(v, (int, float, str, bool, type(None), list, tuple, dict)) else repr(v))
+             for k, v in self.to_dict().items()}
         return hashlib.sha256(json.dumps([self.method, d], sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 # %% ../nbs/85_recipe.ipynb #719c7553
@@ -120,8 +121,8 @@ class GMMLRecipe(_PretrainRecipe):
     align: int = hp(1, "block alignment in pixels (1: pixel-level; the patch size: aligned to tokens)", '[1, inf)')
     ratio: float | None = hp(None, "rescale the corruption to this total corrupted share", '(0, 1]',
                              none="the corruption's own budget")
-    blocks: tuple | None = hp(None, "1-based encoder blocks whose outputs the decoder fuses", none='the default four, '
-                                                                                                   'evenly spaced')
+    blocks: tuple | None = hp(None, "1-based encoder blocks whose outputs the decoder fuses",
+                              none='the default four, evenly spaced')
     fusion: str = hp('sum', "how the blocks' outputs are fused", choices=('sum', 'mean'))
     whole_image: bool = hp(False, "L1 on every pixel, not only the corrupted ones")
     wd: float = redefault(Recipe, 'wd', 0.04)
@@ -133,8 +134,8 @@ class GMMLRecipe(_PretrainRecipe):
         super().check()
         if isinstance(self.corruption, GMMLCorruption) and (self.align != 1 or self.ratio is not None):
             raise ValueError("align and ratio shape a named corruption, a list or an Alien; a GMMLCorruption object "
-                             "carries its own "
-                             f"({self.corruption!r}, ratio={self.corruption.ratio}): give them to GMMLCorruption, got "
+                             f"carries its own ({self.corruption!r}, ratio={self.corruption.ratio}): give them to "
+                             "GMMLCorruption, got "
                              f"align={self.align}, ratio={self.ratio}")
 
 @dataclass(frozen=True)
@@ -150,8 +151,8 @@ class MAERecipe(_PretrainRecipe):
                                    "dropout 0.1, no bias in the projections)",
                             choices=('vit', 'lite'))
     dummy_token: bool = hp(False, "append the lightweight-MAE paper's zero dummy patch (finetune it with "
-                                  "pool='dummy'); "
-                                  "with an encoder without class token (lite_36) it takes the class token's place")
+                                  "pool='dummy'); with an encoder without class token (lite_36) it takes the class "
+                                  "token's place")
     norm_pix: bool = hp(False, "reconstruct each patch normalised by its own mean and variance")
     alpha: float = hp(0.1, "weight of the loss on the visible patches", '[0, inf)')
     beta2: float = redefault(Recipe, 'beta2', 0.95)
@@ -164,8 +165,7 @@ class SimMIMRecipe(_PretrainRecipe):
     mask_ratio: float = hp(0.6, "share of the tokens replaced by the mask token", '(0, 1)')
     mask: str = hp('random', "token masks: random, or blockwise as BEiT", choices=('random', 'blockwise'))
     mask_cells: int | None = hp(None, "random masks in square cells: this many cells per image side (SimMIM: 32-px "
-                                      "cells)",
-                                '[1, inf)', none='one token per cell')
+                                      "cells)", '[1, inf)', none='one token per cell')
     clip: float | None = redefault(Recipe, 'clip', 3.0)
     drop_path: float = redefault(Recipe, 'drop_path', 0.1)
 
@@ -175,7 +175,8 @@ class SimMIMRecipe(_PretrainRecipe):
             raise ValueError("mask_cells is for random masks: use mask='random' or mask_cells=None, got "
                              f"mask_cells={self.mask_cells}")
 
-AUX_SETTINGS = {   # what the auxiliary-loss callbacks take besides lam and seed, as data: no import of them (82_auxiliary checks these)
+# what the auxiliary-loss callbacks take besides lam and seed, as data: no import of them (83_masked_aux checks these)
+AUX_SETTINGS = {
     'drloc_kwargs': ('DRLoc', ('m', 'signed', 'valid_seed', 'hidden')),
     'me_kwargs': ('ME', ('ratio', 'detach_target', 'valid_seed', 'depth', 'heads', 'mlp_ratio')),
     'mae_kwargs': ('MAEAux', ('mask_ratio', 'norm_pix', 'alpha', 'valid_seed', 'decoder_dim', 'decoder_depth',
@@ -190,8 +191,8 @@ class FinetuneRecipe(Recipe):
                           '(0, inf)', none='base_lr × batch/256')
     pool: str = hp('avg', "classifier input: mean of the patch tokens, the class token, or the dummy token",
                    choices=POOLS)
-    layer_decay: float | None = hp(None, "layer-wise lr decay", '(0, 1]', none='0.5**(1/(depth+1)) for a pretrained '
-                                                                               'encoder, 1.0 from scratch')
+    layer_decay: float | None = hp(None, "layer-wise lr decay", '(0, 1]',
+                                   none='0.5**(1/(depth+1)) for a pretrained encoder, 1.0 from scratch')
     label_smoothing: float = hp(0.1, "label smoothing", '[0, 1)')
     mixup: float = hp(0.0, "MixUp alpha (0: off)", '[0, inf)')
     cutmix: float = hp(0.0, "CutMix alpha (0: off)", '[0, inf)')
@@ -205,7 +206,8 @@ class FinetuneRecipe(Recipe):
     mae_kwargs: dict | None = hp(None, "more MAE-auxiliary settings (mask_ratio, norm_pix, alpha)", none='the defaults')
     head_drop: float = hp(0.0, "dropout before the linear head", '[0, 1)')
     schedule: str = redefault(Recipe, 'schedule', 'one_cycle')
-    lr_end: float = redefault(Recipe, 'lr_end', 1e-5)          # fastai's one cycle ends at lr/1e5: finetune@v1 as every result used it
+    # fastai's one cycle ends at lr/1e5: finetune@v1 as every result used it
+    lr_end: float = redefault(Recipe, 'lr_end', 1e-5)
     warmup: float = redefault(Recipe, 'warmup', 0.25)
     epochs: int = redefault(Recipe, 'epochs', 20)
 
@@ -256,7 +258,10 @@ def recipe_names() -> list[str]:
     "Every name `get_recipe` accepts: the named recipes and their aliases."
     return list(NAMED_RECIPES) + list(RECIPE_ALIASES)
 
-def get_recipe(recipe=None, method: str | None = None) -> Recipe:
+def get_recipe(
+    recipe=None,                # a name in `NAMED_RECIPES` or `RECIPE_ALIASES`, a `Recipe`, or None: `method`'s `@v1`
+    method: str | None = None,  # the method it must be for ('gmml', 'mae', 'simmim', 'finetune'); None: any
+) -> Recipe:
     """A recipe from a name in `NAMED_RECIPES` (or an alias in `RECIPE_ALIASES`), a `Recipe` (returned as it is, after
     checking it is one of `method`), or None (`method`'s `@v1`)."""
     if recipe is None:
@@ -275,11 +280,16 @@ def get_recipe(recipe=None, method: str | None = None) -> Recipe:
                          f"{RECIPE_CLASSES[method].__name__}")
     return recipe
 
-def recipe_name(recipe: Recipe) -> str | None:
+def recipe_name(
+    recipe: Recipe,  # any recipe
+) -> str | None:
     "The name of `recipe` in `NAMED_RECIPES` if it equals one, else None."
     return next((k for k, v in NAMED_RECIPES.items() if v == recipe), None)
 
-def with_overrides(recipe: Recipe, **overrides) -> Recipe:
+def with_overrides(
+    recipe: Recipe,  # the recipe to start from
+    **overrides,     # new values of its fields, by name
+) -> Recipe:
     """`recipe` with `overrides`, checked; giving `base_lr` alone switches a recipe with a peak `lr` to scaled rates
     (and the reverse)."""
     if 'base_lr' in overrides and 'lr' not in overrides and overrides['base_lr'] is not None: overrides['lr'] = None

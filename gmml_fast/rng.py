@@ -26,7 +26,11 @@ def _mix32(h: torch.Tensor) -> torch.Tensor:
     h = band(torch.mul(h, 0x2C1B3C6D), _M32)
     return xor(h, shr(h, 16))
 
-def rng_key(seed: int | None = None, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+def rng_key(
+    seed: int | None = None,                   # an int seed: the key holds its low and high 32 bits
+    generator: torch.Generator | None = None,  # or a generator to draw the key from (None: PyTorch's global one)
+    device=None,                               # where the key lives (None: the CPU, or the generator's device)
+) -> torch.Tensor:
     """A random key (int64 tensor of two 32-bit words) from an int `seed`, a `torch.Generator`, or PyTorch's global
     generator."""
     if seed is not None:
@@ -35,7 +39,12 @@ def rng_key(seed: int | None = None, generator: torch.Generator | None = None, d
     if generator is not None and device is None: device = generator.device
     return torch.randint(0, 2**32, (2,), generator=generator, dtype=torch.int64, device=device)
 
-def resolve_key(key=None, seed=None, generator=None, device=None) -> torch.Tensor:
+def resolve_key(
+    key=None,        # a key made by `rng_key`, used as given
+    seed=None,       # or a seed for the key
+    generator=None,  # or a generator to draw the key from (all three None: PyTorch's global generator)
+    device=None,     # move or make the key there (None: a given key stays where it is)
+) -> torch.Tensor:
     "The key to use: `key` as given, else one made from `seed` or `generator`, else from the global generator."
     if key is not None:
         if not (isinstance(key, torch.Tensor) and key.shape == (2,) and key.dtype == torch.int64):
@@ -56,20 +65,32 @@ if not hasattr(torch.ops.gmml_fast, 'hash_bits'):
     torch.library.custom_op('gmml_fast::hash_bits', _hash_bits_impl, mutates_args=())
     torch.library.register_fake('gmml_fast::hash_bits')(lambda key, n, stream: key.new_empty(n))
 
-def hash_bits(key: torch.Tensor, n: int, stream: int = 0) -> torch.Tensor:
+def hash_bits(
+    key: torch.Tensor,  # a key made by `rng_key`; the words are made on its device
+    n: int,             # how many words
+    stream: int = 0,    # the stream: another stream, other words from the same key
+) -> torch.Tensor:
     "`n` pseudo-random 32-bit words (in an int64 tensor) for (`key`, `stream`): word i is a hash of (key, stream, i)."
     return torch.ops.gmml_fast.hash_bits(key, n, stream)
 
-def split_key(key: torch.Tensor, stream: int) -> torch.Tensor:
+def split_key(
+    key: torch.Tensor,  # a key made by `rng_key`
+    stream: int,        # the stream the new key is for
+) -> torch.Tensor:
     "A new key derived from `key` for an independent `stream` (an int): how one key feeds many random draws."
     return hash_bits(key, 2, SPLIT_STREAM_BASE + stream)
 
-def bits_to_uniform(words: torch.Tensor) -> torch.Tensor:
+def bits_to_uniform(
+    words: torch.Tensor,  # 32-bit hash words in an int64 tensor (`hash_bits`)
+) -> torch.Tensor:
     """Uniform float32 numbers in [0, 1) from 32-bit hash words, one per word (its top 24 bits: every float32 multiple
     of 2**-24)."""
     return (words >> 8).to(torch.float32)*(1.0/(1 << 24))
 
-def bits_to_normal(words: torch.Tensor, n: int) -> torch.Tensor:
+def bits_to_normal(
+    words: torch.Tensor,  # 32-bit hash words in an int64 tensor (`hash_bits`)
+    n: int,               # how many normals: at most twice the number of words
+) -> torch.Tensor:
     """`n` standard normal float32 numbers from `ceil(n/2)` hash words: each word's two 16-bit halves are two uniforms,
     and Box–Muller turns them into two normals."""
     u1 = (torch.bitwise_right_shift(words, 16).to(torch.float32) + 0.5)*(1/65536)    # in (0, 1): the log is finite
@@ -77,7 +98,11 @@ def bits_to_normal(words: torch.Tensor, n: int) -> torch.Tensor:
     r = torch.sqrt(-2*torch.log(u1))
     return torch.cat([r*torch.cos(angle), r*torch.sin(angle)])[:n]
 
-def hash_uniform(key: torch.Tensor, shape, stream: int = 0) -> torch.Tensor:
+def hash_uniform(
+    key: torch.Tensor,  # a key made by `rng_key`; the numbers are made on its device
+    shape,              # the output's shape (a tuple of ints or a `torch.Size`)
+    stream: int = 0,    # the stream: another stream, other numbers from the same key
+) -> torch.Tensor:
     """Uniform float32 numbers in [0, 1) of `shape`, a pure function of (`key`, `stream`, position): same key, same
     numbers, on any device."""
     shape = tuple(shape)
@@ -85,7 +110,11 @@ def hash_uniform(key: torch.Tensor, shape, stream: int = 0) -> torch.Tensor:
     if n >= 2**32: raise ValueError(f"hash_uniform draws at most 2**32 numbers at once, asked for {n}")
     return bits_to_uniform(hash_bits(key, n, stream)).reshape(shape)
 
-def hash_normal(key: torch.Tensor, shape, stream: int = 0) -> torch.Tensor:
+def hash_normal(
+    key: torch.Tensor,  # a key made by `rng_key`; the numbers are made on its device
+    shape,              # the output's shape (a tuple of ints or a `torch.Size`)
+    stream: int = 0,    # the stream: another stream, other numbers from the same key
+) -> torch.Tensor:
     """Standard normal float32 numbers of `shape`: one hash gives two 16-bit uniforms, Box–Muller turns them into two
     normals."""
     shape = tuple(shape)
@@ -104,7 +133,10 @@ BUDGET_STREAM = 104729              # block masks: each image's share of a ratio
 DRLOC_STREAM = 0xD1                 # DRLoc's token-pair positions
 VALID_SEED_STRIDE = 1_000_003       # validation batch i under valid_seed v: rng_key(v*VALID_SEED_STRIDE + i)
 
-def seeded_generator(seed: int | None = None, offset: int = 0) -> torch.Generator:
+def seeded_generator(
+    seed: int | None = None,  # an int seed (None: fresh entropy)
+    offset: int = 0,          # added to `seed`, e.g. the process rank (ignored without a seed)
+) -> torch.Generator:
     """A CPU `torch.Generator` seeded with `seed + offset` (e.g. the process rank), or from fresh entropy when `seed` is
     None."""
     g = torch.Generator()

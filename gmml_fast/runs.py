@@ -35,7 +35,10 @@ __all__ = ['RESUME_FILE', 'new_run_dir', 'RunHistory', 'StopAfterEpochs', 'pretr
 # %% ../nbs/97_runs.ipynb #bb0f7730
 RESUME_FILE = 'resume.pth'
 
-def new_run_dir(out, name: str) -> Path:
+def new_run_dir(
+    out,        # the parent folder (made if missing)
+    name: str,  # the start of the folder's name: the method or command
+) -> Path:
     "A new, empty folder `out/name-YYYYmmdd-HHMMSS` (with a numeric suffix if that already exists)."
     base = Path(out)/f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
     path, i = base, 1
@@ -63,7 +66,10 @@ class RunHistory(CSVLogger):
 class StopAfterEpochs(Callback):
     "End the fit once epoch `n` (1-based) has been trained and checkpointed, unless it is the last one: `--stop_after`."
     order = CheckpointEveryEpoch.order + 1      # after the epoch's checkpoint is on disk
-    def __init__(self, n: int): self.n, self.stopped = n, False
+    def __init__(self,
+                 n: int,  # the epoch, 1-based, after which the fit ends
+                ):
+        self.n, self.stopped = n, False
     def before_train(self): self._trained = True
     def after_epoch(self):
         if getattr(self, '_trained', False) and self.n <= self.epoch + 1 < self.n_epoch:
@@ -137,7 +143,8 @@ def _begin(cfg_cls, resume, stop_after, options):
     cfg = cfg.completed(r, src)
     matplotlib.use('Agg')
     setup_distrib()                                  # no-op in a single process
-    set_seed(cfg.seed)                               # python, numpy and torch: fastai's loaders shuffle with python's `random`
+    # python, numpy and torch: fastai's loaders shuffle with python's `random`
+    set_seed(cfg.seed)
     return cfg, r, run, meta, src
 
 def _new_run(cfg, name: str) -> Path:
@@ -221,7 +228,11 @@ def _monitor_cbs(cfg: PretrainConfig, src: DataSource) -> list:
     if len(y) < n + nq: n = len(y) - max(1, len(y)//5)   # a small folder: 80 % bank, 20 % queries
     return [KNNMonitor((x[:n], y[:n]), (x[n:], y[n:]), linear=cfg.monitor_linear)]
 
-def pretrain(resume: str | None = None, stop_after: int | None = None, **options) -> dict:
+def pretrain(
+    resume: str | None = None,      # an interrupted run folder to finish, with its own options (None: a new run)
+    stop_after: int | None = None,  # end the job after this many epochs (1..epochs-1), leaving `resume.pth`
+    **options,                      # `PretrainConfig` fields and recipe fields (a new run only)
+) -> dict:  # what `result.json` holds, or where a stopped job left the run
     """Pretrain a ViT encoder without labels with the `PretrainConfig` `options` and any recipe field (GMML, MAE or
     SimMIM), or finish the interrupted run folder `resume`; stop early after `stop_after` epochs."""
     cfg, r, run, meta, src = _begin(PretrainConfig, resume, stop_after, options)
@@ -240,7 +251,10 @@ def pretrain(resume: str | None = None, stop_after: int | None = None, **options
     return _done(run, t0, _pretrain_finish(cfg, learn, run, meta, src))
 
 # %% ../nbs/97_runs.ipynb #3fd67a1d
-def per_class_accuracy(learn, dl=None) -> dict[str, float]:
+def per_class_accuracy(
+    learn,    # a `Learner` of a classifier, whose loaders have a `vocab`
+    dl=None,  # a labeled loader (None: the validation set)
+) -> dict[str, float]:
     """Accuracy of `learn` on each class of `dl` (default: the validation set), by class name; in a multi-process run
     every rank must call it (the predictions are gathered)."""
     dl = local_dl(dl or learn.dls.valid)
@@ -261,7 +275,8 @@ def _pretrained_source(pretrained, arch, size, depth, patch_size):
         if r is None: raise ValueError(f"pretrained={str(src)!r} was written by another gmml_fast version (no "
                                        "'resolved' in config.json); pass its encoder.safetensors with "
                                        "--arch/--size/--depth")
-        return w, r['arch'], r['size'], r['depth'], r.get('patch_size')   # the run's encoder: its shape is not an option
+        # the run's encoder: its shape is not an option
+        return w, r['arch'], r['size'], r['depth'], r.get('patch_size')
     if not src.is_file(): raise FileNotFoundError(f"pretrained={str(src)!r} is neither a run folder nor a weights file")
     return src, arch, size, depth, patch_size
 
@@ -296,7 +311,11 @@ def _finetune_finish(cfg: FinetuneConfig, learn, run, meta, src: DataSource):
                    classifier=str(run/'classifier.safetensors'))
     return res
 
-def finetune(resume: str | None = None, stop_after: int | None = None, **options) -> dict:
+def finetune(
+    resume: str | None = None,      # an interrupted run folder to finish, with its own options (None: a new run)
+    stop_after: int | None = None,  # end the job after this many epochs (1..epochs-1), leaving `resume.pth`
+    **options,                      # `FinetuneConfig` fields and `FinetuneRecipe` fields (a new run only)
+) -> dict:  # what `result.json` holds and the comparison, or where a stopped job left the run
     """Finetune a classifier with the `FinetuneConfig` `options` and any `FinetuneRecipe` field (or finish the
     interrupted run folder `resume`), report accuracy and FGSM accuracy, and compare with a run of the other
     initialisation."""
@@ -325,7 +344,9 @@ def _settings(meta: dict) -> dict:
             **{k: meta['resolved'].get(k) for k in ('arch', 'size', 'depth', 'patch_size')},
             'recipe': meta.get('recipe', {}).get('fields')}
 
-def compare_initialisations(run) -> dict:
+def compare_initialisations(
+    run,  # the folder of a finished finetuning run (with `config.json` and `result.json`)
+) -> dict:
     """Compare a finished finetuning run with finished runs in the same parent folder that used the same settings but
     the other initialisation (pretrained vs random init)."""
     run = Path(run)
@@ -336,9 +357,11 @@ def compare_initialisations(run) -> dict:
         if d == run or not ((d/'config.json').is_file() and (d/'result.json').is_file()): continue
         try:
             m, r = json.loads((d/'config.json').read_text()), json.loads((d/'result.json').read_text())
-            if m.get('command') == 'finetune' and (m['resolved']['pretrained'] is not None) != mine and _settings(m) == _settings(meta):
+            if (m.get('command') == 'finetune' and (m['resolved']['pretrained'] is not None) != mine
+                    and _settings(m) == _settings(meta)):
                 others.append((d, r['accuracy']))
-        except (ValueError, OSError, KeyError): continue            # unreadable, unfinished or from another version: not comparable
+        # unreadable, unfinished or from another version: not comparable
+        except (ValueError, OSError, KeyError): continue
     if not others: return {}
     d, other = others[-1]                        # the latest matching run
     pre, rnd = (acc, other) if mine else (other, acc)

@@ -25,7 +25,9 @@ def _plain_timm_arch(name: str | None) -> str:
     if name and timm.is_model(name) and timm.models.model_entrypoint(name).__module__.startswith('timm.'): return name
     return 'vit_tiny_patch16_224'
 
-def timm_model_args(encoder) -> dict:
+def timm_model_args(
+    encoder,  # a timm ViT, or a model holding one (`GMMLModel`, `MAEModel`, `SimMIMModel`)
+) -> dict:
     """The `VisionTransformer` arguments (JSON-ready, no classification head) that rebuild the architecture of `encoder`
     — a timm ViT or a model holding one — in plain timm."""
     enc = _encoder_of(encoder)
@@ -58,7 +60,8 @@ def _timm_config(enc: VisionTransformer, stats=None, card: dict | None = None) -
                interpolation='bicubic',
                crop_pct=1.0, crop_mode='center', num_classes=0, first_conv='patch_embed.proj', classifier='head')
     if stats is not None:
-        mean, std = ([round(float(v), 6) for v in torch.as_tensor(s, dtype=torch.float64).flatten()] for s in stats)   # float32 stats, no float noise
+        # float32 stats, no float noise
+        mean, std = ([round(float(v), 6) for v in torch.as_tensor(s, dtype=torch.float64).flatten()] for s in stats)
         if not len(mean) == len(std) == g['in_chans']:
             raise ValueError(f"stats must give one mean and one std per input channel ({g['in_chans']}), got "
                              f"{len(mean)} and {len(std)}")
@@ -101,7 +104,12 @@ cfg = timm.data.resolve_data_config({{}}, model=model)             # input size,
 To publish it: `timm.models.push_to_hf_hub(model, '<user>/{name}')`.
 """
 
-def save_timm_folder(model, folder, stats=None, card: dict | None = None) -> Path:
+def save_timm_folder(
+    model,                     # a timm ViT, `GMMLModel`, `MAEModel` or `SimMIMModel`
+    folder,                    # the folder to create (str or Path); must not exist
+    stats=None,                # `(mean, std)`, one value per input channel, for the preprocessing; None: not recorded
+    card: dict | None = None,  # extra rows of the model card (e.g. `method`, `data`), also kept in `config.json`
+) -> Path:
     """Write the encoder of `model` (a timm ViT, `GMMLModel`, `MAEModel` or `SimMIMModel`) to `folder` as a timm model
     folder (`config.json`, `model.safetensors`, `README.md`), after checking that plain timm rebuilds it exactly;
     refuses an existing folder and weights that are not finite."""
@@ -111,7 +119,8 @@ def save_timm_folder(model, folder, stats=None, card: dict | None = None) -> Pat
     cfg = _timm_config(enc, stats, card)
     tmp = folder.with_name(folder.name + '.partial')
     if tmp.exists(): raise FileExistsError(f"{tmp} exists (an interrupted export?); delete it first")
-    export_encoder(enc, tmp/'model.safetensors')                     # refuses non-finite weights before writing anything
+    # refuses non-finite weights before writing anything
+    export_encoder(enc, tmp/'model.safetensors')
     try:
         _check_rebuilds(enc, cfg)
         (tmp/'config.json').write_text(json.dumps(cfg, indent=2) + '\n')
@@ -140,7 +149,10 @@ def _check_rebuilds(enc: VisionTransformer, cfg: dict):
                          "difference "
                          f"{(a - b).abs().max():.3g}): this encoder has a part a timm folder cannot describe")
 
-def load_timm_folder(folder, **kwargs) -> VisionTransformer:
+def load_timm_folder(
+    folder,    # a timm model folder (str or Path) with `config.json` and `model.safetensors`
+    **kwargs,  # passed to `timm.create_model`, e.g. `num_classes=10` for a new head
+) -> VisionTransformer:
     """The encoder in a timm model folder, built by plain timm
     (`timm.create_model('local-dir:…', pretrained=True, **kwargs)`; e.g. `num_classes=10` adds a new head)."""
     folder = Path(folder)

@@ -24,8 +24,14 @@ SIMMIM_MASKS = ('random', 'blockwise')
 class SimMIMModel(nn.Module):
     """SimMIM: a timm ViT encoder on all tokens, masked patch embeddings replaced by a learned mask token; a light
     decoder (default: a linear map per token, `LightDecoder(depth=0)`) predicts the pixels."""
-    def __init__(self, encoder: VisionTransformer, mask_ratio: float = 0.6, mask: str = 'random', decoder=None,
-                 out_chans: int | None = None, mask_cells: int | None = None):
+    def __init__(self,
+                 encoder: VisionTransformer,     # a timm ViT of fixed image size (`create_encoder`)
+                 mask_ratio: float = 0.6,        # share of the tokens hidden, in (0, 1)
+                 mask: str = 'random',           # 'random' (SimMIM's) or 'blockwise' (BEiT's)
+                 decoder=None,                   # an `nn.Module` or `LightDecoder` arguments (None: a linear head)
+                 out_chans: int | None = None,   # predicted channels (None: the encoder's input channels)
+                 mask_cells: int | None = None,  # SimMIM's mask cells per side of the token grid (None: one per token)
+                ):
         super().__init__()
         self.encoder = check_encoder(encoder)
         if getattr(encoder, 'dynamic_img_size', False): raise ValueError("encoder must have a fixed image size "
@@ -33,7 +39,8 @@ class SimMIMModel(nn.Module):
         if not 0 < mask_ratio < 1: raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
         if mask not in SIMMIM_MASKS: raise ValueError(f"mask must be one of {', '.join(SIMMIM_MASKS)}, got {mask!r}")
         g = encoder_geometry(encoder)
-        self.patch_size, self.img_size, self.grid_size, self.num_patches = g['patch_size'], g['img_size'], g['grid_size'], g['num_patches']
+        self.patch_size, self.img_size, self.grid_size, self.num_patches = (g['patch_size'], g['img_size'],
+                                                                            g['grid_size'], g['num_patches'])
         self.out_chans, self.mask_ratio, self.mask = out_chans or g['in_chans'], mask_ratio, mask
         if mask_cells is not None:
             if mask != 'random': raise ValueError("mask_cells is for mask='random' (SimMIM's cells); blockwise masks "
@@ -50,8 +57,12 @@ class SimMIMModel(nn.Module):
                              f"{type(decoder).__name__}")
         self.decoder = decoder
 
-    def draw_mask(self, x: torch.Tensor, generator: torch.Generator | None = None, key=None,
-                  seed: int | None = None) -> torch.Tensor:
+    def draw_mask(self,
+                  x: torch.Tensor,                           # the batch B×C×H×W (its size and device)
+                  generator: torch.Generator | None = None,  # or a generator to draw the key from
+                  key=None,                                  # the counter RNG's key (`rng_key`): same key, same mask
+                  seed: int | None = None,                   # or a seed for the key
+                 ) -> torch.Tensor:
         """A B×N token mask for the batch `x` on its device: `mask_ratio` of the tokens, uniformly ('random': tokens, or
         `mask_cells` cells per side) or in BEiT blocks ('blockwise')."""
         if self.mask == 'random' and self.mask_cells is not None:
@@ -63,23 +74,34 @@ class SimMIMModel(nn.Module):
         return beit_block_mask(x.shape[0], self.grid_size, self.mask_ratio, key=key, seed=seed, generator=generator,
                                device=x.device)
 
-    def pixel_mask(self, mask: torch.Tensor) -> torch.Tensor:
+    def pixel_mask(self,
+                   mask: torch.Tensor,  # B×N bool token mask
+                  ) -> torch.Tensor:
         "The token `mask` (B×N) as a B×1×H×W pixel mask: the pixels the loss is computed on."
         return token_to_pixel_mask(mask, self.patch_size, self.img_size)
 
-    def forward_features(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward_features(self,
+                         x: torch.Tensor,     # images B×C×H×W of the encoder's `img_size`
+                         mask: torch.Tensor,  # B×N bool token mask, True = hidden
+                        ) -> torch.Tensor:
         """The final, normalised patch tokens of images `x` with the `mask`ed patches replaced by the mask token, as a
         B×D×rows×cols grid."""
         enc, P = self.encoder, self.encoder.num_prefix_tokens
         t = enc.norm(enc.blocks(enc.norm_pre(embed_tokens(enc, x, mask, self.mask_token))))
         return t[:, P:].transpose(1, 2).unflatten(2, self.grid_size)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self,
+                x: torch.Tensor,                   # images B×C×H×W
+                mask: torch.Tensor | None = None,  # B×N bool token mask, True = hidden (None: `draw_mask(x)`)
+               ) -> torch.Tensor:
         "Reconstructed images B×C×H×W for images `x` with token `mask` (True = hidden; drawn when None)."
         if mask is None: mask = self.draw_mask(x)
         return self.decoder(self.forward_features(x, mask))
 
-    def reconstruct_image(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def reconstruct_image(self,
+                          x: torch.Tensor,     # images B×C×H×W
+                          mask: torch.Tensor,  # B×N bool token mask, True = hidden
+                         ) -> torch.Tensor:
         "The predicted images B×C×H×W for images `x` under `mask`."
         return self(x, mask)
 
@@ -104,4 +126,9 @@ class SimMIM(MaskedPretrainCallback):
     `(images, mask)`, the masked L1 loss `(images, pixel mask)`."""
     @property
     def name(self): return 'simmim'          # learn.simmim (fastai would derive 'sim_mim' from the class name)
-    def targets(self, model, x, mask): return (x, model.pixel_mask(mask))
+    def targets(self,
+                model,  # the (unwrapped) `SimMIMModel`
+                x,      # the images B×C×H×W the model sees
+                mask,   # their B×N bool token mask
+               ):
+        return (x, model.pixel_mask(mask))

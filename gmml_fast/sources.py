@@ -13,20 +13,20 @@ from .recipe import NAMED_RECIPES, get_recipe
 __all__ = ['RECIPE_SOURCES', 'recipe_sources_table', 'recipe_table']
 
 # %% ../nbs/86_sources.ipynb #a4a5485f
-_GMML_CODE, _SIMMIM_CFG = 'official code (Sara-Ahmed/GMML', 'official config (microsoft/SimMIM `simmim_pretrain__vit_base__img224__800ep.yaml`'
+_GMML_CODE, _SIMMIM_CFG = ('official code (Sara-Ahmed/GMML',
+                           'official config (microsoft/SimMIM `simmim_pretrain__vit_base__img224__800ep.yaml`')
 RECIPE_SOURCES = {
     'gmml@atito2022': dict(
         paper='Atito, Awais and Kittler, GMML is All you Need, 2022, arXiv:2205.14986',
         batch='256 (64 per GPU × 4 Tesla V100, §3.1)',
         fields=dict(arch='paper §3.1–3.2 (ViT-T, views resized to 224 × 224)', base_lr='paper §3.1', wd='paper §3.1',
                     wd_end='paper §3.1',
-                    beta2=f'{_GMML_CODE} `main.py`: AdamW defaults)', decay_tokens=f'{_GMML_CODE} `utils.py`: only '
-                                                                                   'biases and 1-d parameters skip '
-                                                                                   'decay)',
-                    clip=f'{_GMML_CODE} `main.py`: 3.0, per parameter)', drop_path=f'{_GMML_CODE} '
-                                                                                   '`vision_transformer.py`)',
-                    warmup=f'{_GMML_CODE} `main.py`: 10 epochs)', lr_end=f'{_GMML_CODE} `main.py`: min_lr 1e-6 at '
-                                                                         'base lr 5e-4)',
+                    beta2=f'{_GMML_CODE} `main.py`: AdamW defaults)',
+                    decay_tokens=f'{_GMML_CODE} `utils.py`: only biases and 1-d parameters skip decay)',
+                    clip=f'{_GMML_CODE} `main.py`: 3.0, per parameter)',
+                    drop_path=f'{_GMML_CODE} `vision_transformer.py`)',
+                    warmup=f'{_GMML_CODE} `main.py`: 10 epochs)',
+                    lr_end=f'{_GMML_CODE} `main.py`: min_lr 1e-6 at base lr 5e-4)',
                     epochs='paper §3.2 (800 epochs, Table 2)', corruption='paper §3.1 ("up to 35 %")',
                     crop_scale=f'{_GMML_CODE} `datasets/datasets_utils.py`)', flip='paper §3.1',
                     jitter=f'{_GMML_CODE} `datasets_utils.py`)',
@@ -36,17 +36,15 @@ RECIPE_SOURCES = {
         paper='He, Chen, Xie, Li, Dollár and Girshick, Masked Autoencoders Are Scalable Vision Learners, 2021, '
               'arXiv:2111.06377',
         batch='4,096 (Appendix A.1; 64 per GPU × 64 in `PRETRAIN.md`)',
-        fields=dict(arch='paper §4 (ViT-B/16 for the ablations)', base_lr='paper Appendix A.1', wd='paper Appendix '
-                                                                                                   'A.1',
-                                                                                                   beta2='paper Appendix A.1',
+        fields=dict(arch='paper §4 (ViT-B/16 for the ablations)', base_lr='paper Appendix A.1',
+                    wd='paper Appendix A.1', beta2='paper Appendix A.1',
                     warmup='paper Appendix A.1 (40 epochs)', epochs='paper §4 (800 epochs in the ablations)',
                     lr_end='official code (facebookresearch/mae `main_pretrain.py`: min_lr 0)',
                     decay_tokens='official code (`main_pretrain.py`: timm `add_weight_decay`, no skip list)',
                     mask_ratio='paper §3–4', decoder_dim='paper §4 (Table 1a–b)', decoder_depth='paper §4 (Table 1a)',
                     decoder_heads='official code (`models_mae.py`: 16 heads)', norm_pix='paper §3 and Table 1d',
-                    alpha='paper §3 (loss on masked patches only)', crop_scale='paper Appendix A.1 and '
-                                                                               '`main_pretrain.py`',
-                                                                               flip='paper Appendix A.1',
+                    alpha='paper §3 (loss on masked patches only)',
+                    crop_scale='paper Appendix A.1 and `main_pretrain.py`', flip='paper Appendix A.1',
                     jitter='paper Appendix A.1 (crop and flip only)')),
     'mae@tan2024': dict(
         paper='Tan, Pre-training of Lightweight Vision Transformers on Small Datasets with Minimally Scaled Images, '
@@ -69,18 +67,14 @@ RECIPE_SOURCES = {
         batch='not stated for ViT-B (the repository\'s example: 128 per GPU × 16 = 2,048)',
         fields=dict(arch='paper §4.3 (ViT-B at 224 px)', base_lr=f'{_SIMMIM_CFG}: 1e-4 per 512 images)',
                     wd=f'{_SIMMIM_CFG})',
-                    warmup=f'{_SIMMIM_CFG}: 10 epochs)', epochs=f'{_SIMMIM_CFG})', lr_end=f'{_SIMMIM_CFG}: ×0.1 at '
-                                                                                          'epoch 700)',
+                    warmup=f'{_SIMMIM_CFG}: 10 epochs)', epochs=f'{_SIMMIM_CFG})',
+                    lr_end=f'{_SIMMIM_CFG}: ×0.1 at epoch 700)',
                     clip='official code (`config.py`: CLIP_GRAD 5.0)', drop_path=f'{_SIMMIM_CFG})',
                     decay_tokens='official code (`optimizer.py`: pos_embed, cls_token and mask_token skip decay)',
-                    mask_ratio='paper §3.1 and Table 1', mask='paper §3.1 (random masking)', mask_cells='paper §3.1 '
-                                                                                                        '(32-px mask '
-                                                                                                        'patches) and '
-                                                                                                        'the config '
-                                                                                                        '(224 / 32 = 7)',
-                    crop_scale='official code (`data/data_simmim.py`)', flip='official code '
-                                                                             '(`data/data_simmim.py`)',
-                                                                             jitter='official code (none)')),
+                    mask_ratio='paper §3.1 and Table 1', mask='paper §3.1 (random masking)',
+                    mask_cells='paper §3.1 (32-px mask patches) and the config (224 / 32 = 7)',
+                    crop_scale='official code (`data/data_simmim.py`)', flip='official code (`data/data_simmim.py`)',
+                    jitter='official code (none)')),
     'finetune@gmml2022': dict(
         paper='Atito, Awais and Kittler, GMML is All you Need, 2022, arXiv:2205.14986, §3.1 ("the protocol used in '
               'Touvron et al."); '
@@ -90,12 +84,12 @@ RECIPE_SOURCES = {
         fields=dict(arch='GMML §3.2 (ViT-T at 224 px)', epochs='GMML §3.2 (200 finetuning epochs)',
                     crop_scale='GMML §3.1 (random cropping); DeiT `main.py` via timm (0.08, 1)',
                     flip='GMML §3.1', mixup='GMML §3.1; DeiT `main.py` (α 0.8)', augment='GMML §3.1 (Auto-Augment)',
-                    base_lr='DeiT `main.py` (5e-4 per 512 images)', wd='DeiT `main.py`', warmup='DeiT `main.py` (5 '
-                                                                                                'epochs)',
+                    base_lr='DeiT `main.py` (5e-4 per 512 images)', wd='DeiT `main.py`',
+                    warmup='DeiT `main.py` (5 epochs)',
                     lr_end='DeiT `main.py` (min_lr 1e-5)', schedule='DeiT `main.py` (warm-up, cosine)',
                     label_smoothing='DeiT `main.py`',
-                    drop_path='DeiT `main.py`', pool='DeiT (class token)', decay_tokens='DeiT `main.py` (pos_embed, '
-                                                                                        'cls_token skip decay)',
+                    drop_path='DeiT `main.py`', pool='DeiT (class token)',
+                    decay_tokens='DeiT `main.py` (pos_embed, cls_token skip decay)',
                     layer_decay='DeiT (none)')),
     'finetune@tan2024': dict(
         paper='Tan, Pre-training of Lightweight Vision Transformers on Small Datasets with Minimally Scaled Images, '
@@ -103,8 +97,8 @@ RECIPE_SOURCES = {
         batch='768 (Table 2)',
         fields=dict(arch='paper §3', pool='paper §3.3 (the dummy patch\'s embedding)', base_lr='paper Table 2',
                     layer_decay='paper Table 2',
-                    wd='paper Table 2', warmup='paper Table 2', epochs='paper Table 2', schedule='paper Table 2 '
-                                                                                                 '(cosine decay)',
+                    wd='paper Table 2', warmup='paper Table 2', epochs='paper Table 2',
+                    schedule='paper Table 2 (cosine decay)',
                     lr_end='paper §3.3 (cosine decay)', crop_scale='paper Table 2', flip='paper Table 2',
                     augment='paper Table 2 (CIFAR-10 policy)',
                     label_smoothing='not stated: none (plain cross-entropy)', drop_path='not stated: none',
@@ -116,15 +110,17 @@ RECIPE_SOURCES = {
         batch='128 (§3.1; one A100)',
         fields=dict(lr='thesis §3.1 (Adam, lr 1e-4)', wd='thesis §3.1 (Adam: no weight decay)',
                     schedule='thesis §3.1 (no schedule stated)',
-                    warmup='thesis §3.1 (none stated)', epochs='thesis §3.1', drloc='thesis Tables 4.3 and 4.6 (λ = '
-                                                                                    '0.1)',
+                    warmup='thesis §3.1 (none stated)', epochs='thesis §3.1',
+                    drloc='thesis Tables 4.3 and 4.6 (λ = 0.1)',
                     me='thesis Tables 4.3 and 4.6 (λ = 0.1)', pool='thesis §3.1 (the original ViT: class token)',
-                    label_smoothing='not stated: none (plain cross-entropy)', layer_decay='not stated: none (one rate '
-                                                                                          'for every layer)',
+                    label_smoothing='not stated: none (plain cross-entropy)',
+                    layer_decay='not stated: none (one rate for every layer)',
                     beta2='not stated: Adam\'s default')),
 }
 
-def recipe_sources_table(name: str) -> str:
+def recipe_sources_table(
+    name: str,  # a paper recipe's name, a key of `RECIPE_SOURCES` (e.g. `'gmml@atito2022'`)
+) -> str:
     """A markdown table of the paper recipe `name`: every field, its value, and where the value comes from (paper,
     official code, or this package's default)."""
     if name not in RECIPE_SOURCES: raise ValueError(f"name must be one of {', '.join(RECIPE_SOURCES)}, got {name!r}")
@@ -132,14 +128,16 @@ def recipe_sources_table(name: str) -> str:
     base = type(r)()
     def unstated(name):
         d = getattr(base, name)
-        return 'not stated: this package’s default' if getattr(r,
-                                                               name) == d else f"not stated: set here (this package’s default: `{d!r}`)"
+        return ('not stated: this package’s default' if getattr(r, name) == d
+                else f"not stated: set here (this package’s default: `{d!r}`)")
     if r.lr is None: src = {'lr': 'the rate is `base_lr`, per 256 images', **src}
     rows = [f"| `{f.name}` | `{getattr(r, f.name)!r}` | {src.get(f.name) or unstated(f.name)} |" for f in fields(r)]
     return '\n'.join(['| field | value | from |', '|---|---|---|'] + rows)
 
 # %% ../nbs/86_sources.ipynb #d30a1bd7
-def recipe_table(names=('gmml@v1', 'mae@v1', 'simmim@v1', 'finetune@v1')) -> str:
+def recipe_table(
+    names=('gmml@v1', 'mae@v1', 'simmim@v1', 'finetune@v1'),  # named recipes, one column each (see `NAMED_RECIPES`)
+) -> str:
     """A markdown table of the named recipes `names`: one row per field (its default in each recipe, what it allows, its
     help line)."""
     recs = [get_recipe(n) for n in names]

@@ -39,7 +39,8 @@ class ForeachAdam(Optimizer):
         super().__init__(params, cbs, lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd)   # (fastai's own steps, unused)
 
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self,
+             closure=None):  # not supported: must be None (fastai optimizers do not use closures)
         "One Adam step for every parameter that has a gradient."
         if closure is not None: raise NotImplementedError("fastai optimizers do not use closures")
         buckets = {}
@@ -87,7 +88,10 @@ class SparseProgressCallback(ProgressCallback):
     def _comment(self):
         if hasattr(self, 'smooth_loss'): self.pbar.comment = f'{self.smooth_loss.item():.4f}'
 
-def use_sparse_progress(learn, every: int = 50):
+def use_sparse_progress(
+    learn,            # a fastai `Learner`
+    every: int = 50,  # batches between two reads of the loss
+):
     """Replace `learn`'s progress bar (fastai's `ProgressCallback`, if any) by a `SparseProgressCallback`; returns
     `learn`."""
     had = any(isinstance(cb, ProgressCallback) for cb in learn.cbs)
@@ -110,7 +114,12 @@ def no_bar(self: Learner):
 class NonFiniteLossError(RuntimeError):
     """Training met a loss (or, with `weights`, weights) that is not finite: `step` and `epoch` (counted from 1 in this
     fit), `loss` and the learning rate `lr` say where."""
-    def __init__(self, step: int, epoch: int, loss: float, lr: float, weights: bool = False):
+    def __init__(self,
+                 step: int,               # the training step where it happened, counted from 1 in this fit
+                 epoch: int,              # the epoch, counted from 1 in this fit
+                 loss: float,             # the loss read at that step (nan when the weights are at fault)
+                 lr: float,               # the learning rate at that step
+                 weights: bool = False):  # True: the weights, not the loss, are not finite
         self.step, self.epoch, self.loss, self.lr, self.weights = step, epoch, loss, lr, weights
         what = 'the weights are not finite' if weights else f'the loss is {loss}'
         self.message = (f"training stopped at step {step} (epoch {epoch}): {what} at learning rate {lr:.3g}; "
@@ -165,7 +174,9 @@ def _under_foreach(e) -> bool:
         p = p.cpu_parent
     return False
 
-def count_events(events) -> dict:
+def count_events(
+    events,  # profiler events (`prof.events()` of `torch.profiler.profile`)
+) -> dict:
     """`ops`, `launches`, `syncs` and `literals` (see above) among profiler `events`, with the most frequent launching
     ops."""
     ev = [e for e in events if e.name.startswith('aten::')]
@@ -176,7 +187,11 @@ def count_events(events) -> dict:
                 syncs=sum(e.name == 'aten::_local_scalar_dense' for e in ev),
                 literals=sum(e.name == 'aten::lift_fresh' for e in ev), top=dict(launching.most_common(8)))
 
-def host_work(fn, *args, **kwargs) -> dict:
+def host_work(
+    fn,        # a callable to run once under the profiler
+    *args,     # positional arguments for `fn`
+    **kwargs,  # keyword arguments for `fn`
+) -> dict:
     "Run `fn(*args, **kwargs)` once under `torch.profiler` (CPU activity) and count its ATen work (`count_events`)."
     from torch.profiler import profile, ProfilerActivity
     with profile(activities=[ProfilerActivity.CPU]) as prof: fn(*args, **kwargs)
@@ -193,7 +208,12 @@ class _StopAfter(Callback):
 
 def _fit_steps(learn, n: int): learn.fit(1, cbs=[_StopAfter(n)])
 
-def step_host_work(learn, short: int = 20, long: int = 60, repeats: int = 3) -> dict:
+def step_host_work(
+    learn,              # a fastai `Learner` whose training loader has at least `long` batches
+    short: int = 20,    # batches in the short fit
+    long: int = 60,     # batches in the long fit (> `short`)
+    repeats: int = 3,   # timings of each fit, without the profiler (0: not timed)
+) -> dict:
     """Per training batch of `learn` (its own callbacks, progress bar included): `ops`, `launches`, `syncs`, `literals`
     and host `ms` (median of `repeats` timings without the profiler; 0: not timed), as (long epoch − short
     epoch)/(long − short); the loaders need `long` batches."""

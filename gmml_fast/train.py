@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse, sys, warnings
 from dataclasses import fields
 
-warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)   # fastai's import, not ours: keep errors one line
+# fastai's import, not ours: keep errors one line
+warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
 from .checked import allowed, field_kind
 from .step import NonFiniteLossError
 from .distributed import teardown_distrib, is_rank0
@@ -45,7 +46,8 @@ def _defaults(name: str, classes) -> str:
 
 def _helps(name: str, classes) -> str:
     "The help line of recipe field `name`: one line, or each recipe's own where they differ ('mae: ...; simmim: ...')."
-    helps = {c.method: next(f.metadata['help'] for f in fields(c) if f.name == name) for c in classes if name in c.field_names()}
+    helps = {c.method: next(f.metadata['help'] for f in fields(c) if f.name == name)
+             for c in classes if name in c.field_names()}
     if len(set(helps.values())) == 1: return next(iter(helps.values()))
     return '; '.join(f"{m}: {h}" for m, h in helps.items())
 
@@ -54,19 +56,24 @@ def _add_option(p, f, default, default_text: str, help: str | None = None):
     default."""
     kind, say = field_kind(f), allowed(f, typed=True)
     say = '' if say == 'a str' else f"; {say}"
-    if f.metadata['none'] and default_text == f.metadata['none']: default_text = None     # "or None (...)" already says it
-    help = (f"{help or f.metadata['help']}{say}" + (f" (default: {default_text})" if default_text else '')).replace('%', '%%')
+    # "or None (...)" already says it
+    if f.metadata['none'] and default_text == f.metadata['none']: default_text = None
+    help = (f"{help or f.metadata['help']}{say}"
+            + (f" (default: {default_text})" if default_text else '')).replace('%', '%%')
     if kind == 'bool': p.add_argument(f'--{f.name}', action=argparse.BooleanOptionalAction, default=default, help=help)
     else: p.add_argument(f'--{f.name}', type=_value(kind, f), default=default, help=help, metavar=kind.upper())
 
-def parser(cfg_cls) -> argparse.ArgumentParser:
+def parser(
+    cfg_cls,  # a run config class with its recipe classes: `PretrainConfig` or `FinetuneConfig`
+) -> argparse.ArgumentParser:
     """The command's parser, generated: one option per run field of `cfg_cls` and per field of its recipes that takes a
     plain value, plus `--resume` and `--stop_after`."""
     p = _OneLineParser(prog=f'python -m gmml_fast.train {cfg_cls.command}', description=cfg_cls.__doc__)
     run = p.add_argument_group('run options')
     for f in fields(cfg_cls):
-        if 'help' in f.metadata: _add_option(run, f, f.default,
-                                             repr(f.default) if f.metadata['none'] is None or f.default is not None else f.metadata['none'])
+        if 'help' in f.metadata:
+            _add_option(run, f, f.default,
+                        repr(f.default) if f.metadata['none'] is None or f.default is not None else f.metadata['none'])
     rec = p.add_argument_group("recipe options (default: the recipe's value; "
                                f"{', '.join(c.__name__ for c in cfg_cls.recipe_classes)})")
     seen = {f.name for f in fields(cfg_cls)}
@@ -74,14 +81,18 @@ def parser(cfg_cls) -> argparse.ArgumentParser:
         for f in fields(c):
             if f.name in seen or field_kind(f) not in ('int', 'float', 'str', 'bool'): continue
             seen.add(f.name)
-            _add_option(rec, f, argparse.SUPPRESS, _defaults(f.name, cfg_cls.recipe_classes), _helps(f.name, cfg_cls.recipe_classes))   # absent unless given
+            # absent unless given
+            _add_option(rec, f, argparse.SUPPRESS, _defaults(f.name, cfg_cls.recipe_classes),
+                        _helps(f.name, cfg_cls.recipe_classes))
     p.add_argument('--resume', metavar='RUN', help=f"run folder of an interrupted {cfg_cls.command} run to finish "
                                                    "(its config.json gives every other option)")
     p.add_argument('--stop_after', type=int, metavar='N', help="end this job after N epochs (1..epochs-1), leaving "
                                                                "resume.pth for --resume")
     return p
 
-def main(argv=None):
+def main(
+    argv=None,  # the command line after `python -m gmml_fast.train`, a list of strings (None: `sys.argv[1:]`)
+):
     """Dispatch `python -m gmml_fast.train <command> [options]`: every option is checked before any data is read or any
     folder is made; a bad one is one line and exit code 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -96,13 +107,15 @@ def main(argv=None):
     args = vars(parser(cfg_cls).parse_args(rest))
     resume, stop_after = args.pop('resume'), args.pop('stop_after')
     defaults = {f.name: f.default for f in fields(cfg_cls) if 'help' in f.metadata}
-    if resume is not None:   # only the options given on the command line: a resumed run takes the rest from its config.json
+    # only the options given on the command line: a resumed run takes the rest from its config.json
+    if resume is not None:
         args = {k: v for k, v in args.items() if k not in defaults or v != defaults[k]}
     try: res = fn(resume, stop_after, **args)
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError) as e:
         if is_rank0(): print(f"error: {e}", file=sys.stderr)
         return 2
-    except NonFiniteLossError as e:   # the run folder keeps the checkpoint of the last epoch that finished with finite weights
+    except NonFiniteLossError as e:
+        # the run folder keeps the checkpoint of the last epoch that finished with finite weights
         if is_rank0(): print(f"error: {e.message}; no encoder was exported", file=sys.stderr)
         return 1
     finally: teardown_distrib()

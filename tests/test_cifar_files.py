@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from gmml_fast import datasets
+from gmml_fast.files import read_cifar_batch
 from gmml_fast.datasets import CIFAR10_CLASSES, load_dataset, pretrain_dls, finetune_dls
 
 # --- writing batches the way CIFAR's own files are written: Python 2 `cPickle`, protocol 2 ---------------------------
@@ -47,7 +48,7 @@ def test_genuine_cifar10_batches_load(tmp_path):
     folder, x, y = _cifar10(tmp_path)
     with open(folder/'data_batch_1', 'rb') as f: plain = pickle.load(f, encoding='latin1')     # what the reader used to do
     assert isinstance(plain['data'], np.ndarray) and plain['batch_label'] == 'training batch 1 of 5'
-    ours = datasets._unpickle(folder/'data_batch_1')
+    ours = read_cifar_batch(folder/'data_batch_1')
     assert ours.keys() == plain.keys() and np.array_equal(ours['data'], plain['data']) and ours['data'].dtype == np.uint8
     assert {k: v for k, v in ours.items() if k != 'data'} == {k: v for k, v in plain.items() if k != 'data'}
     xt, yt, names = load_dataset('cifar10', 'train', root=tmp_path)
@@ -72,7 +73,7 @@ def test_python3_pickles_of_a_batch_load(tmp_path):
     "A batch re-saved by Python 3 (protocol 4: numpy 2 names `numpy._core.multiarray`) reads the same."
     a = np.arange(2*3072).astype(np.uint8).reshape(2, 3072)
     with open(tmp_path/'b', 'wb') as f: pickle.dump({'data': a, 'labels': [1, 2], 'batch_label': b'raw bytes'}, f, protocol=4)
-    d = datasets._unpickle(tmp_path/'b')
+    d = read_cifar_batch(tmp_path/'b')
     assert np.array_equal(d['data'], a) and d['labels'] == [1, 2] and d['batch_label'] == b'raw bytes'
 
 # --- doctored batches -------------------------------------------------------------------------------------------------
@@ -130,11 +131,11 @@ def test_the_cli_says_one_line_and_runs_nothing(tmp_path, capsys):
 
 # --- how often each file is read while the loaders are built ----------------------------------------------------------
 def _count_reads(monkeypatch):
-    counts, read = {}, datasets._unpickle
+    counts, read = {}, read_cifar_batch
     def counting(path):
         counts[path.name] = counts.get(path.name, 0) + 1
         return read(path)
-    monkeypatch.setattr(datasets, '_unpickle', counting)
+    monkeypatch.setattr(datasets, 'read_cifar_batch', counting)   # the name datasets reads CIFAR files through
     return counts
 
 @pytest.mark.parametrize('build', [pretrain_dls, finetune_dls])

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from gmml_fast.datasets import finetune_dls, pretrain_dls
-from gmml_fast.data import load_fashion_mnist, find_fashion_mnist, read_idx, stratified_subset, sample_photos, FMNIST_ENV
+from gmml_fast.data import stratified_subset, sample_photos
+from gmml_fast.files import load_fashion_mnist, find_fashion_mnist, read_idx, FMNIST_ENV
 
 def test_fashion_mnist_is_real_and_complete():
     xtr, ytr = load_fashion_mnist('train'); xte, yte = load_fashion_mnist('test')

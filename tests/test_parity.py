@@ -13,7 +13,8 @@ from torch import nn
 
 from gmml_fast.patches import patchify
 from gmml_fast.losses import MAELoss, MaskedL1Loss, masked_l1_loss
-from gmml_fast.auxiliary import drloc_targets, drloc_loss, me_loss
+from gmml_fast.auxiliary import drloc_targets, drloc_loss
+from gmml_fast.masked_aux import me_loss
 from gmml_fast.evaluate import fgsm_perturb
 
 rng = np.random.default_rng(0)

@@ -14,7 +14,8 @@ from gmml_fast.data import tensor_dls
 from gmml_fast.config import PretrainConfig, FinetuneConfig
 from gmml_fast.runs import _pretrain_learner, _finetune_learner
 from gmml_fast.train import parser
-from gmml_fast.auxiliary import DRLoc, ME, MAEAux
+from gmml_fast.auxiliary import DRLoc
+from gmml_fast.masked_aux import ME, MAEAux
 
 RECIPES = (GMMLRecipe, MAERecipe, SimMIMRecipe, FinetuneRecipe)
 
