@@ -46,7 +46,6 @@ METHODS = ('gmml', 'mae', 'ce')
 PRECISIONS = ('32', 'bf16')
 COMPILES = (False, True)
 IDX_STEMS = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
-N_CLASSES = 10
 
 # The sizes of the real study and of its CPU dry run. GPU: 20 warm-up + 50 timed steps at bs 256 per configuration keeps
 # the 12 configurations to about a minute eager plus the compilations. Dry run: just enough to pass through every path.
@@ -127,7 +126,7 @@ def check_out(out: Path, overwrite: bool):
         fail(f"{out}/{old[0]} exists; pass --overwrite to replace it, or --out another folder (results are never overwritten without asking)")
 
 # ------------------------------------------------------------------------------------------------------ the record
-class Study:
+class GPUStudy:
     "The record of one run: the measurements, written to gpu.json and gpu.md after every unit of work."
     def __init__(self, args, parts, sizes, fmnist):
         self.t0, self.out, self.sizes = time.perf_counter(), Path(args.out), sizes
@@ -196,32 +195,14 @@ def machine_facts(dry_run: bool) -> dict:
     return m
 
 # ------------------------------------------------------------------------------------- 1-2. throughput and memory
-def _step_timer(warmup: int, steps: int, sync):
-    "A fastai callback that times `steps` training steps after `warmup` ones, then ends the fit; it keeps every loss."
-    from fastai.callback.core import Callback, CancelFitException
-    class StepTimer(Callback):
-        order = -10            # before the method's callback: its corruption or masking is part of the timed step
-        def __init__(self): self.n, self.t_fit, self.t0, self.t1, self.losses = 0, None, None, None, []
-        def before_fit(self): self.t_fit = time.perf_counter()
-        def before_batch(self):
-            if not self.training: return
-            if self.n == warmup: sync(); self.t0 = time.perf_counter()
-            if self.n == warmup + steps:
-                sync(); self.t1 = time.perf_counter()
-                raise CancelFitException   # the steps are counted; no validation, no more epochs
-        def after_batch(self):
-            if not self.training: return
-            self.losses.append(self.learn.loss.detach())    # no .item(): that would synchronise inside the timed steps
-            self.n += 1
-    return StepTimer()
-
 def device_work_per_step(learn, sync, steps: int = 3) -> dict:
     "What one training step asks of the device, from `torch.profiler` over `steps` steps (after one untimed step): the launching ATen operations, host syncs and literals (`gmml_fast.step.count_events`) and, on a GPU, the kernels the CUDA profiler saw run (kernels, copies and fills) and the host's launch calls."
     import torch
     from torch.profiler import profile, ProfilerActivity
     from gmml_fast.step import count_events
+    from benchmarks.measure import Timing
     cuda = next(learn.model.parameters()).is_cuda
-    timer = _step_timer(1, steps, sync)
+    timer = Timing(warmup=1, stop_after=steps, sync=sync)
     with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
         with learn.no_bar(), learn.no_logging(): learn.fit(1, cbs=[timer])
     ev = prof.events()
@@ -234,23 +215,11 @@ def device_work_per_step(learn, sync, steps: int = 3) -> dict:
                                          for e in ev))
     return r
 
-def synthetic_dls(n: int, size: int, bs: int, labeled: bool, device):
-    "fastai `DataLoaders` over random uint8 images already on `device`, normalised per batch as real data is (the augmentation needs the statistics)."
-    import torch
-    from fastai.data.transforms import IntToFloatTensor, Normalize
-    from gmml_fast.data import tensor_dls
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8).to(device)
-    y = torch.randint(0, N_CLASSES, (n,), generator=g).to(device)
-    xv, yv = x[:bs], y[:bs]
-    tfms = [IntToFloatTensor(), Normalize.from_stats([0.5]*3, [0.25]*3)]
-    if labeled: return tensor_dls(x, xv, y, yv, vocab=[str(c) for c in range(N_CLASSES)], bs=bs, after_batch=tfms, device=device)
-    return tensor_dls(x, xv, bs=bs, after_batch=tfms, device=device)
-
 def time_config(method: str, precision: str, compile: bool, sz: dict, bs: int, device) -> dict:
     "Images/s, step time, losses and peak memory of `method`'s training step in one precision, eager or compiled."
     import torch
     from gmml_fast.learner import gmml_learner, mae_learner, finetune_learner
+    from benchmarks.measure import Timing, synthetic_dls
     cuda = device.type == 'cuda'
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     if compile: torch._dynamo.reset()   # a fresh model each time: stale guards would count towards dynamo's recompile limit
@@ -262,17 +231,16 @@ def time_config(method: str, precision: str, compile: bool, sz: dict, bs: int, d
         build = dict(gmml=gmml_learner, mae=mae_learner, ce=finetune_learner)[method]
         learn = build(dls, arch=sz['arch'], precision=precision, compile=compile, seed=0)
         build_s = time.perf_counter() - t_build
-        timer = _step_timer(sz['warmup'], sz['steps'], sync)
+        timer = Timing(warmup=sz['warmup'], stop_after=sz['steps'], sync=sync)
         if cuda:
             sync(); torch.cuda.reset_peak_memory_stats()
             resident = torch.cuda.memory_allocated()     # the synthetic images (and the model, if already moved)
         with learn.no_bar(), learn.no_logging(): learn.fit(1, cbs=[timer])
-        if timer.t1 is None: raise RuntimeError(f"the fit ended after {timer.n} steps, before the {sz['warmup'] + sz['steps']} the timing needs")
+        dt = timer.window_s()
         losses = [float(v) for v in timer.losses]
-        dt = timer.t1 - timer.t0
         r = dict(method=method, precision=precision, compile=compile, status='ok', arch=sz['arch'], img_size=sz['size'], bs=bs,
                  warmup_steps=sz['warmup'], timed_steps=sz['steps'], images_per_s=round(sz['steps']*bs/dt, 1),
-                 step_ms=round(1000*dt/sz['steps'], 3), build_s=round(build_s, 2), warmup_s=round(timer.t0 - timer.t_fit, 2),
+                 step_ms=round(1000*dt/sz['steps'], 3), build_s=round(build_s, 2), warmup_s=round(timer.window_start - timer.t_fit, 2),
                  loss_first=round(losses[0], 4), loss_last=round(losses[-1], 4), finite=all(v == v and abs(v) != float('inf') for v in losses))
         if cuda: r.update(peak_memory_mib=round(torch.cuda.max_memory_allocated()/2**20, 1), resident_mib=round(resident/2**20, 1))
         else: r.update(peak_memory_mib=None, resident_mib=None)
@@ -284,7 +252,7 @@ def time_config(method: str, precision: str, compile: bool, sz: dict, bs: int, d
         gc.collect()
         if cuda: torch.cuda.empty_cache()
 
-def run_matrix(study: Study, compiled: bool, device, bs: int):
+def run_matrix(study: GPUStudy, compiled: bool, device, bs: int):
     "Time every method × precision with compile off (first pass) or on (last pass), each configuration on its own."
     sz, dry = study.sizes, study.res['dry_run']
     rows = study.configs
@@ -319,7 +287,7 @@ def step_ratios(rows: list) -> list:
             if rat: out.append(dict(precision=precision, compile=compiled, ce_step_ms=ce['step_ms'], **rat))
     return out
 
-def publish_matrix(study: Study):
+def publish_matrix(study: GPUStudy):
     "Copy the configurations timed so far into the throughput and memory parts that were asked for."
     rows = sorted(study.configs, key=lambda r: (METHODS.index(r['method']), PRECISIONS.index(r['precision']), r['compile']))
     done = len(rows) == len(METHODS)*len(PRECISIONS)*len(COMPILES)
@@ -410,7 +378,7 @@ def ddp_worker(rank: int, world: int, backend: str, on_cuda: bool, port: int, cf
     finally:
         dist.destroy_process_group()
 
-def run_ddp(study: Study, bs: int) -> dict:
+def run_ddp(study: GPUStudy, bs: int) -> dict:
     "Two ranks of DDP GMML training: NCCL on two GPUs, else gloo with both ranks on cuda:0 (or, in the dry run, on the CPU)."
     import torch
     import torch.multiprocessing as mp
@@ -465,7 +433,7 @@ def _float(v):
     try: return float(v)
     except (TypeError, ValueError): return None
 
-def run_pretrain(study: Study, fmnist: Path, epochs: int, bs, runs) -> dict:
+def run_pretrain(study: GPUStudy, fmnist: Path, epochs: int, bs, runs) -> dict:
     "GMML pretraining through the CLI in a subprocess; history.csv is polled so each epoch's wall time is when its line appears."
     p = study.sizes['pretrain']
     bs = bs or p.get('bs') or study.sizes['bs']
@@ -633,7 +601,7 @@ def main(argv=None) -> int:
     # the dry run's toy tensors gain nothing from a second thread, and on a CPU shared with other jobs several threads
     # spin against each other (7x slower measured on 2 busy cores)
     if a.dry_run: torch.set_num_threads(1)
-    study = Study(a, parts, sizes, fmnist)
+    study = GPUStudy(a, parts, sizes, fmnist)
     device = torch.device('cpu' if a.dry_run else 'cuda')
     bs = a.bs if a.bs and not a.dry_run else sizes['bs']
     study.res['settings']['bs'] = bs

@@ -155,7 +155,7 @@ def run_info(recs) -> dict:
     stages = {'pretraining': sum(p['minutes'] for p in pretrainings(recs).values()),
               'frozen features': sum(r['minutes'] for r in recs if r['protocol'] != 'finetune'),
               'finetuning and evaluation': sum(r['minutes'] for r in recs if r['protocol'] == 'finetune')}
-    return dict(command=run['command'], finished=run.get('finished'), total_minutes=run['stage_total_minutes'],
+    return dict(command=run['command'], command_line=command_line(run), finished=run.get('finished'), total_minutes=run['stage_total_minutes'],
                 machine=machine_line(run['machine']), stage_minutes=stages)
 
 def seeds(recs) -> list[int]:
@@ -230,11 +230,19 @@ def finetune_recipe_test(name='finetune_recipe') -> dict[str, list[float]]:
     d = load(name)
     return {m: [r['test_accuracy'] for r in sorted(d['test'], key=lambda r: r['seed']) if r['method'] == m] for m in d['chosen']}
 
+def command_line(m: dict) -> str:
+    """How a record's run reads: its command; for a record assembled with `--report` from stages that earlier commands
+    computed, those commands and then the assembling one."""
+    cmd = m['command'].split(' --note ')[0]
+    computed = [c for c in m.get('stage_commands') or [] if c != cmd]
+    if ' --report' not in cmd or not computed: return f"`{cmd}`"
+    return ' and '.join(f"`{c}`" for c in computed) + f", the record assembled from those stages by `{cmd}`"
+
 def meta_line(name: str) -> str:
     "'command' on 'machine' for a record: a follow-up's `meta` block, a label-efficiency record list's `run`, or the legacy throughput record's own fields."
     d = load(name)
     m = d[0]['run'] if isinstance(d, list) else d.get('meta', d)
-    return f"`{m['command'].split(' --note ')[0]}` on {machine_line(m['machine'])}"
+    return f"{command_line(m)} on {machine_line(m['machine'])}"
 
 def throughput_groups(d: dict) -> dict[str, list[str]]:
     """The throughput record's `images_per_s` keys by setting, as {heading: keys}. The setting is read off each key (the

@@ -26,6 +26,9 @@ from gmml_fast.data import stratified_subset, valid_subset, tensor_dls, image_ba
 from gmml_fast.files import load_fashion_mnist, FMNIST_STATS, FMNIST_CLASSES
 from gmml_fast.evaluate import embed_images, knn_accuracy, linear_probe_accuracy, KNNMonitor
 from gmml_fast.recipe import get_recipe, with_overrides
+from benchmarks.measure import Timing, median_seconds, synthetic_dls
+from benchmarks.configs import (StageConfig, PretrainStage, FinetuneStage, FrozenStage, ReadoutStage, MemoryStage,
+                                ThroughputStage, HostStage)
 
 HERE = Path(__file__).resolve().parent
 N_TRAIN = 60000                      # Fashion-MNIST's training images
@@ -61,8 +64,10 @@ def invocation(module: str = 'benchmarks.study') -> str:
     return f'python -m {module}'
 
 def run_meta(argv=None, module: str = 'benchmarks.study') -> dict:
-    "What every record says about its run: the command as typed, the git commit and whether the tree had changes, the machine and the date (UTC)."
-    argv = sys.argv[1:] if argv is None else argv
+    "What every record says about its run: the command as typed (without its --note), the git commit and whether the tree had changes, the machine and the date (UTC)."
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # a --note is kept in the record's `note`, not repeated inside its command
+    argv = [a for i, a in enumerate(argv) if not (a == '--note' or a.startswith('--note=') or (i and argv[i - 1] == '--note'))]
     return dict(command=f'{invocation(module)} ' + shlex.join(argv), **git_state(), machine=machine(),
                 date=datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))
 
@@ -84,38 +89,41 @@ class StageFileError(RuntimeError):
     "A stage record that cannot be read (an empty or corrupt file): the message names the file to delete."
 
 class Store:
-    """The finished stages of a state folder. `run(kind, cfg)` returns the stage's record: read back when its file exists,
-    else computed by `STAGES[kind]` and saved atomically (`compute=False`: None, and the stage is listed in `missing`).
-    `ran` and `reused` list what this store computed and what it read back, for the study's report and the tests."""
+    """The finished stages of a state folder. `run(cfg)` returns the record of the stage a typed config (`configs.py`)
+    describes: read back when its file exists, else computed by `STAGES[cfg.kind]` and saved atomically
+    (`compute=False`: None, and the stage is listed in `missing`). `ran` and `reused` list what this store computed and
+    what it read back, and `commands` the commands that computed them, for the study's report and the tests."""
     def __init__(self, root, compute: bool = True):
         self.root, self.compute = Path(root), compute
         self.root.mkdir(parents=True, exist_ok=True)
-        self.ran, self.reused, self.missing = [], [], []
+        self.ran, self.reused, self.missing, self.commands = [], [], [], []
 
-    def path(self, kind: str, cfg: dict, suffix: str = '.json') -> Path:
+    def path(self, cfg: StageConfig, suffix: str = '.json') -> Path:
         "Where the stage's record (or, with another `suffix`, a file it writes, such as an encoder) lives."
-        return self.root/f'{kind}-{stage_key(kind, cfg)}{suffix}'
+        return self.root/f'{cfg.kind}-{stage_key(cfg.kind, cfg.key_dict())}{suffix}'
 
-    def run(self, kind: str, cfg: dict):
-        "The record of stage `kind` with config `cfg`: read back, else computed and saved (None when not computing or when its inputs are missing)."
-        p = self.path(kind, cfg)
+    def run(self, cfg: StageConfig):
+        "The record of the stage `cfg`: read back, else computed and saved (None when not computing or when its inputs are missing)."
+        if not isinstance(cfg, StageConfig): raise TypeError(f"a stage is run from a typed config (benchmarks.configs), got {type(cfg).__name__}")
+        p = self.path(cfg)
         if p.exists():
             try: rec = json.loads(p.read_text())
             except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise StageFileError(f"the stage record {p} cannot be read ({type(e).__name__}); delete it and run the study again to recompute it") from None
-            self.reused.append(p.name)
+            self.reused.append(p.name); self.commands.append(rec.get('stage', {}).get('command'))
             return rec
         if not self.compute:
             self.missing.append(p.name)
             return None
         t0 = time.perf_counter()
-        rec = STAGES[kind](cfg, self)
+        rec = STAGES[cfg.kind](cfg, self)
         if rec is None: return None                     # a stage whose own inputs are missing (report mode)
-        rec = dict(rec, stage=dict(kind=kind, key=stage_key(kind, cfg), config=cfg, minutes=round((time.perf_counter() - t0)/60, 3),
+        key = cfg.key_dict()
+        rec = dict(rec, stage=dict(kind=cfg.kind, key=stage_key(cfg.kind, key), config=key, minutes=round((time.perf_counter() - t0)/60, 3),
                                    **run_meta()))
         tmp = p.with_suffix(f'.{os.getpid()}.tmp')         # one temporary name per process: two studies may share a folder
         tmp.write_text(json.dumps(rec, indent=1)); tmp.replace(p)      # never a half-written record
-        self.ran.append(p.name)
+        self.ran.append(p.name); self.commands.append(rec['stage']['command'])
         return rec
 
 
@@ -149,13 +157,13 @@ def features(encoder: nn.Module, x: torch.Tensor, size: int) -> torch.Tensor:
     dl = tensor_dls(x, x[:1], bs=500, shuffle=False, drop_last=False, after_batch=tfms(size)).train
     return torch.cat([embed_images(encoder, xb) for (xb,) in dl])
 
-def make_encoder(cfg: dict, seed: int = 0):
+def make_encoder(cfg, seed: int = 0):
     "A randomly initialised encoder of a config's `arch` and `depth` (1 channel), seeded."
     from gmml_fast.encoder import create_encoder
     torch.manual_seed(seed)
-    return create_encoder(cfg['arch'], in_chans=1, depth=cfg['depth'])
+    return create_encoder(cfg.arch, in_chans=1, depth=cfg.depth)
 
-def load_vit(cfg: dict, path):
+def load_vit(cfg, path):
     "An encoder of a config's `arch` and `depth` with the weights exported to `path`."
     from gmml_fast.encoder import load_encoder
     enc = make_encoder(cfg)
@@ -168,24 +176,6 @@ class SkipValidation(Callback):
     "Skip fastai's per-epoch validation: the finetunes evaluate once, after training."
     def before_validate(self): raise CancelValidException()
 
-class Timing(Callback):
-    "Seconds spent in the training phases (read-outs and validation excluded), each training batch's wall time (host time: on a GPU it counts launches, not kernels; the studies time CPUs, `gpu.py` synchronises), and the mean training loss of every epoch (summed on the loss's device: no host sync per step)."
-    order = 100
-    def before_fit(self): self.train_s, self.steps, self.epoch_loss, self.epoch_s = 0., [], [], []
-    def before_train(self): self.t0, self.tot, self.n = time.perf_counter(), 0., 0
-    def before_batch(self): self.tb = time.perf_counter()
-    def after_batch(self):
-        if not self.training: return
-        self.tot = self.tot + self.learn.loss.detach().float(); self.n += 1
-        self.steps.append(time.perf_counter() - self.tb)
-    def after_train(self):
-        self.epoch_s.append(time.perf_counter() - self.t0); self.train_s += self.epoch_s[-1]
-        self.epoch_loss.append(round(float(self.tot)/max(self.n, 1), 4))
-    def step_ms(self) -> float:
-        "Median training step after the first 3 (warm-up), in milliseconds."
-        s = self.steps[3:] or self.steps
-        return round(1000*statistics.median(s), 1)
-
 class Curve(Callback):
     "After every epoch, the library `KNNMonitor`'s read-out with the training minutes so far."
     order = 101
@@ -196,45 +186,45 @@ class Curve(Callback):
 
 
 # ---------------------------------------------------------------------------------------------------- pretraining
-def pretrain(cfg: dict, store: Store) -> dict:
-    """Pretrain GMML, MAE or SimMIM (`cfg['method']`, its `recipe` + `overrides`) on `images` of the pool for `epochs`;
+def pretrain(cfg: PretrainStage, store: Store) -> dict:
+    """Pretrain GMML, MAE or SimMIM (`cfg.method`, its `recipe` + `overrides`) on `images` of the pool for `epochs`;
     read the encoder out with k-NN (bank: `n_bank` pool images, queries: the held-out images) before training and after
     every epoch, with a linear probe at the end; export the encoder next to the record."""
     from fastai.torch_core import set_seed
     from gmml_fast.learner import gmml_learner, mae_learner, simmim_learner
     x, y = load_fashion_mnist('train')
-    q, pool = heldout(cfg['n_query'])
-    bank, p = pool[:cfg['n_bank']], pool_subset(y, pool, cfg['images'], 0)
-    set_seed(cfg['seed'])
-    dls = tensor_dls(x[p], x[q[:128]], bs=cfg['bs'], after_batch=tfms(cfg['size']))
-    build = dict(gmml=gmml_learner, mae=mae_learner, simmim=simmim_learner)[cfg['method']]
-    kw = dict(decoder=cfg['decoder']) if cfg.get('decoder') else {}
-    learn = build(dls, cfg['arch'], recipe=cfg['recipe'], encoder_kwargs=dict(depth=cfg['depth']), seed=cfg['seed'], **kw, **cfg['overrides'])
+    q, pool = heldout(cfg.n_query)
+    bank, p = pool[:cfg.n_bank], pool_subset(y, pool, cfg.images, 0)
+    set_seed(cfg.seed)
+    dls = tensor_dls(x[p], x[q[:128]], bs=cfg.bs, after_batch=tfms(cfg.size))
+    build = dict(gmml=gmml_learner, mae=mae_learner, simmim=simmim_learner)[cfg.method]
+    kw = dict(decoder=cfg.decoder) if cfg.decoder else {}
+    learn = build(dls, cfg.arch, recipe=cfg.recipe, encoder_kwargs=dict(depth=cfg.depth), seed=cfg.seed, **kw, **cfg.overrides)
     enc = learn.model.encoder
-    fb, fq = features(enc, x[bank], cfg['size']), features(enc, x[q], cfg['size'])
+    fb, fq = features(enc, x[bank], cfg.size), features(enc, x[q], cfg.size)
     mon, timing = KNNMonitor((x[bank], y[bank]), (x[q], y[q])), Timing()
     curve = Curve(mon, timing, dict(epoch=0, train_minutes=0.0, knn_accuracy=round(knn_accuracy(fb, y[bank], fq, y[q]), 4)))
-    log(f"pretraining {cfg['method'].upper()} ({cfg['recipe']}{' + ' + json.dumps(cfg['overrides']) if cfg['overrides'] else ''}) "
-        f"{cfg['arch']}/{cfg['depth']} on {len(p):,} unlabeled images, {cfg['epochs']} epochs of {len(dls.train)} steps")
+    log(f"pretraining {cfg.method.upper()} ({cfg.recipe}{' + ' + json.dumps(cfg.overrides) if cfg.overrides else ''}) "
+        f"{cfg.arch}/{cfg.depth} on {len(p):,} unlabeled images, {cfg.epochs} epochs of {len(dls.train)} steps")
     with learn.no_bar(), learn.no_logging(): before = float(learn.validate()[0])   # the reconstruction loss on held-out images
     t0 = time.perf_counter()
-    with learn.no_bar(), learn.no_logging(): learn.fit_recipe(cfg['epochs'], cbs=[mon, timing, curve])
+    with learn.no_bar(), learn.no_logging(): learn.fit_recipe(cfg.epochs, cbs=[mon, timing, curve])
     minutes = (time.perf_counter() - t0)/60
-    fb, fq = features(enc, x[bank], cfg['size']), features(enc, x[q], cfg['size'])
-    path = store.path('pretrain', cfg, '.safetensors')
+    fb, fq = features(enc, x[bank], cfg.size), features(enc, x[q], cfg.size)
+    path = store.path(cfg, '.safetensors')
     if path.exists(): path.unlink()                    # left by an interrupted run of this very stage
     learn.export_encoder(path)
-    rec = dict(method=cfg['method'], images=len(p), epochs=cfg['epochs'], steps=len(learn.recorder.losses), bs=cfg['bs'],
-               lr=learn.recipe.peak_lr(cfg['bs']), train_loss_first=round(float(learn.recorder.losses[0]), 4),
+    rec = dict(method=cfg.method, images=len(p), epochs=cfg.epochs, steps=len(learn.recorder.losses), bs=cfg.bs,
+               lr=learn.recipe.peak_lr(cfg.bs), train_loss_first=round(float(learn.recorder.losses[0]), 4),
                train_loss_last_smoothed=round(float(learn.recorder.smooth_loss.value), 4),
                valid_loss_before=round(before, 4), valid_loss=round(float(learn.recorder.values[-1][1]), 4), train_minutes=round(timing.train_s/60, 2),
-               images_per_s=round(len(learn.recorder.losses)*cfg['bs']/timing.train_s, 1), step_ms=timing.step_ms(),
+               images_per_s=round(len(learn.recorder.losses)*cfg.bs/timing.train_s, 1), step_ms=timing.step_ms(),
                minutes=round(minutes, 2), knn_curve=curve.curve, knn_accuracy=curve.curve[-1]['knn_accuracy'],
                linear_accuracy=round(linear_probe_accuracy(fb, y[bank], fq, y[q]), 4),
                encoder_params=sum(v.numel() for v in enc.parameters()),
                decoder_params=sum(v.numel() for n, v in learn.model.named_parameters() if not n.startswith('encoder.')),
                encoder=path.name)
-    if cfg['method'] == 'gmml':
+    if cfg.method == 'gmml':
         from gmml_fast.corruption import gmml_corrupt
         from gmml_fast.masking import mask_coverage
         r = learn.recipe
@@ -243,36 +233,36 @@ def pretrain(cfg: dict, store: Store) -> dict:
     log(f"  {rec['images_per_s']} img/s, {rec['train_minutes']} min of training, k-NN {rec['knn_accuracy']:.4f}, linear {rec['linear_accuracy']:.4f}")
     return rec
 
-def encoder_file(store: Store, pre_cfg: dict | None):
+def encoder_file(store: Store, pre_cfg: PretrainStage | None):
     "The exported encoder of a pretraining stage (computed if needed; None for random init or, in report mode, when missing)."
     if pre_cfg is None: return None
-    rec = store.run('pretrain', pre_cfg)
+    rec = store.run(pre_cfg)
     return None if rec is None else store.root/rec['encoder']
 
 
-def readout(cfg: dict, store: Store) -> dict:
+def readout(cfg: ReadoutStage, store: Store) -> dict:
     "The held-out read-out of a randomly initialised encoder (`arch`, `depth`, `seed`): k-NN and linear probe, bank -> queries, as `pretrain` reads out its encoders."
     x, y = load_fashion_mnist('train')
-    q, pool = heldout(cfg['n_query'])
-    bank, enc = pool[:cfg['n_bank']], make_encoder(cfg, cfg['seed'])
-    fb, fq = features(enc, x[bank], cfg['size']), features(enc, x[q], cfg['size'])
+    q, pool = heldout(cfg.n_query)
+    bank, enc = pool[:cfg.n_bank], make_encoder(cfg, cfg.seed)
+    fb, fq = features(enc, x[bank], cfg.size), features(enc, x[q], cfg.size)
     return dict(knn_accuracy=round(knn_accuracy(fb, y[bank], fq, y[q]), 4), linear_accuracy=round(linear_probe_accuracy(fb, y[bank], fq, y[q]), 4))
 
 
 # ---------------------------------------------------------------------------------------------------- frozen read-outs
-def frozen(cfg: dict, store: Store) -> dict | None:
+def frozen(cfg: FrozenStage, store: Store) -> dict | None:
     "k-NN (k = 20, cosine) and linear-probe test accuracy of an encoder's frozen features (`pretrain`, or random init when None) for every labeled subset (`fractions` × `seeds`)."
-    path = encoder_file(store, cfg['pretrain'])
-    if cfg['pretrain'] is not None and path is None: return None
+    path = encoder_file(store, cfg.pretrain)
+    if cfg.pretrain is not None and path is None: return None
     enc = make_encoder(cfg) if path is None else load_vit(cfg, path)
     x, y = load_fashion_mnist('train')
-    xt, yt = test_subset(cfg['n_test'])
-    _, pool = heldout(cfg['n_query'])
+    xt, yt = test_subset(cfg.n_test)
+    _, pool = heldout(cfg.n_query)
     t0 = time.perf_counter()
-    subsets = {(f, s): pool_subset(y, pool, round(f*N_TRAIN), s) for f in cfg['fractions'] for s in cfg['seeds']}
+    subsets = {(f, s): pool_subset(y, pool, round(f*N_TRAIN), s) for f in cfg.fractions for s in cfg.seeds}
     used = torch.cat(list(subsets.values())).unique()
     ft = torch.zeros(len(y), enc.embed_dim)
-    ft[used], fte = features(enc, x[used], cfg['size']), features(enc, xt, cfg['size'])
+    ft[used], fte = features(enc, x[used], cfg.size), features(enc, xt, cfg.size)
     emb_s, recs = time.perf_counter() - t0, []
     for (f, s), idx in subsets.items():
         for protocol, fn in (('knn', knn_accuracy), ('linear', linear_probe_accuracy)):
@@ -304,7 +294,7 @@ def small_resnet(n_cls=10, widths=(16, 32, 64), in_ch=1):
         layers += [BasicBlock(cin, w, 1 if i == 0 else 2), BasicBlock(w, w)]; cin = w
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, n_cls))
 
-def finetune(cfg: dict, store: Store) -> dict | None:
+def finetune(cfg: FinetuneStage, store: Store) -> dict | None:
     """Finetune one classifier on the labeled subset (`fraction` of 60,000 images' count, drawn from the pool with `seed`) with
     the finetune `recipe` + `overrides` for `epochs`, then evaluate once: on the test images (`evaluate='test'`) or on the
     held-out training images (`'heldout'`, for choosing a setting). `model`: 'vit' (from `pretrain`, or random init when
@@ -316,33 +306,33 @@ def finetune(cfg: dict, store: Store) -> dict | None:
     from fastai.torch_core import set_seed
     from gmml_fast.learner import finetune_learner
     from gmml_fast.finetune import BatchAugment
-    path = encoder_file(store, cfg['pretrain'])
-    if cfg['pretrain'] is not None and path is None: return None
+    path = encoder_file(store, cfg.pretrain)
+    if cfg.pretrain is not None and path is None: return None
     t0 = time.perf_counter()
     x, y = load_fashion_mnist('train')
-    q, pool = heldout(cfg['n_query'])
-    lab = pool_subset(y, pool, round(cfg['fraction']*N_TRAIN), cfg['seed'])
-    xv, yv = (x[q], y[q]) if cfg['evaluate'] == 'heldout' else test_subset(cfg['n_test'])
-    set_seed(cfg['seed'])        # head (and random encoder) initialisation, shuffling and augmentation all follow the seed
-    dls = tensor_dls(x[lab], xv, y[lab], yv, vocab=FMNIST_CLASSES, bs=min(cfg['bs'], len(lab)), val_bs=500, after_batch=tfms(cfg['size']))
-    r = with_overrides(get_recipe(cfg['recipe']), **cfg['overrides'])
-    if cfg['model'] == 'cnn':
+    q, pool = heldout(cfg.n_query)
+    lab = pool_subset(y, pool, round(cfg.fraction*N_TRAIN), cfg.seed)
+    xv, yv = (x[q], y[q]) if cfg.evaluate == 'heldout' else test_subset(cfg.n_test)
+    set_seed(cfg.seed)        # head (and random encoder) initialisation, shuffling and augmentation all follow the seed
+    dls = tensor_dls(x[lab], xv, y[lab], yv, vocab=FMNIST_CLASSES, bs=min(cfg.bs, len(lab)), val_bs=500, after_batch=tfms(cfg.size))
+    r = with_overrides(get_recipe(cfg.recipe), **cfg.overrides)
+    if cfg.model == 'cnn':
         learn = Learner(dls, small_resnet(), loss_func=CrossEntropyLossFlat(label_smoothing=r.label_smoothing), opt_func=Adam,
-                        lr=r.peak_lr(cfg['bs']), wd=r.wd, metrics=[accuracy], cbs=[BatchAugment(r.augment)] if r.augment else [])
+                        lr=r.peak_lr(cfg.bs), wd=r.wd, metrics=[accuracy], cbs=[BatchAugment(r.augment)] if r.augment else [])
         learn.recipe = r
     else:
-        learn = finetune_learner(dls, pretrained=path, arch=cfg['arch'], encoder_kwargs=dict(depth=cfg['depth']), recipe=r, seed=cfg['seed'])
+        learn = finetune_learner(dls, pretrained=path, arch=cfg.arch, encoder_kwargs=dict(depth=cfg.depth), recipe=r, seed=cfg.seed)
     timing = Timing()
-    with learn.no_bar(), learn.no_logging(): learn.fit_recipe(cfg['epochs'], cbs=[SkipValidation(), timing])
+    with learn.no_bar(), learn.no_logging(): learn.fit_recipe(cfg.epochs, cbs=[SkipValidation(), timing])
     t2 = time.perf_counter()
     with learn.no_bar(): loss, acc = (float(v) for v in learn.validate()[:2])    # the loss and accuracy; auxiliary terms follow
-    rec = dict(protocol='finetune', label_fraction=cfg['fraction'], seed=cfg['seed'], test_accuracy=round(acc, 4), test_loss=round(loss, 4),
-               test_images=len(yv), train_images=len(lab), finetune_epochs=cfg['epochs'], finetune_steps=cfg['epochs']*len(dls.train),
-               finetune_bs=dls.train.bs, params=sum(v.numel() for v in learn.model.parameters()), evaluated_on=cfg['evaluate'],
+    rec = dict(protocol='finetune', label_fraction=cfg.fraction, seed=cfg.seed, test_accuracy=round(acc, 4), test_loss=round(loss, 4),
+               test_images=len(yv), train_images=len(lab), finetune_epochs=cfg.epochs, finetune_steps=cfg.epochs*len(dls.train),
+               finetune_bs=dls.train.bs, params=sum(v.numel() for v in learn.model.parameters()), evaluated_on=cfg.evaluate,
                loss_curve=timing.epoch_loss, train_minutes=round(timing.train_s/60, 3), eval_minutes=round((time.perf_counter() - t2)/60, 3),
                minutes=round((time.perf_counter() - t0)/60, 3))
-    log(f"  finetune {cfg['model']} {cfg['fraction']:.0%} ({len(lab)} images, {cfg['epochs']} epochs) seed {cfg['seed']}: "
-        f"{cfg['evaluate']} accuracy {acc:.4f}, loss {timing.epoch_loss[0]:.3f} -> {timing.epoch_loss[-1]:.3f}")
+    log(f"  finetune {cfg.model} {cfg.fraction:.0%} ({len(lab)} images, {cfg.epochs} epochs) seed {cfg.seed}: "
+        f"{cfg.evaluate} accuracy {acc:.4f}, loss {timing.epoch_loss[0]:.3f} -> {timing.epoch_loss[-1]:.3f}")
     return rec
 
 
@@ -356,14 +346,9 @@ def memory_child(method: str, arch: str, size: int, bs: int, precision: str) -> 
     "In this (fresh) process: the memory three training steps of one configuration take (MiB) — CUDA's peak allocation, or the growth of the peak RSS on a CPU — and the process's peak."
     from gmml_fast.learner import gmml_learner, mae_learner, finetune_learner
     cuda = torch.cuda.is_available()
-    x, y = torch.randint(0, 256, (4*bs, 3, size, size), dtype=torch.uint8), torch.randint(0, 10, (4*bs,))
-    tf, dev = image_batch_tfms(([0.5]*3, [0.25]*3)), (torch.device('cuda') if cuda else None)
-    if method == 'finetune':
-        dls = tensor_dls(x, x[:bs], y, y[:bs], vocab=list('abcdefghij'), bs=bs, after_batch=tf, device=dev)
-        learn = finetune_learner(dls, arch=arch, drloc=0.1, me=0.2, seed=0, precision=precision)
-    else:
-        dls = tensor_dls(x, x[:bs], bs=bs, after_batch=tf, device=dev)
-        learn = (gmml_learner if method == 'gmml' else mae_learner)(dls, arch, seed=0, precision=precision)
+    dls = synthetic_dls(4*bs, size, bs, method == 'finetune', torch.device('cuda') if cuda else None)
+    if method == 'finetune': learn = finetune_learner(dls, arch=arch, drloc=0.1, me=0.2, seed=0, precision=precision)
+    else: learn = (gmml_learner if method == 'gmml' else mae_learner)(dls, arch, seed=0, precision=precision)
     class Measure(Callback):
         order = -20
         def before_batch(self):
@@ -378,9 +363,9 @@ def memory_child(method: str, arch: str, size: int, bs: int, precision: str) -> 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024          # Linux: KiB
     return dict(step_mib=round(peak - m.base, 1), peak_mib=round(peak, 1))
 
-def memory(cfg: dict, store: Store) -> dict:
+def memory(cfg: MemoryStage, store: Store) -> dict:
     "The memory of one configuration's training step (`method`, `arch`, `size`, `bs`, `precision`), measured in a fresh process so that nothing before it counts."
-    args = [cfg[k] for k in ('method', 'arch', 'size', 'bs', 'precision')]
+    args = [getattr(cfg, k) for k in ('method', 'arch', 'size', 'bs', 'precision')]
     # `-m` from the repository root: the child imports this tree's benchmarks and gmml_fast, installed or not
     r = subprocess.run([sys.executable, '-m', 'benchmarks.stages', 'memory-child', *map(str, args)], capture_output=True, text=True, cwd=HERE.parent)
     if r.returncode: raise RuntimeError(f"the memory measurement of {args} failed:\n{r.stderr[-2000:]}")
@@ -456,13 +441,6 @@ def loop_gmml_corrupt(x, corruption='gmml', align=1, seed=0):
             mask[b, 0] |= m
     return out, mask
 
-def _median_time(fn, repeats, warmup=1):
-    for _ in range(warmup): fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
-
 def _fastai_rate(learn, epochs):
     "Images/s of the learner's training phase: the median epoch after the first (warm-up)."
     learn.remove_cb(learn.progress)
@@ -496,16 +474,16 @@ def _raw_gmml_rate(dls, model, lr, wd, epochs):
 BARE_STEP = dict(augment=False, wd=0.05, wd_end=None, clip=None, drop_path=0.0)
 NANO = 'ViT-Nano/6 at 28 px'
 
-def throughput(cfg: dict, store: Store) -> dict:
+def throughput(cfg: ThroughputStage, store: Store) -> dict:
     "Images/s of every step the project compares, measured in one process (so their ratios compare like with like): batched corruption vs a per-image loop, GMML / MAE / finetuning steps, fastai vs a raw PyTorch loop, bf16 and compiled steps, the k-NN monitor."
     from gmml_fast.corruption import gmml_corrupt
     from gmml_fast.learner import gmml_learner, mae_learner, simmim_learner, finetune_learner
     from gmml_fast.config import PretrainConfig
     torch.manual_seed(0)
-    t_start, bs, nb, epochs, rows = time.perf_counter(), 128, cfg['batches'], cfg['epochs'], {}
+    t_start, bs, nb, epochs, rows = time.perf_counter(), 128, cfg.batches, cfg.epochs, {}
     x = torch.randn(256, 3, 32, 32)
-    rows['gmml_corrupt, batched (256×3×32×32)'] = 256/_median_time(lambda: gmml_corrupt(x, 'gmml', seed=0), cfg['repeats'])
-    rows['gmml_corrupt, per-image loop (256×3×32×32)'] = 256/_median_time(lambda: loop_gmml_corrupt(x, 'gmml', seed=0), max(1, cfg['repeats']//2), warmup=0)
+    rows['gmml_corrupt, batched (256×3×32×32)'] = 256/median_seconds(lambda: gmml_corrupt(x, 'gmml', seed=0), cfg.repeats)
+    rows['gmml_corrupt, per-image loop (256×3×32×32)'] = 256/median_seconds(lambda: loop_gmml_corrupt(x, 'gmml', seed=0), max(1, cfg.repeats//2), warmup=0)
     log('  corruption done')
     xs, ys = load_fashion_mnist('train')
     def loaders(size, channels, labeled):
@@ -553,19 +531,16 @@ HOST_SETTINGS = {
 HOST_STEPS = ('finetune, CE', 'finetune, CE + DRLoc + ME', 'GMML', 'MAE', 'SimMIM',
               'finetune, CE (fastai Adam, fastai bar)', 'GMML (fastai Adam, fastai bar)')
 
-def host(cfg: dict, store: Store) -> dict:
+def host(cfg: HostStage, store: Store) -> dict:
     "Per training batch of every library learner at one setting (`setting` in HOST_SETTINGS): ATen ops, kernel launches, host syncs, literals and host ms (`gmml_fast.step.step_host_work`), on random 1×28×28 images; the last two rows swap in fastai's own Adam and progress bar."
     from fastai.callback.progress import ProgressCallback
     from fastai.optimizer import Adam
     from gmml_fast.learner import gmml_learner, mae_learner, simmim_learner, finetune_learner
     from gmml_fast.step import step_host_work
-    s = HOST_SETTINGS[cfg['setting']]
+    s = HOST_SETTINGS[cfg.setting]
     torch.manual_seed(0)
-    n, bs = cfg['long'] + 2, s['bs']
-    x, y = torch.randint(0, 256, (n*bs, 1, 28, 28), dtype=torch.uint8), torch.randint(0, 10, (n*bs,))
-    tf = image_batch_tfms(([0.5], [0.25]))
-    udl = tensor_dls(x, x[:bs], bs=bs, after_batch=tf)
-    ldl = tensor_dls(x, x[:bs], y, y[:bs], vocab=list('abcdefghij'), bs=bs, after_batch=tf)
+    n, bs = cfg.long + 2, s['bs']
+    udl, ldl = (synthetic_dls(n*bs, 28, bs, labeled, channels=1) for labeled in (False, True))
     kw = dict(arch='nano_28', encoder_kwargs=s['encoder_kwargs'], seed=0)
     def stock(learn):                        # what every step paid before: fastai's per-tensor Adam and per-batch bar
         learn.opt_func = Adam
@@ -578,7 +553,7 @@ def host(cfg: dict, store: Store) -> dict:
              'GMML (fastai Adam, fastai bar)': lambda: stock(gmml_learner(udl, **kw))}
     rows = {}
     for name in HOST_STEPS:
-        w = step_host_work(build[name](), short=cfg['short'], long=cfg['long'], repeats=cfg['repeats'])
+        w = step_host_work(build[name](), short=cfg.short, long=cfg.long, repeats=cfg.repeats)
         rows[name] = {k: w[k] for k in ('ops', 'launches', 'syncs', 'literals', 'ms')}
         log(f"  {name}: {rows[name]}")
     return dict(setting=s['label'], per_batch=rows)

@@ -19,8 +19,9 @@ from typing import Callable
 
 from benchmarks import report as R
 from benchmarks.stages import Store, log, run_meta, BARE_STEP, NANO
+from benchmarks.configs import (ARCH, DEPTH, SIZE, PretrainStage, FinetuneStage, FrozenStage, ReadoutStage, MemoryStage,
+                                ThroughputStage, HostStage)
 
-ARCH, DEPTH, SIZE = 'nano_28', 6, 28     # ViT-Nano (96-d, 3 heads), 6 blocks, 28 px images in 4 px patches: 7×7 tokens
 
 
 @dataclass
@@ -33,7 +34,8 @@ class Context:
     def meta(self, **more) -> dict:
         "The run metadata of a record written now, with what the stage folder computed and reused."
         return dict(run_meta(self.argv), mode='quick' if self.quick else 'full', stages_ran=len(self.store.ran),
-                    stages_reused=len(self.store.reused), stages_missing=sorted(set(self.store.missing)), note=self.note, **more)
+                    stages_reused=len(self.store.reused), stages_missing=sorted(set(self.store.missing)), note=self.note,
+                    stage_commands=sorted({c for c in self.store.commands if c}), **more)
 
 @dataclass
 class Output:
@@ -83,22 +85,22 @@ def le(ctx) -> dict:
 def pre_cfg(m: dict, method: str, epochs: int | None = None, arch: str = ARCH, images: int | None = None, seed: int = 0,
             overrides: dict | None = None, decoder: dict | None = None, depth: int = DEPTH, bs: int = 128) -> dict:
     "A pretraining stage's config: `method`@v1 (+ `overrides`) on `images` pool images for `epochs`, read out on the settings' bank and queries."
-    return dict(method=method, recipe=f'{method}@v1', overrides=dict(overrides or {}), decoder=decoder, arch=arch, depth=depth,
-                size=SIZE, images=images or m['images'], epochs=epochs or m['pretrain_epochs'], bs=bs, seed=seed,
-                n_bank=m['n_bank'], n_query=m['n_query'])
+    return PretrainStage(method=method, recipe=f'{method}@v1', overrides=dict(overrides or {}), decoder=decoder, arch=arch,
+                         depth=depth, size=SIZE, images=images or m['images'], epochs=epochs or m['pretrain_epochs'], bs=bs,
+                         seed=seed, n_bank=m['n_bank'], n_query=m['n_query'])
 
 def ft_cfg(m: dict, init: str, pretrain: dict | None, fraction: float, seed: int, epochs: int | None = None, extra: dict | None = None,
            evaluate: str = 'test', arch: str = ARCH, calibrated: str | None = None) -> dict:
     "A finetune stage's config: initialisation `init` ('cnn' trains the ResNet), finetune@v1 + TrivialAugment + the calibrated settings of `calibrated` (default: `init`'s method) + `extra`."
-    kind = calibrated or (pretrain['method'] if pretrain else init)
-    return dict(model='cnn' if init == 'cnn' else 'vit', pretrain=pretrain, arch=arch, depth=DEPTH, size=SIZE, fraction=fraction,
-                seed=seed, recipe='finetune@v1', overrides={**FT_AUGMENT, **CALIBRATED[kind], **(extra or {})},
-                epochs=epochs or m['ft_epochs'][fraction], bs=FT_BS, evaluate=evaluate, n_test=m['n_test'], n_query=m['n_query'])
+    kind = calibrated or (pretrain.method if pretrain else init)
+    return FinetuneStage(model='cnn' if init == 'cnn' else 'vit', pretrain=pretrain, arch=arch, depth=DEPTH, size=SIZE,
+                         fraction=fraction, seed=seed, recipe='finetune@v1', overrides={**FT_AUGMENT, **CALIBRATED[kind], **(extra or {})},
+                         epochs=epochs or m['ft_epochs'][fraction], bs=FT_BS, evaluate=evaluate, n_test=m['n_test'], n_query=m['n_query'])
 
 def frozen_cfg(m: dict, pretrain: dict | None, arch: str = ARCH) -> dict:
     "A frozen read-out stage's config: the encoder of `pretrain` (None: random init) on every labeled subset of the settings `m`."
-    return dict(pretrain=pretrain, arch=arch, depth=DEPTH, size=SIZE, fractions=list(m['fractions']), seeds=list(m['seeds']),
-                n_test=m['n_test'], n_query=m['n_query'])
+    return FrozenStage(pretrain=pretrain, arch=arch, depth=DEPTH, size=SIZE, fractions=list(m['fractions']), seeds=list(m['seeds']),
+                       n_test=m['n_test'], n_query=m['n_query'])
 
 def mae_time_epochs(pre: dict) -> int | None:
     "The epochs MAE runs in the time GMML trained, at the speeds measured in this study (a plan, not a measured equality)."
@@ -108,16 +110,16 @@ def mae_time_epochs(pre: dict) -> int | None:
 def pretrainings(ctx, methods=('gmml', 'mae')) -> dict:
     "The study's pretrainings {name: (config, record)}: GMML and MAE at equal epochs, MAE at GMML's measured time (when that is more epochs: otherwise it is the same stage), and any other `methods`."
     m, out = le(ctx), {}
-    for k in methods: out[k] = (c := pre_cfg(m, k), ctx.store.run('pretrain', c))
+    for k in methods: out[k] = (c := pre_cfg(m, k), ctx.store.run(c))
     e = mae_time_epochs({k: r for k, (c, r) in out.items()})
-    if e is not None and e != out['mae'][1]['epochs']: out['mae_time'] = (c := pre_cfg(m, 'mae', epochs=e), ctx.store.run('pretrain', c))
+    if e is not None and e != out['mae'][1]['epochs']: out['mae_time'] = (c := pre_cfg(m, 'mae', epochs=e), ctx.store.run(c))
     return out
 
 def study_finetune(ctx, pre, init, fraction, seed, **kw):
     "One finetune of the study's settings for an initialisation name ('random', 'cnn' or a pretraining of `pre`), labelled with that name."
     cfg = ft_cfg(le(ctx), init, pre[init][0] if init in pre else None, fraction, seed, **kw)
-    r = ctx.store.run('finetune', cfg)
-    return None if r is None else dict(r, method=init, **cfg['overrides'])
+    r = ctx.store.run(cfg)
+    return None if r is None else dict(r, method=init, **cfg.overrides)
 
 def _pre_info(rec): return {k: v for k, v in rec.items() if k not in ('encoder', 'stage')}
 
@@ -131,7 +133,7 @@ def _label_efficiency(ctx, with_simmim: bool, stem: str):
     done = {k: v for k, v in pre.items() if v[1] is not None}
     recs, frozen_minutes = [], {}
     for init in ('random', *done):
-        fr = ctx.store.run('frozen', frozen_cfg(m, done[init][0] if init in done else None))
+        fr = ctx.store.run(frozen_cfg(m, done[init][0] if init in done else None))
         if fr is None: continue
         frozen_minutes[init] = fr['embed_minutes'] + sum(r['minutes'] for r in fr['records'])
         recs += [dict(r, method=init) for r in fr['records']]
@@ -145,8 +147,9 @@ def _label_efficiency(ctx, with_simmim: bool, stem: str):
     minutes = sum(p['minutes'] for _, p in done.values()) + sum(frozen_minutes.values()) + sum(r['minutes'] for r in recs if r['protocol'] == 'finetune')
     meta = ctx.meta()
     run = dict(command=meta['command'], finished=meta['date'], stage_total_minutes=round(minutes, 2), machine=meta['machine'],
-               git_commit=meta['commit'], mode=meta['mode'], note=ctx.note, stages_missing=meta['stages_missing'])
-    info = {k: dict(_pre_info(p), recipe=c['recipe'], overrides=c['overrides']) for k, (c, p) in done.items()}
+               git_commit=meta['commit'], mode=meta['mode'], note=ctx.note, stages_missing=meta['stages_missing'],
+               stage_commands=meta['stage_commands'])
+    info = {k: dict(_pre_info(p), recipe=c.recipe, overrides=c.overrides) for k, (c, p) in done.items()}
     out = [dict(r, pretraining=info.get(r['method']), run=run) for r in recs]
     title = f"Fashion-MNIST, ViT-Nano ({DEPTH} blocks), pretrained {m['pretrain_epochs']} epochs, n={len(m['seeds'])} seeds"
     return [Output(stem, out, _label_efficiency_md,
@@ -158,7 +161,7 @@ def _label_efficiency_md(path) -> str:
     fr = sorted({r['label_fraction'] for r in recs})
     st = info['stage_minutes']
     L = [f"# Label efficiency on Fashion-MNIST{' (quick mode: a smoke test, not a result)' if recs[0]['run'].get('mode') == 'quick' else ''}", '',
-         f"Command: `{info['command']}` on {info['machine']}; finished {info['finished']}; stages {info['total_minutes']:.1f} min "
+         f"Command: {info['command_line']} on {info['machine']}; finished {info['finished']}; stages **{info['total_minutes']:.1f} min** "
          f"(pretraining {st['pretraining']:.1f}, frozen features {st['frozen features']:.1f}, finetuning {st['finetuning and evaluation']:.1f}).", '',
          '## Test accuracy (%), mean ± std over seeds', '', R.label_efficiency_table(recs, fractions=fr), '',
          '## Differences, paired by seed', '', R.gains_table(recs, fractions=fr), '',
@@ -261,7 +264,7 @@ def longer_pretrain(ctx):
     epochs = 2 if ctx.quick else 10
     pre = pretrainings(ctx, ('gmml',))
     new_cfg = pre_cfg(m, 'gmml', epochs=epochs)
-    new = ctx.store.run('pretrain', new_cfg)
+    new = ctx.store.run(new_cfg)
     if new is None or pre['gmml'][1] is None: return []
     runs = [(0.01, m['ft_epochs'][0.01])] + ([(0.01, 160), (0.1, 30), (0.1, 60)] if not ctx.quick else [])
     rows = []
@@ -269,7 +272,7 @@ def longer_pretrain(ctx):
         acc, curves, seeds = {k: [] for k in ('random', 'gmml', 'new')}, [], []
         for s in m['seeds']:
             a, b = study_finetune(ctx, pre, 'random', f, s, epochs=e), study_finetune(ctx, pre, 'gmml', f, s, epochs=e)
-            c = ctx.store.run('finetune', ft_cfg(m, 'gmml', new_cfg, f, s, epochs=e))
+            c = ctx.store.run(ft_cfg(m, 'gmml', new_cfg, f, s, epochs=e))
             if a and b and c:
                 acc['random'].append(a['test_accuracy']); acc['gmml'].append(b['test_accuracy']); acc['new'].append(c['test_accuracy'])
                 curves.append(last_quarter_drop(c['loss_curve'])); seeds.append(s)
@@ -288,13 +291,13 @@ def wider_encoder(ctx):
     m, arch = le(ctx), 'tiny_28'
     pre = pretrainings(ctx, ('gmml',))
     wide_cfg = pre_cfg(m, 'gmml', epochs=1 if ctx.quick else 2, arch=arch)
-    wide = ctx.store.run('pretrain', wide_cfg)
+    wide = ctx.store.run(wide_cfg)
     if wide is None or pre['gmml'][1] is None: return []
     fts = []
     for s in m['seeds']:
         for init in ('random', 'gmml'):
             nano = study_finetune(ctx, pre, init, 0.01, s)
-            r = ctx.store.run('finetune', ft_cfg(m, init, wide_cfg if init == 'gmml' else None, 0.01, s, arch=arch))
+            r = ctx.store.run(ft_cfg(m, init, wide_cfg if init == 'gmml' else None, 0.01, s, arch=arch))
             if r and nano: fts.append(dict(method=init, seed=s, arch=arch, test_accuracy=r['test_accuracy'], params=r['params'],
                                            train_minutes=r['train_minutes'], study_test_accuracy=nano['test_accuracy']))
     res = dict(meta=ctx.meta(arch=arch), pretraining=_pre_info(wide), study_pretraining=_pre_info(pre['gmml'][1]), finetunes=fts)
@@ -348,13 +351,13 @@ SCHEDULE_VARIANTS = {'finetune@v1': {},
 def finetune_schedule(ctx):
     m = SCHEDULE['quick' if ctx.quick else 'full']
     pc = pre_cfg(m, 'gmml')
-    pre = {'gmml': (pc, ctx.store.run('pretrain', pc))}
+    pre = {'gmml': (pc, ctx.store.run(pc))}
     rows = []
     for s in m['seeds']:
         for init in ('random', 'gmml'):
             for name, extra in SCHEDULE_VARIANTS.items():
                 cfg = ft_cfg(m, init, pc if init == 'gmml' else None, 0.01, s, epochs=m['ft_epochs'], extra=extra, evaluate='heldout')
-                r = ctx.store.run('finetune', cfg)
+                r = ctx.store.run(cfg)
                 if r is not None: rows.append(dict(method=init, variant=name, seed=s, heldout_accuracy=r['test_accuracy'], train_minutes=r['train_minutes']))
     if not rows: return []
     res = dict(meta=ctx.meta(heldout_images=m['n_query']), settings=dict(m, seeds=list(m['seeds'])), variants=SCHEDULE_VARIANTS, records=rows)
@@ -383,7 +386,7 @@ def sweep(ctx, stem: str, title: str, variants: dict):
     m, recs = SWEEP['quick' if ctx.quick else 'full'], []
     for s in m['seeds']:
         for name, kw in variants.items():
-            r = ctx.store.run('pretrain', pre_cfg(m, 'gmml', seed=s, **kw))
+            r = ctx.store.run(pre_cfg(m, 'gmml', seed=s, **kw))
             if r: recs.append(dict(variant=name, seed=s, **{k: r.get(k) for k in FIELDS}))
     if not recs: return []
     res = dict(meta=ctx.meta(), settings=dict(m, seeds=list(m['seeds']), arch=ARCH, depth=DEPTH, size=SIZE),
@@ -467,18 +470,18 @@ def run_ablations(store: Store, quick: bool = False, p: dict | None = None) -> d
     for the first seed (linear probe); every read-out on held-out training images. Returns what `tables`, `seed_summary` and `plot` show."""
     p = dict(ABLATIONS['quick' if quick else 'full'], **(p or {}))
     plan = ablation_plan(p, quick)
-    def pre(overrides, seed): return store.run('pretrain', _ablation_pre(p, overrides, seed))
+    def pre(overrides, seed): return store.run(_ablation_pre(p, overrides, seed))
     def fine(pre_c, seed):
         m = dict(n_test=None, n_query=p['n_query'], ft_epochs={})
-        c = dict(ft_cfg(m, 'gmml' if pre_c else 'random', pre_c, p['n_bank']/60000, seed, epochs=p['finetune_epochs'], evaluate='heldout', arch=p['arch']),
-                 depth=p['depth'], overrides=dict(lr=p['finetune_lr'], pool='avg'))
-        return store.run('finetune', c)
+        c = ft_cfg(m, 'gmml' if pre_c else 'random', pre_c, p['n_bank']/60000, seed, epochs=p['finetune_epochs'], evaluate='heldout',
+                   arch=p['arch']).replace(depth=p['depth'], overrides=dict(lr=p['finetune_lr'], pool='avg'))
+        return store.run(c)
     default, rnd = [], []
     for s in p['seeds']:
         c = _ablation_pre(p, {}, s)
-        r, f = store.run('pretrain', c), fine(c, s)
+        r, f = store.run(c), fine(c, s)
         if r and f: default.append(dict(_variant(r, {}, s), finetune_acc=f['test_accuracy']))
-        ro, f = store.run('readout', dict(arch=p['arch'], depth=p['depth'], size=SIZE, n_bank=p['n_bank'], n_query=p['n_query'], seed=s)), fine(None, s)
+        ro, f = store.run(ReadoutStage(arch=p['arch'], depth=p['depth'], size=SIZE, n_bank=p['n_bank'], n_query=p['n_query'], seed=s)), fine(None, s)
         if ro and f: rnd.append(dict(seed=s, probe_acc=ro['linear_accuracy'], knn_acc=ro['knn_accuracy'], finetune_acc=f['test_accuracy']))
     abl = {name: [dict(label=lbl, **_variant(r, kw, p['seeds'][0])) for lbl, kw in vs if (r := pre(kw, p['seeds'][0]))] for name, vs in plan.items()}
     reps = {a: [_variant(r, dict(corruption=a), s) for s in p['seeds'] if (r := pre(dict(corruption=a), s))] for a in p.get('repeat', ())}
@@ -651,8 +654,8 @@ def throughput_md(path) -> str:
 
 @study('throughput', "images/s of every step the project compares, and their step-time ratios, measured in one process (full: about 10 min on 2 CPU cores)", ('throughput',))
 def throughput(ctx):
-    r = ctx.store.run('throughput', dict(batches=4, epochs=2, repeats=2, machine=machine_key()) if ctx.quick else
-                      dict(batches=8, epochs=3, repeats=5, machine=machine_key()))
+    r = ctx.store.run(ThroughputStage(batches=4, epochs=2, repeats=2, machine=machine_key()) if ctx.quick else
+                      ThroughputStage(batches=8, epochs=3, repeats=5, machine=machine_key()))
     if r is None: return []
     meta = ctx.meta()
     res = dict(meta=meta, machine=R.machine_line(meta['machine']), command=meta['command'],
@@ -663,7 +666,7 @@ def throughput(ctx):
 def host(ctx):
     quick = dict(short=4, long=8, repeats=1)
     full = {'tiny': dict(short=20, long=60, repeats=3), 'nano': dict(short=10, long=30, repeats=3)}   # nano: 0.3 s a step
-    recs = {k: ctx.store.run('host', dict(setting=k, machine=machine_key(), **(quick if ctx.quick else full[k]))) for k in ('tiny', 'nano')}
+    recs = {k: ctx.store.run(HostStage(setting=k, machine=machine_key(), **(quick if ctx.quick else full[k]))) for k in ('tiny', 'nano')}
     if any(r is None for r in recs.values()): return []
     meta = ctx.meta()
     res = dict(meta=meta, command=meta['command'], machine=R.machine_line(meta['machine']), settings=recs)
@@ -677,7 +680,7 @@ MEMORY_CONFIGS = [(m, arch, size, bs) for arch, size, bs in (('tiny_32', 32, 64)
 def memory(ctx):
     cfgs = MEMORY_CONFIGS[:1] if ctx.quick else MEMORY_CONFIGS
     rows = [dict(method=m, arch=a, size=s, bs=b, **r) for m, a, s, b in cfgs
-            if (r := ctx.store.run('memory', dict(method=m, arch=a, size=s, bs=b, precision='32', machine=machine_key())))]
+            if (r := ctx.store.run(MemoryStage(method=m, arch=a, size=s, bs=b, precision='32', machine=machine_key())))]
     if not rows: return []
     meta = ctx.meta()
     res = dict(meta=meta, command=meta['command'], device=rows[0]['device'], precision='32', torch=meta['machine']['torch'], rows=rows)

@@ -106,7 +106,7 @@ def test_step_ratios_are_step_time_over_ce():
     assert ('bf16', True) not in rat                     # CE was not timed there: no ratio is made up
 
 def test_report_of_a_gpu_run():
-    class S:      # what publish_matrix reads of a Study
+    class S:      # what publish_matrix reads of a GPUStudy
         configs = _gpu_record()
         res = dict(parts=['throughput', 'memory'])
     gpu.publish_matrix(S)

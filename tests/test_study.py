@@ -118,9 +118,10 @@ def test_gpu_is_handed_to_the_gpu_study():
 
 def test_an_unreadable_stage_record_is_one_line(tmp_path):
     from benchmarks.stages import Store, StageFileError
-    st = Store(tmp_path)
-    st.path('readout', dict(x=1)).write_text('{')                  # e.g. a disk that filled up under another tool
-    with pytest.raises(StageFileError, match='delete it and run the study again'): st.run('readout', dict(x=1))
+    from benchmarks.configs import ReadoutStage
+    st, cfg = Store(tmp_path), ReadoutStage(seed=1)
+    st.path(cfg).write_text('{')                  # e.g. a disk that filled up under another tool
+    with pytest.raises(StageFileError, match='delete it and run the study again'): st.run(cfg)
 
 def test_list_names_every_study():
     "As a module (the documented form) and as a script of the installed package: the same list."
@@ -132,26 +133,57 @@ def test_list_names_every_study():
     assert s.returncode == 0 and s.stdout == r.stdout, s.stderr
 
 def test_stage_keys_follow_settings_and_recipes(tmp_path):
+    from dataclasses import dataclass
     from benchmarks.stages import stage_key, Store
-    from benchmarks.studies import pre_cfg, ft_cfg, LE
+    from benchmarks.studies import pre_cfg, ft_cfg, frozen_cfg, LE
+    from benchmarks.configs import StageConfig
+    from gmml_fast.checked import hp
     m = LE['quick']
+    key = lambda c: stage_key(c.kind, c.key_dict())
     a = pre_cfg(m, 'gmml')
-    assert stage_key('pretrain', a) == stage_key('pretrain', pre_cfg(m, 'gmml'))                     # equal settings share
-    assert stage_key('pretrain', a) != stage_key('pretrain', pre_cfg(m, 'gmml', epochs=2))
-    assert stage_key('pretrain', a) != stage_key('pretrain', pre_cfg(m, 'gmml', overrides=dict(clip=1.0)))   # a recipe field
-    assert stage_key('pretrain', a) != stage_key('frozen', a)
+    assert key(a) == key(pre_cfg(m, 'gmml'))                     # equal settings share
+    assert key(a) != key(pre_cfg(m, 'gmml', epochs=2))
+    assert key(a) != key(pre_cfg(m, 'gmml', overrides=dict(clip=1.0)))   # a recipe field
+    assert stage_key('pretrain', a.key_dict()) != stage_key('frozen', a.key_dict())
     f = ft_cfg(m, 'gmml', a, 0.01, 0)
-    assert stage_key('finetune', f) != stage_key('finetune', ft_cfg(m, 'gmml', pre_cfg(m, 'gmml', epochs=2), 0.01, 0))   # its pretraining is part of it
+    assert key(f) != key(ft_cfg(m, 'gmml', pre_cfg(m, 'gmml', epochs=2), 0.01, 0))   # its pretraining is part of it
+    assert f.key_dict()['pretrain'] == a.key_dict() and isinstance(frozen_cfg(m, None).key_dict()['fractions'], list)
     # a stage is computed once, written whole, then read back
+    @dataclass(frozen=True)
+    class Echo(StageConfig):
+        kind = 'echo'
+        x: int = hp(0, 'a number', within='[0, inf)')
     calls = []
     from benchmarks import stages
-    stages.STAGES['echo'] = lambda cfg, store: calls.append(cfg) or dict(value=cfg['x'])
+    stages.STAGES['echo'] = lambda cfg, store: calls.append(cfg) or dict(value=cfg.x)
     try:
         st = Store(tmp_path)
-        assert st.run('echo', dict(x=1))['value'] == 1 and st.run('echo', dict(x=1))['value'] == 1 and len(calls) == 1
-        assert st.ran == [st.path('echo', dict(x=1)).name] and st.reused == st.ran and not list(tmp_path.glob('*.tmp'))
-        assert Store(tmp_path, compute=False).run('echo', dict(x=2)) is None and len(calls) == 1
+        assert st.run(Echo(x=1))['value'] == 1 and st.run(Echo(x=1))['value'] == 1 and len(calls) == 1
+        assert st.ran == [st.path(Echo(x=1)).name] and st.reused == st.ran and not list(tmp_path.glob('*.tmp'))
+        assert Store(tmp_path, compute=False).run(Echo(x=2)) is None and len(calls) == 1
+        with pytest.raises(TypeError, match='typed config'): st.run(dict(x=1))
     finally: del stages.STAGES['echo']
+
+def test_a_stage_config_out_of_range_is_one_error_naming_the_field():
+    from benchmarks.configs import FinetuneStage, PretrainStage, HostStage
+    with pytest.raises(ValueError, match=r'fraction must be in \(0, 1\], got 1.5'): FinetuneStage(fraction=1.5)
+    with pytest.raises(ValueError, match='method must be one of gmml, mae, simmim'): PretrainStage(method='byol')
+    with pytest.raises(ValueError, match='epochs must be an integer'): PretrainStage(epochs=2.5)
+    with pytest.raises(ValueError, match='long must exceed short'): HostStage(short=10, long=10)
+
+# Stage names of the label-efficiency study's records, computed from untyped config dicts (GMML's pretraining at e2c14fe,
+# the other two at 1985867): typed configs must find every stage finished before them.
+PRETRAIN_GMML_KEY, FINETUNE_GMML_1PCT_SEED0_KEY, FROZEN_RANDOM_KEY = '7c9376710425', '8900f7ec9ef2', '84318d00f8f8'
+
+def test_typed_configs_name_the_stages_the_untyped_ones_did():
+    "Same settings, same stage names as before the configs were typed."
+    from benchmarks.stages import stage_key
+    from benchmarks.studies import pre_cfg, ft_cfg, frozen_cfg, LE
+    m = LE['full']
+    g = pre_cfg(m, 'gmml')
+    assert stage_key('pretrain', g.key_dict()) == PRETRAIN_GMML_KEY
+    assert stage_key('finetune', ft_cfg(m, 'gmml', g, 0.01, 0).key_dict()) == FINETUNE_GMML_1PCT_SEED0_KEY
+    assert stage_key('frozen', frozen_cfg(m, None).key_dict()) == FROZEN_RANDOM_KEY
 
 def test_choose_takes_the_best_mean_and_breaks_ties_by_order():
     from benchmarks.studies import choose
