@@ -14,22 +14,24 @@ def _no_sync(): pass
 
 class Timing(Callback):
     """The one timer of a fit's training: `epoch_s` (seconds of each training phase) and `train_s` (their sum), `steps`
-    (host seconds of each training batch, from before the method's callbacks draw their corruption or masks to the end
-    of the step), `epoch_loss` (each epoch's mean training loss, summed on the loss's device: no host sync per step) and
+    (host seconds of each training batch, timed after the other callbacks' `before_batch`, as the studies' records always
+    were), `epoch_loss` (each epoch's mean training loss, summed on the loss's device: no host sync per step) and
     `losses` (every step's loss, a tensor). With `stop_after=n` it also times a window: the `n` training steps after
     `warmup` ones, between two calls of `sync` (`torch.cuda.synchronize` makes it device time), in `window_start` /
-    `window_end`; the fit then ends. Validation is never timed."""
-    order = -10             # before the methods' callbacks: their corruption or masking is part of the step
+    `window_end`, from before the methods' callbacks (their corruption or masking counts); the fit then ends. Validation is never timed."""
+    order = 100             # after the other callbacks, as the studies' records have always been timed
     def __init__(self,
                  warmup: int = 0,                # training steps before the timed window
                  stop_after: int | None = None,  # steps in the timed window, after which the fit ends (None: no window)
                  sync=None):                     # called at the window's two ends (None: nothing to wait for)
         self.warmup, self.stop_after, self.sync = warmup, stop_after, sync or _no_sync
+        # a timed window starts before the methods' callbacks, so that their corruption or masking is part of it
+        if stop_after is not None: self.order = -10
 
     def before_fit(self):
         self.t_fit, self.n, self.window_start, self.window_end = time.perf_counter(), 0, None, None
         self.train_s, self.epoch_s, self.steps, self.epoch_loss, self.losses = 0., [], [], [], []
-    def before_train(self): self.t_epoch, self.tot, self.n_epoch = time.perf_counter(), 0., 0
+    def before_train(self): self.t_epoch, self.tot, self._epoch_steps = time.perf_counter(), 0., 0
     def before_batch(self):
         if not self.training: return
         if self.stop_after is not None:
@@ -41,11 +43,13 @@ class Timing(Callback):
     def after_batch(self):
         if not self.training: return
         loss = self.learn.loss.detach()
-        self.losses.append(loss); self.tot = self.tot + loss.float(); self.n += 1; self.n_epoch += 1
+        self.losses.append(loss); self.n += 1; self._epoch_steps += 1
+        # the epoch's mean loss, summed on the device; not inside a timed window, where it would be one more kernel
+        if self.stop_after is None: self.tot = self.tot + loss.float()
         self.steps.append(time.perf_counter() - self.t_batch)
     def after_train(self):
         self.epoch_s.append(time.perf_counter() - self.t_epoch); self.train_s += self.epoch_s[-1]
-        self.epoch_loss.append(round(float(self.tot)/max(self.n_epoch, 1), 4))
+        self.epoch_loss.append(round(float(self.tot)/max(self._epoch_steps, 1), 4))
 
     def step_ms(self) -> float:
         "Median training step after the first 3 (warm-up), in milliseconds."

@@ -153,8 +153,10 @@ def run_info(recs) -> dict:
     "The run a label-efficiency record list comes from: command, machine (one line), finish date, total stage minutes, and minutes per kind of stage."
     run = recs[0]['run']
     stages = {'pretraining': sum(p['minutes'] for p in pretrainings(recs).values()),
-              'frozen features': sum(r['minutes'] for r in recs if r['protocol'] != 'finetune'),
               'finetuning and evaluation': sum(r['minutes'] for r in recs if r['protocol'] == 'finetune')}
+    # the frozen read-outs: what the total leaves (their records time the probes, not the embedding of the images)
+    stages['frozen features'] = max(0.0, run['stage_total_minutes'] - sum(stages.values()))
+    stages = {k: stages[k] for k in ('pretraining', 'frozen features', 'finetuning and evaluation')}
     return dict(command=run['command'], command_line=command_line(run), finished=run.get('finished'), total_minutes=run['stage_total_minutes'],
                 machine=machine_line(run['machine']), stage_minutes=stages)
 

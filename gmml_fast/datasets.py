@@ -174,7 +174,7 @@ def load_dataset(
     info = DATASETS[name]
     if split == 'unlabeled' and info.unlabeled is None: raise ValueError(f"{info.title} has no unlabeled split (only "
                                                                          "stl10 has one)")
-    # the offline copies of 02_data (Debian package, $GMML_FAST_FASHION_MNIST) come first
+    # the offline copies of 01_files (Debian package, $GMML_FAST_FASHION_MNIST) come first
     if name == 'fashion_mnist':
         try: x, y = load_fashion_mnist(split, path=root/info.folder if (root/info.folder).is_dir() else None,
                                        download=download)

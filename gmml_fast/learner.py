@@ -189,9 +189,9 @@ def mae_learner(
                 recipe: MAERecipe | str | None = None,  # a `MAERecipe` or its name (default: 'mae@v1')
                 encoder_kwargs: dict | None = None,    # more `create_encoder` arguments (`depth`, ...)
                 seed: int | None = None,               # the callback's random stream (`set_seed`: weights)
-                valid_seed: int = 0,                   # fixed corruption or masks of validation batches
+                valid_seed: int = 0,                   # fixed masks of the validation batches
                 precision: str = '32',                 # '32', 'bf16' (CPU or GPU) or 'fp16' (CUDA)
-                compile: bool = False,                 # `torch.compile` the model (with the corruption)
+                compile: bool = False,                 # `torch.compile` the model (masks are drawn outside it)
                 figures_every: int | None = None,      # save a reconstruction figure every N epochs
                 cbs=None,                              # more fastai callbacks
                 **overrides,                           # recipe fields (`lr=`, ...) or `Learner` options
@@ -214,9 +214,9 @@ def simmim_learner(
                    encoder_kwargs: dict | None = None,    # more `create_encoder` arguments (`depth`, ...)
                    decoder: nn.Module | None = None,      # default: a linear map per token
                    seed: int | None = None,               # the callback's random stream (`set_seed`: weights)
-                   valid_seed: int = 0,                   # fixed corruption or masks of validation batches
+                   valid_seed: int = 0,                   # fixed masks of the validation batches
                    precision: str = '32',                 # '32', 'bf16' (CPU or GPU) or 'fp16' (CUDA)
-                   compile: bool = False,                 # `torch.compile` the model (with the corruption)
+                   compile: bool = False,                 # `torch.compile` the model (masks are drawn outside it)
                    figures_every: int | None = None,      # save a reconstruction figure every N epochs
                    cbs=None,                              # more fastai callbacks
                    **overrides,                           # recipe fields (`lr=`, ...) or `Learner` options
@@ -325,7 +325,7 @@ def default_layer_decay(
 def finetune_learner(
                      dls,                                   # labeled `DataLoaders`, e.g. `finetune_dls`
                      encoder: VisionTransformer | None = None, # a timm ViT to finetune as it is
-                     pretrained=None,                       # weights file, pretraining learner or model
+                     pretrained=None,                       # an encoder weights file or a pretraining `Learner`
                      arch: str | None = None,               # preset or timm ViT name (no `encoder` given)
                      recipe: FinetuneRecipe | str | None = None, # a `FinetuneRecipe` or a name (default: 'finetune@v1')
                      encoder_kwargs: dict | None = None,    # more `create_encoder` arguments (`depth`, ...)
