@@ -244,7 +244,8 @@ def meta_line(name: str) -> str:
     "'command' on 'machine' for a record: a follow-up's `meta` block, a label-efficiency record list's `run`, or the legacy throughput record's own fields."
     d = load(name)
     m = d[0]['run'] if isinstance(d, list) else d.get('meta', d)
-    return f"{command_line(m)} on {machine_line(m['machine'])}"
+    commit = m.get('commit') or m.get('git_commit')
+    return f"{command_line(m)}{f' at commit {commit}' if commit else ''} on {machine_line(m['machine'])}"
 
 def throughput_groups(d: dict) -> dict[str, list[str]]:
     """The throughput record's `images_per_s` keys by setting, as {heading: keys}. The setting is read off each key (the
