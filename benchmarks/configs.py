@@ -27,16 +27,21 @@ class StageConfig(Checked):
 
 
 @dataclass(frozen=True)
-class PretrainStage(StageConfig):
+class _EncoderStage(StageConfig):
+    "The ViT a stage builds: preset, blocks and image size (shared by the pretraining, finetuning and read-out stages)."
+    arch: str = hp(ARCH, 'encoder preset')
+    depth: int = hp(DEPTH, 'encoder blocks', within='[1, inf)')
+    size: int = hp(SIZE, 'image side in pixels', within='[1, inf)')
+
+
+@dataclass(frozen=True)
+class PretrainStage(_EncoderStage):
     "Pretrain `method` with `recipe` + `overrides` on `images` pool images; k-NN read-outs on `n_bank` + `n_query` images."
     kind: ClassVar[str] = 'pretrain'
     method: str = hp('gmml', 'the pretraining method', choices=('gmml', 'mae', 'simmim'))
     recipe: str = hp('gmml@v1', 'the named recipe')
     overrides: dict = _hp_dict('recipe fields that replace the named recipe\'s')
     decoder: dict | None = hp(None, "GMML's `LightDecoder` arguments", none='the recipe\'s decoder')
-    arch: str = hp(ARCH, 'encoder preset')
-    depth: int = hp(DEPTH, 'encoder blocks', within='[1, inf)')
-    size: int = hp(SIZE, 'image side in pixels', within='[1, inf)')
     images: int = hp(60000, 'unlabeled training images (drawn from the pool)', within='[1, inf)')
     epochs: int = hp(5, 'pretraining epochs', within='[1, inf)')
     bs: int = hp(128, 'batch size', within='[1, inf)')
@@ -46,15 +51,12 @@ class PretrainStage(StageConfig):
 
 
 @dataclass(frozen=True)
-class FinetuneStage(StageConfig):
+class FinetuneStage(_EncoderStage):
     "Finetune a classifier on `fraction` of the labels with `recipe` + `overrides`, then evaluate it once."
     kind: ClassVar[str] = 'finetune'
     model: str = hp('vit', "'vit' (from `pretrain`, or random init) or 'cnn' (the small ResNet)", choices=('vit', 'cnn'))
     pretrain: PretrainStage | None = hp(None, 'the pretraining whose encoder is finetuned', none='random init',
                                         objects=(PretrainStage,))
-    arch: str = hp(ARCH, 'encoder preset')
-    depth: int = hp(DEPTH, 'encoder blocks', within='[1, inf)')
-    size: int = hp(SIZE, 'image side in pixels', within='[1, inf)')
     fraction: float = hp(0.01, 'share of the 60,000 training labels', within='(0, 1]')
     seed: int = hp(0, 'seed of the labeled subset, the head and the shuffling', within='[0, inf)')
     recipe: str = hp('finetune@v1', 'the named finetuning recipe')
@@ -68,14 +70,11 @@ class FinetuneStage(StageConfig):
 
 
 @dataclass(frozen=True)
-class FrozenStage(StageConfig):
+class FrozenStage(_EncoderStage):
     "k-NN and linear-probe test accuracy of an encoder's frozen features on every labeled subset."
     kind: ClassVar[str] = 'frozen'
     pretrain: PretrainStage | None = hp(None, 'the pretraining whose encoder is read out', none='random init',
                                         objects=(PretrainStage,))
-    arch: str = hp(ARCH, 'encoder preset')
-    depth: int = hp(DEPTH, 'encoder blocks', within='[1, inf)')
-    size: int = hp(SIZE, 'image side in pixels', within='[1, inf)')
     fractions: list = field(default_factory=lambda: [0.01, 0.1], metadata=hp(None, 'label fractions').metadata)
     seeds: list = field(default_factory=lambda: [0, 1, 2], metadata=hp(None, 'seeds of the labeled subsets').metadata)
     n_test: int | None = hp(None, 'test images scored', within='[1, 10000]', none='all 10,000')
@@ -83,12 +82,9 @@ class FrozenStage(StageConfig):
 
 
 @dataclass(frozen=True)
-class ReadoutStage(StageConfig):
+class ReadoutStage(_EncoderStage):
     "The held-out k-NN and linear-probe read-out of a randomly initialised encoder."
     kind: ClassVar[str] = 'readout'
-    arch: str = hp(ARCH, 'encoder preset')
-    depth: int = hp(DEPTH, 'encoder blocks', within='[1, inf)')
-    size: int = hp(SIZE, 'image side in pixels', within='[1, inf)')
     n_bank: int = hp(10000, 'labeled pool images of the k-NN bank', within='[1, inf)')
     n_query: int = hp(2000, 'held-out training images queried', within='[1, inf)')
     seed: int = hp(0, 'seed of the random weights', within='[0, inf)')
