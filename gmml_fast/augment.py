@@ -4,7 +4,7 @@
 
 # %% ../nbs/25_augment.ipynb #106d7914
 from __future__ import annotations
-import math, numbers
+import functools, math, numbers
 from dataclasses import dataclass
 
 import torch
@@ -46,16 +46,28 @@ def random_resized_crop_flip(
     area = scale[0] + u[0]*(scale[1] - scale[0])
     log_r = math.log(ratio[0]) + u[1]*(math.log(ratio[1]) - math.log(ratio[0]))
     # the aspect ratio is in pixels: width/height shares scale by H/W
-    r = torch.exp(log_r)*(H/W)
-    w = torch.sqrt(area*r).clamp(max=1.0)                       # share of the width
-    h = torch.sqrt(area/r).clamp(max=1.0)                       # share of the height
-    cx, cy = (2*u[2] - 1)*(1 - w), (2*u[3] - 1)*(1 - h)         # centre: the crop stays inside the image
-    sx = torch.where(u[4] < flip, -w, w)
-    theta = torch.zeros(B, 2, 3, device=x.device)
-    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, cx, h, cy
-    grid = F.affine_grid(theta, (B, C, H, W), align_corners=False)
-    out = F.grid_sample(x.float(), grid, mode='bilinear', padding_mode='border', align_corners=False)
+    r = torch.exp(log_r) if H == W else torch.exp(log_r)*(H/W)
+    wh = torch.sqrt(torch.stack([area*r, area/r])).clamp(max=1.0)   # shares of the width and of the height
+    c = (2*u[2:4] - 1)*(1 - wh)                                 # centre: the crop stays inside the image
+    sx = torch.where(u[4] < flip, -wh[0], wh[0])
+    zero = device_constant((0.0,), torch.float32, x.device).expand(B)
+    theta = torch.stack([sx, zero, c[0], zero, wh[1], c[1]], 1).view(B, 2, 3)
+    out = F.grid_sample(x.float(), _affine_grid(theta, H, W), mode='bilinear', padding_mode='border',
+                        align_corners=False)
     return out.to(x.dtype)
+
+@functools.lru_cache(maxsize=64)
+def _base_grid(H: int, W: int, device: str) -> torch.Tensor:
+    "The (x, y, 1) pixel centres of an H×W image in [-1, 1] (align_corners=False), 1×(H·W)×3, made once per device."
+    side = lambda n: torch.linspace(-1, 1, n, device=device)*(n - 1)/n
+    base = torch.empty(1, H, W, 3, device=device)
+    base[..., 0], base[..., 1], base[..., 2] = side(W), side(H)[:, None], 1
+    return base.view(1, H*W, 3)
+
+def _affine_grid(theta: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    "`F.affine_grid(theta, (B, C, H, W), align_corners=False)` with its base grid made once: the same numbers."
+    B = theta.shape[0]
+    return _base_grid(H, W, str(theta.device)).expand(B, H*W, 3).bmm(theta.transpose(1, 2)).view(B, H, W, 2)
 
 # %% ../nbs/25_augment.ipynb #7e071b89
 # YIQ (NTSC) rows: Y (the luminance of `to_grayscale`), I and Q (the chroma plane; grey has none)
@@ -123,9 +135,12 @@ def gaussian_blur_batch(
     `max_ksize`)."""
     B, C, H, W = x.shape
     r = max_ksize//2
-    t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
-    k = torch.exp(-t[None]**2/(2*sigma.to(x.dtype)[:, None]**2)) * (t[None].abs() <= (ksize[:, None]//2))
-    k = (k/k.sum(1, keepdim=True)).repeat_interleave(C, 0)                # (B·C)×K: one kernel per image and channel
+    # the taps' offsets t as constants: -t² and |t|
+    neg_t2 = device_constant(tuple(-float(t*t) for t in range(-r, r + 1)), x.dtype, x.device).view(1, -1)
+    dist = device_constant(tuple(abs(t) for t in range(-r, r + 1)), torch.int64, x.device).view(1, -1)
+    k = torch.exp(neg_t2/(2*sigma.to(x.dtype)[:, None]**2)) * (dist <= (ksize[:, None]//2))
+    k = k/k.sum(1, keepdim=True)
+    if C > 1: k = k.repeat_interleave(C, 0)                               # (B·C)×K: one kernel per image and channel
     y = F.pad(x.reshape(1, B*C, H, W), (r, r, r, r), mode='replicate')
     y = F.conv2d(y, k.view(B*C, 1, 1, -1), groups=B*C)                    # horizontal pass
     y = F.conv2d(y, k.view(B*C, 1, -1, 1), groups=B*C)                    # vertical pass

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 import matplotlib.pyplot as plt
 
-from .masking import rect_cover, mask_coverage, _blocks_for
+from .masking import mask_coverage, _blocks_for, _cover
 from .rng import (resolve_key, hash_bits, bits_to_uniform, bits_to_normal, hash_uniform, rng_key,
                           seeded_generator, CORRUPTION_STREAM)
 from .core import range_pair, denormalize, device_constant
@@ -154,15 +154,22 @@ def _step_masks(p: _Plan, u: torch.Tensor, B: int) -> torch.Tensor:
     "Every step's block mask at once, S×B×gh×gw, from S×B×(4R + 2) uniforms: one run of the block engine over S·B rows."
     (gh, gw), S, dev = p.grid, len(p.kinds), u.device
     R = max(p.n_rects)
-    rect = u[..., :4*R].reshape(S*B, 4, R).transpose(0, 1)
-    per_step = lambda vals, dtype: device_constant(tuple(v for v in vals for _ in range(B)), dtype, dev)   # S·B rows
-    lo = per_step([r[0] if r else 1.0 for r in p.ratios], torch.float64)
-    hi = per_step([r[1] if r else 1.0 for r in p.ratios], torch.float64)
+    rows = lambda vals: tuple(v for v in vals for _ in range(B))          # a value per step → one per row of S·B
+    # the plan's numbers as constant tensors, made once per device: no arithmetic on constants in the hot path
+    sides = [(sd[0], sd[2], sd[1] - sd[0] + 1, sd[3] - sd[2] + 1, sd[1] - sd[0], sd[3] - sd[2]) for sd in p.sides]
+    ranges = device_constant(tuple(v for j in range(6) for v in rows(sd[j] for sd in sides)), torch.int64,
+                             dev).view(3, 2, S*B, 1)
+    keep = None
+    if min(p.n_rects) < R:                                                # a step with fewer rectangles than R
+        keep = device_constant(tuple(r < k for k in rows(p.n_rects) for r in range(R)) + (True,)*(S*B*R), torch.bool,
+                               dev).view(2, S*B, R)
+    lo = device_constant(rows(r[0] if r else 1.0 for r in p.ratios), torch.float64, dev)
+    span = device_constant(rows(r[1] - r[0] if r else 0.0 for r in p.ratios), torch.float64, dev)
     # float64: a float32 ratio can round r·units up past an integer and overshoot the budget by one unit
-    budget = torch.floor((lo + (hi - lo)*u[..., 4*R].reshape(-1).double())*(gh*gw)).long()
-    sides = tuple(per_step([sd[j] for sd in p.sides], torch.int64) for j in range(4))
-    cov = rect_cover(rect, budget, (gh, gw), sides, fill=per_step([r is not None for r in p.ratios], torch.bool),
-                     start=u[..., 4*R + 1].reshape(-1), n_rects=per_step(list(p.n_rects), torch.int64))
+    budget = torch.floor((lo + span*u[..., 4*R].reshape(-1).double())*(gh*gw)).long()
+    fill = device_constant(rows(r is not None for r in p.ratios), torch.bool, dev)
+    rect = u[..., :4*R].reshape(S*B, 4, R).transpose(0, 1)
+    cov = _cover(rect, budget, (gh, gw), ranges, keep, fill=fill, start=u[..., 4*R + 1].reshape(-1))
     return cov.view(S, B, gh, gw)
 
 def gmml_corrupt(

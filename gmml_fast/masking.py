@@ -6,7 +6,8 @@
 from __future__ import annotations
 import math
 import torch
-from .core import to_pair, range_pair
+import torch.nn.functional as F
+from .core import to_pair, range_pair, device_constant
 from .rng import resolve_key, hash_uniform, FILL_START_STREAM, BUDGET_STREAM
 
 # %% auto #0
@@ -77,9 +78,64 @@ def _blocks_for(budget_units: int, mean_block_units: float, cap: int = 96) -> in
     step does the rest)."""
     return int(min(cap, math.ceil(3*budget_units/max(mean_block_units, 1.0)) + 2))
 
-def _per_row(v):
-    "An int, or a B-long tensor as a B×1 column that broadcasts against B×R."
-    return v.view(-1, 1) if torch.is_tensor(v) else v
+# rectangles per int64 bitmask word: bits 0-60 hold rectangles, the bit above the last one "no rectangle" (<= 2**62)
+_WORD = 61
+
+def _engine_constants(grid, R: int, device) -> dict:
+    "The engine's constant tensors for a grid and R rectangles, made once per device (`device_constant`)."
+    (gh, gw), dev = grid, device
+    return dict(room=device_constant((gh + 1, gw + 1), torch.int64, dev).view(2, 1, 1),
+                last=device_constant((gh - 1, gw - 1), torch.int64, dev).view(2, 1, 1),
+                line=device_constant(tuple(range(max(gh, gw))), torch.int64, dev),
+                bits=[device_constant(tuple(1 << r for r in range(min(_WORD, R - r0))), torch.int64, dev).view(-1, 1)
+                      for r0 in range(0, R, _WORD)],
+                one=device_constant((1,), torch.int64, dev).view(()),
+                scan=device_constant(tuple(range(gh*gw)), torch.int64, dev))
+
+def _side_ranges(sides, device) -> torch.Tensor:
+    """`sides` (hmin, hmax, wmin, wmax), ints or B-long tensors, as one 3×2×(B or 1)×1 tensor: the least side, the
+    number of sides and the largest offset, for heights (row 0) and widths (row 1)."""
+    hmin, hmax, wmin, wmax = sides
+    if not any(torch.is_tensor(s) for s in sides):
+        return device_constant((hmin, wmin, hmax - hmin + 1, wmax - wmin + 1, hmax - hmin, wmax - wmin),
+                               torch.int64, device).view(3, 2, 1, 1)
+    col = lambda v: (v.to(device=device, dtype=torch.int64) if torch.is_tensor(v)
+                     else torch.full((1,), v, dtype=torch.int64, device=device)).view(-1, 1)
+    lo, hi = (torch.stack(torch.broadcast_tensors(col(a), col(b))) for a, b in ((hmin, wmin), (hmax, wmax)))
+    lo, hi = torch.broadcast_tensors(lo, hi)
+    return torch.stack([lo, hi - lo + 1, hi - lo])
+
+def _cover(
+    u: torch.Tensor,          # 4×B×R uniforms: height, width, top and left of R rectangles per row
+    budget: torch.Tensor,     # B int64: the units each row's mask covers
+    grid: tuple,              # (gh, gw) in units
+    ranges: torch.Tensor,     # the side ranges, 3×2×(B or 1)×1 (`_side_ranges`)
+    keep=None,                # 2×B×R bool: which rectangles count (rows beyond a row's own number are empty); None: all
+    fill=True,                # True, False or B bools: top a row up to its budget
+    start=None,               # B uniforms: where each row's fill starts scanning (None: no fill)
+) -> torch.Tensor:
+    "The block engine on drawn numbers and side ranges as tensors (see `rect_cover`); returns B×gh×gw bool."
+    gh, gw = grid
+    _, B, R = u.shape
+    c = _engine_constants(grid, R, u.device)
+    lo, n, span = ranges
+    hw = lo + torch.minimum((u[:2]*n).to(torch.int64), span)                 # 2×B×R: heights, widths
+    pos = torch.minimum((u[2:]*(c['room'] - hw)).to(torch.int64), c['last'])  # 2×B×R: tops, lefts
+    if keep is not None: hw = hw*keep                                         # a row's extra rectangles: empty
+    # 2×B×R×max(gh, gw): the rows, then the columns, each rectangle spans (a row beyond gh is never spanned)
+    spans = (c['line'] >= pos[..., None]) & (c['line'] < (pos + hw)[..., None])
+    first = _first_cover(spans, grid, c['bits'])                              # B×n: the first rectangle on each unit
+    # union size after rectangles 0..r = how many units were first covered at or before r
+    counts = torch.zeros(B, R + 2, dtype=torch.int64, device=u.device).scatter_add_(1, first, c['one'].expand_as(first))
+    n_keep = (counts[:, :R].cumsum(1) <= budget[:, None]).sum(1)              # the longest prefix that fits
+    cov = first < n_keep[:, None]
+    # the first rectangle that does not fit gives exactly the missing units, its top rows first (a uncovered unit's
+    # `first` is R + 1, never equal to n_keep <= R)
+    nxt = first == n_keep[:, None]
+    cov = cov | (nxt & (nxt.cumsum(1) <= (budget - cov.sum(1))[:, None]))
+    if fill is False or start is None: return cov.view(B, gh, gw)
+    missing = budget - cov.sum(1)
+    return _fill_to_budget(cov, missing if fill is True else missing*fill, start, grid, c['scan']).view(B, gh, gw)
 
 def rect_cover(
     u: torch.Tensor,                        # 4×B×R uniforms in [0, 1): height, width, top and left of R rectangles
@@ -97,34 +153,12 @@ def rect_cover(
     bool tensor) tops a row up to its budget when its rectangles fall short, scanning from `start` (B uniforms);
     `n_rects` (B ints) keeps only a row's first rectangles. Callers that draw all their numbers at once (the GMML
     corruption draws every step's in one hash call) use this; `block_mask` draws its own."""
-    gh, gw = grid
-    _, B, R = u.shape
-    dev = u.device
-    budget = budget.to(device=dev, dtype=torch.int64)
-    hmin, hmax, wmin, wmax = (_per_row(s) for s in sides)
-    h = hmin + torch.clamp((u[0]*(hmax - hmin + 1)).long(), max=hmax - hmin)
-    w = wmin + torch.clamp((u[1]*(wmax - wmin + 1)).long(), max=wmax - wmin)
-    top = torch.clamp((u[2]*(gh - h + 1)).long(), max=gh - 1)
-    left = torch.clamp((u[3]*(gw - w + 1)).long(), max=gw - 1)
-    # a row's extra rectangles: empty
-    if n_rects is not None: h = h*(torch.arange(R, device=dev) < _per_row(n_rects))
-    rows, cols = torch.arange(gh, device=dev), torch.arange(gw, device=dev)
-    rm = (rows >= top[..., None]) & (rows < (top + h)[..., None])          # B×R×gh: rows each rectangle spans
-    cm = (cols >= left[..., None]) & (cols < (left + w)[..., None])        # B×R×gw: columns each rectangle spans
-    # B×n: the first rectangle covering each unit (R: none)
-    first = _first_cover(rm, cm)
-    # union size after rectangles 0..r = how many units were first covered at or before r
-    counts = torch.zeros(B, R + 1, dtype=torch.int64, device=dev).scatter_add_(1, first, torch.ones_like(first))
-    union = counts[:, :R].cumsum(1)                                         # B×R, non-decreasing
-    n_keep = (union <= budget[:, None]).sum(1)                              # the longest prefix that fits
-    cov = first < n_keep[:, None]
-    # the first rectangle that does not fit gives exactly the missing units, its top rows first
-    nxt = (first == n_keep[:, None]) & (n_keep < R)[:, None]
-    missing = budget - cov.sum(1)
-    cov = cov | (nxt & (nxt.cumsum(1) <= missing[:, None]))
-    cov = cov.view(B, gh, gw)
-    if fill is False or start is None: return cov
-    return _fill_to_budget(cov, (budget - cov.view(B, -1).sum(1))*fill, start)
+    dev, R = u.device, u.shape[2]
+    keep = None
+    if n_rects is not None:
+        k = torch.arange(R, device=dev) < n_rects.to(dev).view(-1, 1)
+        keep = torch.stack([k, torch.ones_like(k)])
+    return _cover(u, budget.to(device=dev, dtype=torch.int64), tuple(grid), _side_ranges(sides, dev), keep, fill, start)
 
 def block_mask(
     key: torch.Tensor,     # the counter RNG's key (`rng_key`): the same key, the same masks
@@ -142,50 +176,38 @@ def block_mask(
     start = hash_uniform(key, (B,), stream + FILL_START_STREAM) if fill else None
     return rect_cover(u, budget, grid, sides, fill, start)
 
-def _first_cover(rm: torch.Tensor, cm: torch.Tensor) -> torch.Tensor:
-    """For rectangles given by their row spans `rm` (B×R×gh) and column spans `cm` (B×R×gw): index of the first one
-    covering each unit, B×(gh·gw) (R if none)."""
-    B, R, gh = rm.shape
-    gw = cm.shape[2]
+def _first_cover(spans: torch.Tensor, grid, bits: list) -> torch.Tensor:
+    """Index of the first rectangle covering each unit, B×(gh·gw) int64 (R + 1 where none does), from the rows and
+    columns each of R rectangles spans (`spans`, 2×B×R×max(gh, gw)) and the words' bit values (`bits`)."""
+    gh, gw = grid
+    _, B, R, _ = spans.shape
     first = None
-    for r0 in range(0, R, 62):     # 62 rectangles per int64 bitmask; one word in the usual case
-        k = min(62, R - r0)
-        bit = torch.ones(k, 1, dtype=torch.int64, device=rm.device) << torch.arange(k, device=rm.device)[:, None]
-        row_bits = (rm[:, r0:r0+k].to(torch.int64)*bit).sum(1)            # B×gh: which rectangles span each row
-        col_bits = (cm[:, r0:r0+k].to(torch.int64)*bit).sum(1)            # B×gw
-        both = row_bits[:, :, None] & col_bits[:, None, :]                 # rectangles covering each unit
-        lowest = both & (-both)                                            # isolate the lowest set bit: a power of two
+    for w, r0 in enumerate(range(0, R, _WORD)):   # one word in the usual case
+        k = min(_WORD, R - r0)
+        words = (spans[:, :, r0:r0 + k]*bits[w]).sum(2)                  # 2×B×G: the rectangles spanning a row / column
+        both = words[0, :, :gh, None] & words[1, :, None, :gw]            # B×gh×gw: the rectangles covering a unit
+        last = r0 + k == R
+        if last: both = both | (1 << (k + 1))                             # "none" above them: index R + 1
+        low = both & -both                                                # the lowest set bit: a power of two
         # a power of two 2**i is exact in float32; its exponent field (bits 23-30) holds i + 127
-        idx = ((lowest.to(torch.float32).view(torch.int32) >> 23) - 127).to(torch.int64) + r0
-        word = torch.where(both != 0, idx, R).view(B, -1)
-        first = word if first is None else torch.minimum(first, word)
-    return first
+        idx = ((low.to(torch.float32).view(torch.int32) >> 23) - (127 - r0)).to(torch.int64)
+        if not last: idx = torch.where(both != 0, idx, R + 1)
+        first = idx if first is None else torch.minimum(first, idx)
+    return first.view(B, gh*gw)
 
-def _dilate(m: torch.Tensor) -> torch.Tensor:
-    "3×3 dilation of a B×gh×gw bool mask (a unit is set if it or any of its 8 neighbours is), with shifted ORs."
-    r = m.clone()
-    r[:, 1:] |= m[:, :-1]; r[:, :-1] |= m[:, 1:]
-    c = r.clone()
-    c[:, :, 1:] |= r[:, :, :-1]; c[:, :, :-1] |= r[:, :, 1:]
-    return c
-
-def _fill_to_budget(cov: torch.Tensor, missing: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
-    """Cover exactly `missing[b]` more units of each mask: first uncovered units touching a block, then any, in a scan
-    order rotated to start at the uniform `start[b]`."""
-    B, gh, gw = cov.shape
-    n = gh*gw
-    first = (start.view(B, 1)*n).long()
-    order = (torch.arange(n, device=cov.device)[None] + first) % n          # each image scans from its own random start
-    flat = cov.reshape(B, n)
-    missing = missing.clamp(min=0)
-    for border_only in (True, False):
-        cand = ~flat
-        if border_only: cand = cand & _dilate(flat.view(B, gh, gw)).view(B, n)
-        c = cand.gather(1, order)
-        take = c & (c.cumsum(1) <= missing[:, None])
-        flat = flat | torch.zeros_like(flat).scatter(1, order, take)
-        missing = missing - take.sum(1)
-    return flat.view(B, gh, gw)
+def _fill_to_budget(cov: torch.Tensor, missing: torch.Tensor, start: torch.Tensor, grid, scan: torch.Tensor):
+    """Cover exactly `missing[b]` more units of each flat B×n mask `cov`: first uncovered units touching a block, then
+    any, in a scan order rotated to start at the uniform `start[b]` (`scan`: the constant 0..n-1)."""
+    (gh, gw), (B, n) = grid, cov.shape
+    order = (scan + (start.view(B, 1)*n).to(torch.int64)) % n          # each image scans from its own random start
+    # 3×3 dilation: a unit touches a block if it or one of its 8 neighbours is covered
+    near = F.max_pool2d(cov.view(B, 1, gh, gw).to(torch.float32), 3, 1, 1).view(B, n) > 0
+    free = ~cov
+    border = free & near
+    # one scan of 2n: the free units touching a block in the rotated order, then the other free units in that order
+    cand = torch.stack([border, free ^ border], 1).gather(2, order[:, None].expand(B, 2, n)).view(B, 2*n)
+    take = (cand & (cand.cumsum(1) <= missing[:, None])).view(B, 2, n)
+    return cov | torch.zeros_like(cov).scatter_(1, order, take[:, 0] | take[:, 1])
 
 # %% ../nbs/20_masking.ipynb #bbbceadf
 def _per_image_budget(key, B, units, ratio, rounding, stream):

@@ -15,7 +15,7 @@ from fastai.torch_core import rank_distrib
 from .augment import PretrainAugment
 from .corruption import show_corruption
 from .core import unwrap_model, eval_mode, local_dl, dls_stats, denormalize
-from .rng import rng_key, split_key, seeded_generator, AUGMENT_STREAM, VALID_SEED_STRIDE
+from .rng import rng_key, resolve_key, split_key, seeded_generator, AUGMENT_STREAM, VALID_SEED_STRIDE
 from .patches import show_img
 
 # %% auto #0
@@ -35,7 +35,8 @@ class SeededCallback(Callback):
 
     def _key(self, device):
         "Training: a fresh key from this callback's generator. Validation: the same key for batch i at every epoch."
-        if self.training: return rng_key(generator=self.generator).to(device)
+        # drawn on the CPU, where the host reads its words; made on the device from them (no host-to-device copy)
+        if self.training: return resolve_key(rng_key(generator=self.generator), device=device)
         return rng_key(self.valid_seed*VALID_SEED_STRIDE + self.learn.iter, device=device)
 
 class PretrainCallback(SeededCallback):

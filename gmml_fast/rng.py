@@ -26,6 +26,32 @@ def _mix32(h: torch.Tensor) -> torch.Tensor:
     h = band(torch.mul(h, 0x2C1B3C6D), _M32)
     return xor(h, shr(h, 16))
 
+def _mix32_int(h: int) -> int:
+    "`_mix32` on one Python int: the same rounds, for the words of a key the host knows."
+    h ^= h >> 16
+    h = (h*0x7FEB352D) & _M32
+    h ^= h >> 15
+    h = (h*0x2C1B3C6D) & _M32
+    return h ^ (h >> 16)
+
+def _remember_words(key: torch.Tensor, words) -> torch.Tensor:
+    """Note on the key tensor the two words it holds, with its version counter (an in-place change of the key makes the
+    note stale, and it is then ignored)."""
+    key._gmml_words = (tuple(int(w) for w in words), key._version)
+    return key
+
+def _known_words(key: torch.Tensor):
+    """The key's two words as Python ints when the host knows them (a key made by `rng_key` or derived from one),
+    else None."""
+    note = getattr(key, '_gmml_words', None)
+    return note[0] if note is not None and note[1] == key._version else None
+
+def _key_on(words, device) -> torch.Tensor:
+    """A key tensor on `device` holding the host's two `words`, made there from two scalars: no host-to-device copy
+    (which would wait for the device)."""
+    pick = device_constant((True, False), torch.bool, device)
+    return _remember_words(torch.where(pick, int(words[0]), int(words[1])), words)
+
 def rng_key(
     seed: int | None = None,                   # an int seed: the key holds its low and high 32 bits
     generator: torch.Generator | None = None,  # or a generator to draw the key from (None: PyTorch's global one)
@@ -35,9 +61,11 @@ def rng_key(
     generator."""
     if seed is not None:
         s = int(seed)
-        return torch.tensor([s & _M32, (s >> 32) & _M32], dtype=torch.int64, device=device)
+        return _key_on((s & _M32, (s >> 32) & _M32), device)
     if generator is not None and device is None: device = generator.device
-    return torch.randint(0, 2**32, (2,), generator=generator, dtype=torch.int64, device=device)
+    key = torch.randint(0, 2**32, (2,), generator=generator, dtype=torch.int64, device=device)
+    # drawn on the CPU: the host reads its words for free (a key drawn on a GPU stays unread: no sync)
+    return _remember_words(key, key.tolist()) if key.device.type == 'cpu' else key
 
 def resolve_key(
     key=None,        # a key made by `rng_key`, used as given
@@ -49,15 +77,26 @@ def resolve_key(
     if key is not None:
         if not (isinstance(key, torch.Tensor) and key.shape == (2,) and key.dtype == torch.int64):
             raise ValueError(f"key must be an int64 tensor of shape (2,) as made by rng_key, got {key!r}")
-        return key if device is None else key.to(device)
+        if device is None or key.device == torch.device(device): return key
+        words = _known_words(key)
+        return key.to(device) if words is None else _key_on(words, device)
     return rng_key(seed, generator, device)
+
+def _stream_key(words, stream: int) -> tuple[int, int]:
+    "The key's two words mixed with the stream's (as `_hash_bits_impl` does on the device), on the host."
+    s = (stream & _M32, (stream*0x9E3779B1) & _M32)
+    return tuple(_mix32_int(_mix32_int(w ^ t) ^ (t >> 1)) for w, t in zip(words, s))
+
+def _word_chain(n: int, k0, k1, device) -> torch.Tensor:
+    "Words 0..n-1 of a key already mixed with its stream (`k0`, `k1`: ints, or 0-dim tensors on `device`)."
+    idx = torch.arange(n, device=device, dtype=torch.int64)
+    return _mix32(torch.bitwise_xor(_mix32(torch.bitwise_and(torch.add(idx, k0), _M32)), k1))
 
 def _hash_bits_impl(key: torch.Tensor, n: int, stream: int) -> torch.Tensor:
     s = device_constant((stream & _M32, (stream*0x9E3779B1) & _M32), torch.int64, key.device)
-    xor = torch.bitwise_xor
-    k = _mix32(xor(_mix32(xor(key, s)), torch.bitwise_right_shift(s, 1)))
-    idx = torch.arange(n, device=key.device, dtype=torch.int64)
-    return _mix32(xor(_mix32(torch.bitwise_and(torch.add(idx, k[0]), _M32)), k[1]))
+    s_half = device_constant(((stream & _M32) >> 1, ((stream*0x9E3779B1) & _M32) >> 1), torch.int64, key.device)
+    k = _mix32(torch.bitwise_xor(_mix32(torch.bitwise_xor(key, s)), s_half))
+    return _word_chain(n, k[0], k[1], key.device)
 
 # An opaque custom op: torch.compile treats the hash as one node (its integer constants otherwise make Inductor's
 # symbolic value-range analysis crawl) and runs it as ordinary tensor kernels, on whatever device the key lives.
@@ -71,14 +110,21 @@ def hash_bits(
     stream: int = 0,    # the stream: another stream, other words from the same key
 ) -> torch.Tensor:
     "`n` pseudo-random 32-bit words (in an int64 tensor) for (`key`, `stream`): word i is a hash of (key, stream, i)."
-    return torch.ops.gmml_fast.hash_bits(key, n, stream)
+    words = None if torch.compiler.is_compiling() else _known_words(key)
+    if words is None: return torch.ops.gmml_fast.hash_bits(key, n, stream)
+    # the host knows the key: it mixes in the stream itself, and the device runs only the per-word rounds
+    return _word_chain(n, *_stream_key(words, stream), key.device)
 
 def split_key(
     key: torch.Tensor,  # a key made by `rng_key`
     stream: int,        # the stream the new key is for
 ) -> torch.Tensor:
     "A new key derived from `key` for an independent `stream` (an int): how one key feeds many random draws."
-    return hash_bits(key, 2, SPLIT_STREAM_BASE + stream)
+    words = None if torch.compiler.is_compiling() else _known_words(key)
+    if words is None: return hash_bits(key, 2, SPLIT_STREAM_BASE + stream)
+    # the host knows the key: it computes the two words of `hash_bits(key, 2, ...)` itself
+    k0, k1 = _stream_key(words, SPLIT_STREAM_BASE + stream)
+    return _key_on([_mix32_int(_mix32_int((i + k0) & _M32) ^ k1) for i in range(2)], key.device)
 
 def bits_to_uniform(
     words: torch.Tensor,  # 32-bit hash words in an int64 tensor (`hash_bits`)

@@ -28,12 +28,15 @@ def loaders():
 @pytest.mark.parametrize('shape', [(8, 1, 28, 28), (512, 1, 28, 28), (8, 3, 32, 32), (256, 3, 32, 32)])
 @pytest.mark.parametrize('recipe', ['gmml', 'comb2'])
 def test_corruption_launches_few_kernels_at_any_batch_size(shape, recipe):
-    "One corruption call: at most 300 kernel-launching operations (before: 880 at 8×1×28×28), the same count whatever the batch size, no sync."
+    """One corruption call: at most 130 kernel-launching operations with a key the host knows (as every library key is)
+    and 150 with one only the device knows, the same count whatever the batch size, no sync. Measured at 8×1×28×28:
+    124 and 146 (at db2451e: 880; before the block engine's and the hash's rework: 199)."""
     x, key = torch.randn(*shape), rng_key(0)
-    gmml_corrupt(x, recipe, key=key)
-    w = host_work(gmml_corrupt, x, recipe, key=key)
-    assert w['launches'] <= 300, w
-    assert w['syncs'] == 0 and w['literals'] == 0, w
+    for k, bound in ((key, 130), (key.clone(), 150)):          # a clone: the same words, unknown to the host
+        gmml_corrupt(x, recipe, key=k)
+        w = host_work(gmml_corrupt, x, recipe, key=k)
+        assert w['launches'] <= bound, w
+        assert w['syncs'] == 0 and w['literals'] == 0, w
 
 def test_corruption_is_reproducible():
     x = torch.randn(16, 3, 32, 32)
@@ -60,9 +63,12 @@ def test_no_host_sync_per_training_batch(work, name):
 
 @pytest.mark.slow
 def test_pretraining_step_launches(work):
-    "The GMML and DRLoc + ME batches against a classification batch on the same encoder, in kernel launches (before this work: 4.5× and 4.0×; measured after it: 3.22× and 2.93×; the issue's target of 1.5× is not reached in eager mode, the corruption alone is ~1.6× a CE batch)."
+    """The GMML and DRLoc + ME batches against a classification batch on the same encoder, in kernel launches. At db2451e:
+    4.5× and 4.0×; at 8f1f89d: 3.22× and 2.93×; measured now: 2.09× and 2.61× (280 and 350 against 134). The issue's 1.5× is
+    not reached at this 1-block setting: the corruption alone is 124 launches, and ME's decoder (the thesis's 4 blocks)
+    adds 152 by itself."""
     ce, gmml, aux = (work[k]['launches'] for k in ('finetune (CE)', 'GMML', 'finetune (CE + DRLoc + ME)'))
-    assert gmml <= 3.4*ce and aux <= 3.1*ce, (ce, gmml, aux)
+    assert gmml <= 2.2*ce and aux <= 2.7*ce, (ce, gmml, aux)
 
 def test_non_finite_weights_are_never_written_or_loaded(tmp_path):
     enc = create_encoder('nano_28', in_chans=1, depth=1)
