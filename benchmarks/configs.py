@@ -100,6 +100,7 @@ class MemoryStage(StageConfig):
     bs: int = hp(64, 'batch size', within='[1, inf)')
     precision: str = hp('32', 'training precision', choices=('32', 'bf16', 'fp16'))
     machine: str = hp('', 'where it ran (measurements are not shared between machines)')
+    code: str = hp('', 'the commit of the code measured, + if it had changes (nor between versions of the code)')
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class ThroughputStage(StageConfig):
     epochs: int = hp(3, 'epochs per learner (the first is a warm-up)', within='[2, inf)')
     repeats: int = hp(5, 'timed repeats of the corruption alone', within='[1, inf)')
     machine: str = hp('', 'where it ran (measurements are not shared between machines)')
+    code: str = hp('', 'the commit of the code measured, + if it had changes (nor between versions of the code)')
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ class HostStage(StageConfig):
     kind: ClassVar[str] = 'host'
     setting: str = hp('tiny', 'the encoder and batch size (`stages.HOST_SETTINGS`)', choices=('tiny', 'nano'))
     machine: str = hp('', 'where it ran (measurements are not shared between machines)')
+    code: str = hp('', 'the commit of the code measured, + if it had changes (nor between versions of the code)')
     short: int = hp(20, 'batches of the short epoch', within='[1, inf)')
     long: int = hp(60, 'batches of the long epoch', within='[2, inf)')
     repeats: int = hp(3, 'timings of each epoch (the median counts)', within='[0, inf)')

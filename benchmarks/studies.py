@@ -576,6 +576,13 @@ def ablations(ctx):
 
 
 # ---------------------------------------------------------------------------------------------------- speed and memory
+def code_key() -> str:
+    """The part of a measurement's config that says which code it measured: a timing or a count read back from the state
+    folder must have been measured on this commit (a '+' marks uncommitted changes, which make it unrepeatable)."""
+    from benchmarks.stages import git_state
+    g = git_state()
+    return f"{g['commit'] or 'no git'}{'+' if g['dirty'] else ''}"
+
 def machine_key() -> str:
     "The part of a measurement's config that says where it ran: timings and memory are not shared between machines."
     from benchmarks.stages import machine
@@ -654,8 +661,8 @@ def throughput_md(path) -> str:
 
 @study('throughput', "images/s of every step the project compares, and their step-time ratios, measured in one process (full: about 10 min on 2 CPU cores)", ('throughput',))
 def throughput(ctx):
-    r = ctx.store.run(ThroughputStage(batches=4, epochs=2, repeats=2, machine=machine_key()) if ctx.quick else
-                      ThroughputStage(batches=8, epochs=3, repeats=5, machine=machine_key()))
+    r = ctx.store.run(ThroughputStage(batches=4, epochs=2, repeats=2, machine=machine_key(), code=code_key()) if ctx.quick else
+                      ThroughputStage(batches=8, epochs=3, repeats=5, machine=machine_key(), code=code_key()))
     if r is None: return []
     meta = ctx.meta()
     res = dict(meta=meta, machine=R.machine_line(meta['machine']), command=meta['command'],
@@ -666,7 +673,7 @@ def throughput(ctx):
 def host(ctx):
     quick = dict(short=4, long=8, repeats=1)
     full = {'tiny': dict(short=20, long=60, repeats=3), 'nano': dict(short=10, long=30, repeats=3)}   # nano: 0.3 s a step
-    recs = {k: ctx.store.run(HostStage(setting=k, machine=machine_key(), **(quick if ctx.quick else full[k]))) for k in ('tiny', 'nano')}
+    recs = {k: ctx.store.run(HostStage(setting=k, machine=machine_key(), code=code_key(), **(quick if ctx.quick else full[k]))) for k in ('tiny', 'nano')}
     if any(r is None for r in recs.values()): return []
     meta = ctx.meta()
     res = dict(meta=meta, command=meta['command'], machine=R.machine_line(meta['machine']), settings=recs)
@@ -680,7 +687,7 @@ MEMORY_CONFIGS = [(m, arch, size, bs) for arch, size, bs in (('tiny_32', 32, 64)
 def memory(ctx):
     cfgs = MEMORY_CONFIGS[:1] if ctx.quick else MEMORY_CONFIGS
     rows = [dict(method=m, arch=a, size=s, bs=b, **r) for m, a, s, b in cfgs
-            if (r := ctx.store.run(MemoryStage(method=m, arch=a, size=s, bs=b, precision='32', machine=machine_key())))]
+            if (r := ctx.store.run(MemoryStage(method=m, arch=a, size=s, bs=b, precision='32', machine=machine_key(), code=code_key())))]
     if not rows: return []
     meta = ctx.meta()
     res = dict(meta=meta, command=meta['command'], device=rows[0]['device'], precision='32', torch=meta['machine']['torch'], rows=rows)

@@ -90,6 +90,7 @@ def _engine_constants(grid, R: int, device) -> dict:
                 bits=[device_constant(tuple(1 << r for r in range(min(_WORD, R - r0))), torch.int64, dev).view(-1, 1)
                       for r0 in range(0, R, _WORD)],
                 one=device_constant((1,), torch.int64, dev).view(()),
+                zero=device_constant((0,), torch.int64, dev).view(()),
                 scan=device_constant(tuple(range(gh*gw)), torch.int64, dev))
 
 def _side_ranges(sides, device) -> torch.Tensor:
@@ -124,7 +125,7 @@ def _cover(
     if keep is not None: hw = hw*keep                                         # a row's extra rectangles: empty
     # 2×B×R×max(gh, gw): the rows, then the columns, each rectangle spans (a row beyond gh is never spanned)
     spans = (c['line'] >= pos[..., None]) & (c['line'] < (pos + hw)[..., None])
-    first = _first_cover(spans, grid, c['bits'])                              # B×n: the first rectangle on each unit
+    first = _first_cover(spans, grid, c['bits'], c['zero'])                   # B×n: the first rectangle on each unit
     # union size after rectangles 0..r = how many units were first covered at or before r
     counts = torch.zeros(B, R + 2, dtype=torch.int64, device=u.device).scatter_add_(1, first, c['one'].expand_as(first))
     n_keep = (counts[:, :R].cumsum(1) <= budget[:, None]).sum(1)              # the longest prefix that fits
@@ -176,15 +177,16 @@ def block_mask(
     start = hash_uniform(key, (B,), stream + FILL_START_STREAM) if fill else None
     return rect_cover(u, budget, grid, sides, fill, start)
 
-def _first_cover(spans: torch.Tensor, grid, bits: list) -> torch.Tensor:
+def _first_cover(spans: torch.Tensor, grid, bits: list, zero: torch.Tensor) -> torch.Tensor:
     """Index of the first rectangle covering each unit, B×(gh·gw) int64 (R + 1 where none does), from the rows and
-    columns each of R rectangles spans (`spans`, 2×B×R×max(gh, gw)) and the words' bit values (`bits`)."""
+    columns each of R rectangles spans (`spans`, 2×B×R×max(gh, gw)), the words' bit values (`bits`) and a zero."""
     gh, gw = grid
     _, B, R, _ = spans.shape
     first = None
     for w, r0 in enumerate(range(0, R, _WORD)):   # one word in the usual case
         k = min(_WORD, R - r0)
-        words = (spans[:, :, r0:r0 + k]*bits[w]).sum(2)                  # 2×B×G: the rectangles spanning a row / column
+        # 2×B×G: the rectangles spanning each row and each column
+        words = torch.where(spans[:, :, r0:r0 + k], bits[w], zero).sum(2)
         both = words[0, :, :gh, None] & words[1, :, None, :gw]            # B×gh×gw: the rectangles covering a unit
         last = r0 + k == R
         if last: both = both | (1 << (k + 1))                             # "none" above them: index R + 1
@@ -200,13 +202,16 @@ def _fill_to_budget(cov: torch.Tensor, missing: torch.Tensor, start: torch.Tenso
     any, in a scan order rotated to start at the uniform `start[b]` (`scan`: the constant 0..n-1)."""
     (gh, gw), (B, n) = grid, cov.shape
     order = (scan + (start.view(B, 1)*n).to(torch.int64)) % n          # each image scans from its own random start
-    # 3×3 dilation: a unit touches a block if it or one of its 8 neighbours is covered
-    near = F.max_pool2d(cov.view(B, 1, gh, gw).to(torch.float32), 3, 1, 1).view(B, n) > 0
+    # 3×3 dilation: a unit touches a block if it or one of its 8 neighbours is covered (ORs of shifted views of the
+    # padded mask: a few cheap kernels, where a max-pool is a slow one on CPUs)
+    pad = F.pad(cov.view(B, gh, gw), (1, 1, 1, 1))
+    rows = pad[:, :-2] | pad[:, 1:-1] | pad[:, 2:]
+    near = (rows[:, :, :-2] | rows[:, :, 1:-1] | rows[:, :, 2:]).view(B, n)
     free = ~cov
     border = free & near
     # one scan of 2n: the free units touching a block in the rotated order, then the other free units in that order
     cand = torch.stack([border, free ^ border], 1).gather(2, order[:, None].expand(B, 2, n)).view(B, 2*n)
-    take = (cand & (cand.cumsum(1) <= missing[:, None])).view(B, 2, n)
+    take = (cand & (cand.cumsum(1, dtype=torch.int32) <= missing[:, None])).view(B, 2, n)
     return cov | torch.zeros_like(cov).scatter_(1, order, take[:, 0] | take[:, 1])
 
 # %% ../nbs/20_masking.ipynb #bbbceadf

@@ -171,6 +171,16 @@ def test_a_stage_config_out_of_range_is_one_error_naming_the_field():
     with pytest.raises(ValueError, match='epochs must be an integer'): PretrainStage(epochs=2.5)
     with pytest.raises(ValueError, match='long must exceed short'): HostStage(short=10, long=10)
 
+def test_a_measurement_is_not_read_back_for_other_code(tmp_path):
+    "Timings and counts measure the code: a host, throughput or memory stage of one commit is not another's."
+    from benchmarks.configs import HostStage, ThroughputStage, MemoryStage
+    from benchmarks.stages import Store
+    from benchmarks.studies import code_key
+    st = Store(tmp_path)
+    for cls in (HostStage, ThroughputStage, MemoryStage):
+        assert st.path(cls(code='4e7eb06')) != st.path(cls(code='8f1f89d')) != st.path(cls(code='8f1f89d+'))
+    assert re.fullmatch(r'[0-9a-f]{7,}\+?', code_key())
+
 # Stage names of the label-efficiency study's records, computed from untyped config dicts (GMML's pretraining at e2c14fe,
 # the other two at 1985867): typed configs must find every stage finished before them.
 PRETRAIN_GMML_KEY, FINETUNE_GMML_1PCT_SEED0_KEY, FROZEN_RANDOM_KEY = '7c9376710425', '8900f7ec9ef2', '84318d00f8f8'
