@@ -6,9 +6,9 @@
 Four parts, each wrapped so that a failing one records its error and the others still run:
 
 1. throughput — images/s of a GMML, an MAE and a CE (supervised finetuning) training step of ViT-Tiny at 32 px (preset
-   'tiny_32'), in precision '32' and 'bf16', eager and under torch.compile, built by the library's own builders
-   (`gmml_learner`, `mae_learner`, `finetune_learner`) on synthetic images that live on the GPU, so that the numbers
-   are the training step's and not a data loader's. A fastai callback times the steps after the warm-up steps (the
+   'tiny_32'), in precision '32' and 'bf16', eager, under torch.compile and as CUDA graphs (mode 'reduce-overhead'),
+   built by the library's own builders (`gmml_learner`, `mae_learner`, `finetune_learner`) on synthetic images that
+   live on the GPU, so that the numbers are the training step's and not a data loader's. A fastai callback times the steps after the warm-up steps (the
    compilation happens there) between two `torch.cuda.synchronize()`; the GMML/CE and MAE/CE step-time ratios follow.
 2. memory — the peak GPU memory (`torch.cuda.max_memory_allocated`, reset per configuration) of those same runs.
 3. ddp — two processes of data-parallel GMML training with raw `torch.distributed`: NCCL with one rank per GPU where
@@ -44,11 +44,13 @@ REPO = HERE.parent
 PARTS = ('throughput', 'memory', 'ddp', 'pretrain')
 METHODS = ('gmml', 'mae', 'ce')
 PRECISIONS = ('32', 'bf16')
-COMPILES = (False, True)
+COMPILES = (False, True, 'reduce-overhead')      # eager, compiled, compiled and replayed as CUDA graphs
+COMPILE_LABELS = {False: 'eager', True: 'compiled', 'reduce-overhead': 'CUDA graphs'}
 IDX_STEMS = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
 
 # The sizes of the real study and of its CPU dry run. GPU: 20 warm-up + 50 timed steps at bs 256 per configuration keeps
-# the 12 configurations to about a minute eager plus the compilations. Dry run: just enough to pass through every path.
+# the 6 eager configurations to about a minute, plus the compilations (compiled, then CUDA graphs, while the budget
+# lasts). Dry run: just enough to pass through every path.
 SIZES = {
     'gpu': dict(arch='tiny_32', size=32, bs=256, warmup=20, steps=50, ddp_arch='tiny_32', ddp_depth=None, ddp_bs=256,
                 ddp_warmup=5, ddp_steps=20, epochs=5, pretrain=dict(arch='tiny_32', depth=0, fraction=1.0, n_valid=2000,
@@ -252,8 +254,9 @@ def time_config(method: str, precision: str, compile: bool, sz: dict, bs: int, d
         gc.collect()
         if cuda: torch.cuda.empty_cache()
 
-def run_matrix(study: GPUStudy, compiled: bool, device, bs: int):
-    "Time every method × precision with compile off (first pass) or on (last pass), each configuration on its own."
+def run_matrix(study: GPUStudy, compiled, device, bs: int):
+    """Time every method × precision with compile off (first pass), on, or on with CUDA graphs (`compiled`, one of
+    COMPILES; the last passes), each configuration on its own."""
     sz, dry = study.sizes, study.res['dry_run']
     rows = study.configs
     need = sz['compiled_s'] if compiled else sz['eager_s']
@@ -268,7 +271,7 @@ def run_matrix(study: GPUStudy, compiled: bool, device, bs: int):
                 except Exception as e: r = dict(key, **_error(e))
                 r['config_s'] = round(time.perf_counter() - t, 1)    # build + warm-up + timed steps: what the budget pays
             rows.append(r)
-            print(f"[throughput] {method:4s} {precision:4s} compile={compiled!s:5s} {r['status']}"
+            print(f"[throughput] {method:4s} {precision:4s} {COMPILE_LABELS[compiled]:11s} {r['status']}"
                   + (f": {r['images_per_s']:.0f} images/s, peak {r['peak_memory_mib']} MiB" if r['status'] == 'ok' else f" {r.get('error', '')}"),
                   flush=True)
             publish_matrix(study)
@@ -289,7 +292,8 @@ def step_ratios(rows: list) -> list:
 
 def publish_matrix(study: GPUStudy):
     "Copy the configurations timed so far into the throughput and memory parts that were asked for."
-    rows = sorted(study.configs, key=lambda r: (METHODS.index(r['method']), PRECISIONS.index(r['precision']), r['compile']))
+    rows = sorted(study.configs, key=lambda r: (METHODS.index(r['method']), PRECISIONS.index(r['precision']),
+                                                COMPILES.index(r['compile'])))
     done = len(rows) == len(METHODS)*len(PRECISIONS)*len(COMPILES)
     status = 'ok' if done and not any(r['status'] == 'error' for r in rows) else ('error' if done else 'running')
     if 'throughput' in study.res['parts']:
@@ -516,7 +520,7 @@ def render_md(res: dict) -> str:
            f"{res.get('minutes')} min in all{'' if res['complete'] else ' (incomplete: see the statuses below)'}. "
            f"Command: `{res['command']}`.", '']
     if res.get('interrupted'): md += [f"**Cut short** ({res['interrupted']}): the parts still running or not started have no numbers.", '']
-    label = lambda p, c: f"{'fp32' if p == '32' else p} {'compiled' if c else 'eager'}"
+    label = lambda p, c: f"{'fp32' if p == '32' else p} {COMPILE_LABELS[c]}"
     cols = [(p, c) for p in PRECISIONS for c in COMPILES]
     def matrix(rows, key, fmt):
         "One row per method, one column per precision × compile setting; the status where nothing was measured."
@@ -633,8 +637,9 @@ def main(argv=None) -> int:
         if 'pretrain' in parts:
             part('pretrain', lambda: run_pretrain(study, fmnist, a.epochs or sizes['epochs'], a.bs if not a.dry_run else None, a.runs), 20)
         if matrix:
-            try: run_matrix(study, True, device, bs)
-            except Exception as e: study.res['matrix_error'] = _error(e)
+            for compiled in COMPILES[1:]:
+                try: run_matrix(study, compiled, device, bs)
+                except Exception as e: study.res['matrix_error'] = _error(e)
             publish_matrix(study)
     except BaseException as e:                   # SIGTERM or Ctrl-C: keep what was measured, marked incomplete
         study.res['interrupted'] = f"{type(e).__name__} {e} after {(time.perf_counter() - study.t0)/60:.1f} min"

@@ -49,8 +49,8 @@ from .auxiliary import DRLoc
 from .masked_aux import ME, MAEAux
 
 # %% auto #0
-__all__ = ['LEARNER_OPTIONS', 'set_drop_path', 'resolve_recipe', 'DevicePrecision', 'gmml_learner', 'mae_learner',
-           'simmim_learner', 'recipe_fit_kwargs', 'default_layer_decay', 'finetune_learner']
+__all__ = ['LEARNER_OPTIONS', 'COMPILE_MODES', 'set_drop_path', 'resolve_recipe', 'DevicePrecision', 'gmml_learner',
+           'mae_learner', 'simmim_learner', 'recipe_fit_kwargs', 'default_layer_decay', 'finetune_learner']
 
 # %% ../nbs/90_learner.ipynb #6a5ece4a
 def _data_geometry(dls):
@@ -134,14 +134,19 @@ class DevicePrecision(MixedPrecision):
         # GradientClip then clips the true gradients
         if self.learn.scaler.is_enabled(): self.learn.scaler.unscale_(self)
 
-def _speed(learn: Learner, precision, compile: bool) -> Learner:
+COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
+
+def _speed(learn: Learner, precision, compile) -> Learner:
     """Add mixed precision (`precision` in PRECISIONS) and compile the model in place (`compile`): what every builder
     shares."""
     precision = str(precision)
     if precision not in PRECISIONS: raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got "
                                                      f"{precision!r}")
     if precision != '32': learn.add_cb(DevicePrecision(precision))
-    if compile: learn.model.compile()
+    if not (isinstance(compile, bool) or compile in COMPILE_MODES):
+        raise ValueError(f"compile must be True, False or a torch.compile mode ({', '.join(COMPILE_MODES)}), got "
+                         f"{compile!r}")
+    if compile: learn.model.compile(mode=None if compile is True else compile)
     learn.add_cb(StopOnNonFiniteLoss())           # a nan or inf loss stops the fit with one clear error
     return use_sparse_progress(learn)             # no host sync per batch for the progress bar's comment
 
@@ -155,7 +160,7 @@ def gmml_learner(
                  seed: int | None = None,               # the callback's random stream (`set_seed`: weights)
                  valid_seed: int = 0,                   # fixed corruption or masks of validation batches
                  precision: str = '32',                 # '32', 'bf16' (CPU or GPU) or 'fp16' (CUDA)
-                 compile: bool = False,                 # `torch.compile` the model (with the corruption)
+                 compile=False,                         # `torch.compile` the model (with the corruption), or a mode
                  figures_every: int | None = None,      # save a reconstruction figure every N epochs
                  cbs=None,                              # more fastai callbacks
                  **overrides,                           # recipe fields (`lr=`, ...) or `Learner` options
@@ -166,7 +171,7 @@ def gmml_learner(
     enc, _ = _build_encoder(dls, arch or r.arch, encoder_kwargs, r.drop_path)
     model = GMMLModel(enc, blocks=r.blocks, fusion=r.fusion, decoder=decoder)
     corr = r.corruption if isinstance(r.corruption, GMMLCorruption) else GMMLCorruption(r.corruption, r.align, r.ratio)
-    cb = GMML(corr, seed=seed, valid_seed=valid_seed, augment=r.views(), in_graph=compile)   # compiled: one graph
+    cb = GMML(corr, seed=seed, valid_seed=valid_seed, augment=r.views(), in_graph=bool(compile))   # one graph
     return _pretrainer(dls, model, cb, MaskedL1Loss(r.whole_image), r, figures_every, precision, compile, cbs,
                        learner_kwargs)
 
@@ -191,7 +196,7 @@ def mae_learner(
                 seed: int | None = None,               # the callback's random stream (`set_seed`: weights)
                 valid_seed: int = 0,                   # fixed masks of the validation batches
                 precision: str = '32',                 # '32', 'bf16' (CPU or GPU) or 'fp16' (CUDA)
-                compile: bool = False,                 # `torch.compile` the model (masks are drawn outside it)
+                compile=False,                         # `torch.compile` the model, or a mode (masks: drawn outside it)
                 figures_every: int | None = None,      # save a reconstruction figure every N epochs
                 cbs=None,                              # more fastai callbacks
                 **overrides,                           # recipe fields (`lr=`, ...) or `Learner` options
@@ -216,7 +221,7 @@ def simmim_learner(
                    seed: int | None = None,               # the callback's random stream (`set_seed`: weights)
                    valid_seed: int = 0,                   # fixed masks of the validation batches
                    precision: str = '32',                 # '32', 'bf16' (CPU or GPU) or 'fp16' (CUDA)
-                   compile: bool = False,                 # `torch.compile` the model (masks are drawn outside it)
+                   compile=False,                         # `torch.compile` the model, or a mode (masks: drawn outside)
                    figures_every: int | None = None,      # save a reconstruction figure every N epochs
                    cbs=None,                              # more fastai callbacks
                    **overrides,                           # recipe fields (`lr=`, ...) or `Learner` options
@@ -332,7 +337,7 @@ def finetune_learner(
                      num_classes: int | None = None,        # default: the number of classes of `dls`
                      seed: int | None = None,               # aux tasks' random stream (`set_seed`: weights)
                      precision: str = '32',                 # '32', 'bf16' (CPU or GPU) or 'fp16' (CUDA)
-                     compile: bool = False,                 # `torch.compile` the model
+                     compile=False,                         # `torch.compile` the model, or a mode ('reduce-overhead')
                      metrics=None,                          # fastai metrics (default: accuracy)
                      cbs=None,                              # more fastai callbacks
                      **overrides,                           # recipe fields (`drloc=`, ...) or `Learner` options

@@ -54,9 +54,19 @@ def test_compile_puts_the_whole_gmml_forward_step_in_one_graph():
         learn = gmml_learner(dls, 'nano_28', encoder_kwargs=dict(depth=1), seed=0, compile=compile)
         with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3, cbs=ThreeSteps())
         return learn, [float(v) for v in learn.recorder.losses]
-    (eager, a), (compiled, b) = run(False), run(True)
-    assert compiled.gmml.in_graph and not eager.gmml.in_graph
+    (eager, a), (compiled, b), (graphs, c) = run(False), run(True), run('reduce-overhead')
+    assert compiled.gmml.in_graph and graphs.gmml.in_graph and not eager.gmml.in_graph
+    # CUDA graphs' mode: on a CPU it compiles as compile=True does, and gives the eager step's losses too
+    assert len(c) == 2 and max(abs(u - v) for u, v in zip(a, c)) < 1e-5, (a, c)
     assert compiled.model.inputs is compiled.gmml.inputs and eager.model.inputs is None
     out = compiled.model(x[:4].float()/255, torch.tensor([1, 2]))              # the compiled call with a key
     assert isinstance(out, GMMLOutput) and out.mask.shape == (4, 1, 28, 28)
     assert len(a) == 2 and max(abs(u - v) for u, v in zip(a, b)) < 1e-5, (a, b)
+
+def test_compile_takes_a_mode_or_is_one_error():
+    from gmml_fast.data import tensor_dls
+    from gmml_fast.learner import finetune_learner
+    x, y = torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.uint8), torch.randint(0, 10, (16,))
+    dls = tensor_dls(x, x, y, y, vocab=list('abcdefghij'), bs=8)
+    with pytest.raises(ValueError, match=r"compile must be True, False or a torch.compile mode \(default, reduce-overhead"):
+        finetune_learner(dls, arch='nano_28', encoder_kwargs=dict(depth=1), compile='fast')

@@ -96,14 +96,14 @@ def _gpu_record():
                 ms = (4.0, 2.0, 1.0)[i]*(0.5 if p == 'bf16' else 1)*(0.8 if c else 1)
                 rows.append(dict(method=m, precision=p, compile=c, status='ok', bs=256, step_ms=ms, images_per_s=256/ms*1000,
                                  peak_memory_mib=100.0 + i))
-    rows[-1] = dict(method='ce', precision='bf16', compile=True, status='skipped (time budget)')
+    rows[-1] = dict(method='ce', precision='bf16', compile='reduce-overhead', status='skipped (time budget)')
     return rows
 
 def test_step_ratios_are_step_time_over_ce():
     rat = {(r['precision'], r['compile']): r for r in gpu.step_ratios(_gpu_record())}
     assert rat[('32', False)]['gmml_vs_ce'] == 4.0 and rat[('32', False)]['mae_vs_ce'] == 2.0
     assert rat[('bf16', False)]['gmml_vs_ce'] == 4.0
-    assert ('bf16', True) not in rat                     # CE was not timed there: no ratio is made up
+    assert ('bf16', True) in rat and ('bf16', 'reduce-overhead') not in rat   # CE was not timed there: no ratio is made up
 
 def test_report_of_a_gpu_run():
     class S:      # what publish_matrix reads of a GPUStudy
@@ -115,11 +115,12 @@ def test_report_of_a_gpu_run():
                machine=dict(device='NVIDIA H200', gpu_count=1, torch='2.x', cuda='12', cudnn=9, python='3.11'))
     md = gpu.render_md(res)
     assert md.splitlines()[0] == '# GPU study' and 'dry run' not in md.lower()
-    assert '| GMML | 64000 | 80000 | 128000 | 160000 |' in md          # images/s: 256 / step time
-    assert '| CE (finetune) | 256000 | 320000 | 512000 | skipped (time budget) |' in md
+    assert '| GMML | 64000 | 80000 | 80000 | 128000 | 160000 | 160000 |' in md          # images/s: 256 / step time
+    assert '| CE (finetune) | 256000 | 320000 | 320000 | 512000 | 640000 | skipped (time budget) |' in md
     assert '| fp32 eager | 1.00 | 4.00× | 2.00× |' in md
-    assert '## Peak GPU memory (MiB)' in md and '| MAE | 101 | 101 | 101 | 101 |' in md
-    assert S.res['throughput']['status'] == 'ok' and len(S.res['memory']['configs']) == 12
+    assert '## Peak GPU memory (MiB)' in md and '| MAE | 101 | 101 | 101 | 101 | 101 | 101 |' in md
+    assert '| fp32 CUDA graphs | 0.80 | 4.00× | 2.00× |' in md
+    assert S.res['throughput']['status'] == 'ok' and len(S.res['memory']['configs']) == 18
 
 def test_fastai_time_column():
     assert gpu._seconds('01:05') == 65 and gpu._seconds('1:00:00') == 3600 and gpu._seconds('') is None and gpu._seconds(None) is None
@@ -145,7 +146,7 @@ def test_dry_run_passes_through_every_part(dry_run):
     t = res['throughput']
     assert t['status'] == 'ok'
     got = {(c['method'], c['precision'], c['compile']): c for c in t['configs']}
-    assert set(got) == {(m, p, c) for m in ('gmml', 'mae', 'ce') for p in ('32', 'bf16') for c in (False, True)}
+    assert set(got) == {(m, p, c) for m in ('gmml', 'mae', 'ce') for p in ('32', 'bf16') for c in (False, True, 'reduce-overhead')}
     for (m, p, c), row in got.items():
         if c: assert row['status'] == 'skipped (dry run)'; continue
         assert row['status'] == 'ok' and row['images_per_s'] > 0 and row['finite'], row
@@ -155,7 +156,7 @@ def test_dry_run_passes_through_every_part(dry_run):
     for q in ratios.values():
         assert q['gmml_vs_ce'] > 0 and q['mae_vs_ce'] > 0
     # 2. memory: one entry per configuration (no CUDA allocator on the CPU: the value is None, the key is there)
-    assert res['memory']['status'] == 'ok' and len(res['memory']['configs']) == 12
+    assert res['memory']['status'] == 'ok' and len(res['memory']['configs']) == 18
     assert all('peak_memory_mib' in c for c in res['memory']['configs'] if c['status'] == 'ok')
     # 3. DDP: two gloo ranks on their own shards end with the same parameters, bit for bit
     d = res['ddp']
@@ -180,7 +181,7 @@ def test_dry_run_report(dry_run):
     for heading in ('## Training-step throughput (images/s)', '## Peak GPU memory (MiB)', '## Two-process DDP',
                     '## GMML pretraining on Fashion-MNIST (the CLI)'):
         assert heading in md
-    assert '| method | fp32 eager | fp32 compiled | bf16 eager | bf16 compiled |' in md
+    assert '| method | fp32 eager | fp32 compiled | fp32 CUDA graphs | bf16 eager | bf16 compiled | bf16 CUDA graphs |' in md
     assert '| GMML |' in md and '| MAE |' in md and '| CE (finetune) |' in md and 'skipped (dry run)' in md
     assert '| setting | CE step (ms) | GMML / CE | MAE / CE |' in md
     assert '| gloo | 2 | cpu, cpu |' in md and 'bit-identical' in md
