@@ -4,7 +4,7 @@
 
 # %% ../nbs/30_corruption.ipynb #b7279ae8
 from __future__ import annotations
-import math
+import functools, math
 from dataclasses import dataclass, replace as dc_replace
 
 import torch
@@ -150,24 +150,30 @@ def _plan(steps, B: int, C: int, H: int, W: int, align: int) -> _Plan:
     return _Plan(tuple(kinds), (gh, gw), a, tuple(sides), tuple(ratios), tuple(n_rects), tuple(noise),
                  n_uniform + (n_noise*B*C*H*W + 1)//2)
 
+def _make_plan_constants(p: _Plan, B: int, device) -> dict:
+    S, R = len(p.kinds), max(p.n_rects)
+    per_row = lambda vals, dtype: torch.tensor(vals, dtype=dtype, device=device).repeat_interleave(B, 0)   # S → S·B
+    sides = [(sd[0], sd[2], sd[1] - sd[0] + 1, sd[3] - sd[2] + 1, sd[1] - sd[0], sd[3] - sd[2]) for sd in p.sides]
+    c = dict(ranges=per_row(sides, torch.int64).T.reshape(3, 2, S*B, 1),
+             lo=per_row([r[0] if r else 1.0 for r in p.ratios], torch.float64),
+             span=per_row([r[1] - r[0] if r else 0.0 for r in p.ratios], torch.float64),
+             fill=per_row([r is not None for r in p.ratios], torch.bool), keep=None)
+    if min(p.n_rects) < R:                                                # a step with fewer rectangles than R
+        k = torch.arange(R, device=device) < per_row(list(p.n_rects), torch.int64)[:, None]
+        c['keep'] = torch.stack([k, torch.ones_like(k)])
+    return c
+
+_cached_plan_constants = functools.lru_cache(maxsize=64)(_make_plan_constants)
+
 def _step_masks(p: _Plan, u: torch.Tensor, B: int) -> torch.Tensor:
     "Every step's block mask at once, S×B×gh×gw, from S×B×(4R + 2) uniforms: one run of the block engine over S·B rows."
     (gh, gw), S, dev = p.grid, len(p.kinds), u.device
     R = max(p.n_rects)
-    rows = lambda vals: tuple(v for v in vals for _ in range(B))          # a value per step → one per row of S·B
-    # the plan's numbers as constant tensors, made once per device: no arithmetic on constants in the hot path
-    sides = [(sd[0], sd[2], sd[1] - sd[0] + 1, sd[3] - sd[2] + 1, sd[1] - sd[0], sd[3] - sd[2]) for sd in p.sides]
-    ranges = device_constant(tuple(v for j in range(6) for v in rows(sd[j] for sd in sides)), torch.int64,
-                             dev).view(3, 2, S*B, 1)
-    keep = None
-    if min(p.n_rects) < R:                                                # a step with fewer rectangles than R
-        keep = device_constant(tuple(r < k for k in rows(p.n_rects) for r in range(R)) + (True,)*(S*B*R), torch.bool,
-                               dev).view(2, S*B, R)
-    lo = device_constant(rows(r[0] if r else 1.0 for r in p.ratios), torch.float64, dev)
-    span = device_constant(rows(r[1] - r[0] if r else 0.0 for r in p.ratios), torch.float64, dev)
+    # the plan's numbers as constant tensors, made once per (plan, B, device): no arithmetic on constants per call
+    c = _make_plan_constants(p, B, dev) if torch.compiler.is_compiling() else _cached_plan_constants(p, B, dev)
     # float64: a float32 ratio can round r·units up past an integer and overshoot the budget by one unit
-    budget = torch.floor((lo + span*u[..., 4*R].reshape(-1).double())*(gh*gw)).long()
-    fill = device_constant(rows(r is not None for r in p.ratios), torch.bool, dev)
+    budget = torch.floor((c['lo'] + c['span']*u[..., 4*R].reshape(-1).double())*(gh*gw)).long()
+    ranges, keep, fill = c['ranges'], c['keep'], c['fill']
     rect = u[..., :4*R].reshape(S*B, 4, R).transpose(0, 1)
     cov = _cover(rect, budget, (gh, gw), ranges, keep, fill=fill, start=u[..., 4*R + 1].reshape(-1))
     return cov.view(S, B, gh, gw)

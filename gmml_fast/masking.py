@@ -4,7 +4,7 @@
 
 # %% ../nbs/20_masking.ipynb #b07f833a
 from __future__ import annotations
-import math
+import functools, math
 import torch
 import torch.nn.functional as F
 from .core import to_pair, range_pair, device_constant
@@ -81,17 +81,22 @@ def _blocks_for(budget_units: int, mean_block_units: float, cap: int = 96) -> in
 # rectangles per int64 bitmask word: bits 0-60 hold rectangles, the bit above the last one "no rectangle" (<= 2**62)
 _WORD = 61
 
-def _engine_constants(grid, R: int, device) -> dict:
-    "The engine's constant tensors for a grid and R rectangles, made once per device (`device_constant`)."
-    (gh, gw), dev = grid, device
-    return dict(room=device_constant((gh + 1, gw + 1), torch.int64, dev).view(2, 1, 1),
-                last=device_constant((gh - 1, gw - 1), torch.int64, dev).view(2, 1, 1),
-                line=device_constant(tuple(range(max(gh, gw))), torch.int64, dev),
-                bits=[device_constant(tuple(1 << r for r in range(min(_WORD, R - r0))), torch.int64, dev).view(-1, 1)
+def _make_engine_constants(grid, R: int, device) -> dict:
+    (gh, gw), i64 = grid, dict(dtype=torch.int64, device=device)
+    return dict(room=torch.tensor((gh + 1, gw + 1), **i64).view(2, 1, 1),
+                last=torch.tensor((gh - 1, gw - 1), **i64).view(2, 1, 1),
+                line=torch.arange(max(gh, gw), **i64),
+                bits=[torch.tensor([1 << r for r in range(min(_WORD, R - r0))], **i64).view(-1, 1)
                       for r0 in range(0, R, _WORD)],
-                one=device_constant((1,), torch.int64, dev).view(()),
-                zero=device_constant((0,), torch.int64, dev).view(()),
-                scan=device_constant(tuple(range(gh*gw)), torch.int64, dev))
+                one=torch.ones((), **i64), zero=torch.zeros((), **i64), scan=torch.arange(gh*gw, **i64))
+
+_cached_engine_constants = functools.lru_cache(maxsize=64)(_make_engine_constants)
+
+def _engine_constants(grid, R: int, device) -> dict:
+    """The engine's constant tensors for a grid and R rectangles, made once per (grid, R, device): a lookup, not a tuple
+    of every unit hashed per call (inside `torch.compile`: constants of the graph)."""
+    if torch.compiler.is_compiling(): return _make_engine_constants(grid, R, device)
+    return _cached_engine_constants(tuple(grid), R, torch.device(device))
 
 def _side_ranges(sides, device) -> torch.Tensor:
     """`sides` (hmin, hmax, wmin, wmax), ints or B-long tensors, as one 3×2×(B or 1)×1 tensor: the least side, the
