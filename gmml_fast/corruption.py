@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 import matplotlib.pyplot as plt
 
-from .masking import mask_coverage, _blocks_for, _cover
+from .masking import mask_coverage, _blocks_for, _cover, _side_ranges, _keep_mask
 from .rng import (resolve_key, hash_bits, bits_to_uniform, bits_to_normal, hash_uniform, rng_key,
                           seeded_generator, CORRUPTION_STREAM)
 from .core import range_pair, denormalize, device_constant
@@ -153,14 +153,11 @@ def _plan(steps, B: int, C: int, H: int, W: int, align: int) -> _Plan:
 def _make_plan_constants(p: _Plan, B: int, device) -> dict:
     S, R = len(p.kinds), max(p.n_rects)
     per_row = lambda vals, dtype: torch.tensor(vals, dtype=dtype, device=device).repeat_interleave(B, 0)   # S → S·B
-    sides = [(sd[0], sd[2], sd[1] - sd[0] + 1, sd[3] - sd[2] + 1, sd[1] - sd[0], sd[3] - sd[2]) for sd in p.sides]
-    c = dict(ranges=per_row(sides, torch.int64).T.reshape(3, 2, S*B, 1),
+    c = dict(ranges=_side_ranges(tuple(per_row([sd[j] for sd in p.sides], torch.int64) for j in range(4)), device),
              lo=per_row([r[0] if r else 1.0 for r in p.ratios], torch.float64),
              span=per_row([r[1] - r[0] if r else 0.0 for r in p.ratios], torch.float64),
              fill=per_row([r is not None for r in p.ratios], torch.bool), keep=None)
-    if min(p.n_rects) < R:                                                # a step with fewer rectangles than R
-        k = torch.arange(R, device=device) < per_row(list(p.n_rects), torch.int64)[:, None]
-        c['keep'] = torch.stack([k, torch.ones_like(k)])
+    if min(p.n_rects) < R: c['keep'] = _keep_mask(per_row(list(p.n_rects), torch.int64), R)   # a step with fewer
     return c
 
 _cached_plan_constants = functools.lru_cache(maxsize=64)(_make_plan_constants)

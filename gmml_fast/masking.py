@@ -111,6 +111,11 @@ def _side_ranges(sides, device) -> torch.Tensor:
     lo, hi = torch.broadcast_tensors(lo, hi)
     return torch.stack([lo, hi - lo + 1, hi - lo])
 
+def _keep_mask(n_rects: torch.Tensor, R: int) -> torch.Tensor:
+    "2×B×R bool: row b keeps its first `n_rects[b]` rectangles' heights (0) and every width (1)."
+    k = torch.arange(R, device=n_rects.device) < n_rects.view(-1, 1)
+    return torch.stack([k, torch.ones_like(k)])
+
 def _cover(
     u: torch.Tensor,          # 4×B×R uniforms: height, width, top and left of R rectangles per row
     budget: torch.Tensor,     # B int64: the units each row's mask covers
@@ -160,10 +165,7 @@ def rect_cover(
     `n_rects` (B ints) keeps only a row's first rectangles. Callers that draw all their numbers at once (the GMML
     corruption draws every step's in one hash call) use this; `block_mask` draws its own."""
     dev, R = u.device, u.shape[2]
-    keep = None
-    if n_rects is not None:
-        k = torch.arange(R, device=dev) < n_rects.to(dev).view(-1, 1)
-        keep = torch.stack([k, torch.ones_like(k)])
+    keep = None if n_rects is None else _keep_mask(n_rects.to(dev), R)
     return _cover(u, budget.to(device=dev, dtype=torch.int64), tuple(grid), _side_ranges(sides, dev), keep, fill, start)
 
 def block_mask(

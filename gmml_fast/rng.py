@@ -82,10 +82,13 @@ def resolve_key(
         return key.to(device) if words is None else _key_on(words, device)
     return rng_key(seed, generator, device)
 
+def _stream_words(stream: int) -> tuple[int, int]:
+    "The two 32-bit words a stream number is mixed in as."
+    return stream & _M32, (stream*0x9E3779B1) & _M32
+
 def _stream_key(words, stream: int) -> tuple[int, int]:
     "The key's two words mixed with the stream's (as `_hash_bits_impl` does on the device), on the host."
-    s = (stream & _M32, (stream*0x9E3779B1) & _M32)
-    return tuple(_mix32_int(_mix32_int(w ^ t) ^ (t >> 1)) for w, t in zip(words, s))
+    return tuple(_mix32_int(_mix32_int(w ^ t) ^ (t >> 1)) for w, t in zip(words, _stream_words(stream)))
 
 def _word_chain(n: int, k0, k1, device) -> torch.Tensor:
     "Words 0..n-1 of a key already mixed with its stream (`k0`, `k1`: ints, or 0-dim tensors on `device`)."
@@ -93,8 +96,8 @@ def _word_chain(n: int, k0, k1, device) -> torch.Tensor:
     return _mix32(torch.bitwise_xor(_mix32(torch.bitwise_and(torch.add(idx, k0), _M32)), k1))
 
 def _hash_bits_impl(key: torch.Tensor, n: int, stream: int) -> torch.Tensor:
-    s = device_constant((stream & _M32, (stream*0x9E3779B1) & _M32), torch.int64, key.device)
-    s_half = device_constant(((stream & _M32) >> 1, ((stream*0x9E3779B1) & _M32) >> 1), torch.int64, key.device)
+    s = device_constant(_stream_words(stream), torch.int64, key.device)
+    s_half = device_constant(tuple(t >> 1 for t in _stream_words(stream)), torch.int64, key.device)
     k = _mix32(torch.bitwise_xor(_mix32(torch.bitwise_xor(key, s)), s_half))
     return _word_chain(n, k[0], k[1], key.device)
 
